@@ -28,11 +28,11 @@ fn data_to_string(d: &Data<'_>) -> String {
 
 /// A client and a server session wired together in memory, with a fake clock and a wire log.
 struct Net {
-    t0: Instant,
-    now: Instant,
+    t0: FakeTime,
+    now: FakeTime,
     config: SessionConfig,
-    server: Option<ServerSession<Instant>>,
-    client: ClientSession<Instant>,
+    server: Option<ServerSession<FakeTime>>,
+    client: ClientSession<FakeTime>,
     /// Every exchange, as `+<ms> <who> <what>`.
     log: Vec<String>,
     client_rx: Vec<String>,
@@ -45,7 +45,7 @@ struct Net {
 
 impl Net {
     fn new(client: ClientConfig, config: SessionConfig) -> Net {
-        let t0 = Instant::now_for_tests();
+        let t0 = FakeTime::ZERO;
         let mut net = Net {
             t0,
             now: t0,
@@ -72,7 +72,7 @@ impl Net {
         self.log.push(line);
     }
 
-    fn server(&mut self) -> &mut ServerSession<Instant> {
+    fn server(&mut self) -> &mut ServerSession<FakeTime> {
         self.server.as_mut().unwrap()
     }
 
@@ -269,30 +269,28 @@ impl Net {
 
 /// The fake clock: time since the start of the test.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-struct Instant(Duration);
+struct FakeTime(Duration);
 
-impl Instant {
-    fn now_for_tests() -> Instant {
-        Instant(Duration::ZERO)
-    }
+impl FakeTime {
+    const ZERO: FakeTime = FakeTime(Duration::ZERO);
 }
 
-impl Timestamp for Instant {
+impl Timestamp for FakeTime {
     fn add_duration(self, d: Duration) -> Option<Self> {
-        self.0.checked_add(d).map(Instant)
+        self.0.checked_add(d).map(FakeTime)
     }
 }
 
-impl std::ops::Add<Duration> for Instant {
-    type Output = Instant;
-    fn add(self, d: Duration) -> Instant {
-        Instant(self.0 + d)
+impl std::ops::Add<Duration> for FakeTime {
+    type Output = FakeTime;
+    fn add(self, d: Duration) -> FakeTime {
+        FakeTime(self.0 + d)
     }
 }
 
-impl std::ops::Sub for Instant {
+impl std::ops::Sub for FakeTime {
     type Output = Duration;
-    fn sub(self, o: Instant) -> Duration {
+    fn sub(self, o: FakeTime) -> Duration {
         self.0 - o.0
     }
 }
@@ -338,7 +336,7 @@ fn polling_handshake_then_upgrade_to_websocket_in_the_exact_order() {
 
 #[test]
 fn upgrade_probe_without_the_client_moving_on_is_aborted_after_the_upgrade_timeout() {
-    let t0 = Instant::now_for_tests();
+    let t0 = FakeTime::ZERO;
     let mut s = ServerSession::new("x", TransportKind::Polling, suite_config(), t0);
     while s.poll_transmit().is_some() {}
     s.handle_ws_attach(t0).unwrap();
@@ -365,7 +363,7 @@ fn upgrade_probe_without_the_client_moving_on_is_aborted_after_the_upgrade_timeo
 fn upgrade_sequence_of_the_suite_with_get_during_upgrade_answered_by_noop() {
     // engine.io v4 suite, "successfully upgrades from HTTP long-polling to WebSocket" and
     // "ignores HTTP requests with same sid after upgrade".
-    let t0 = Instant::now_for_tests();
+    let t0 = FakeTime::ZERO;
     let mut s = ServerSession::new("x", TransportKind::Polling, suite_config(), t0);
     assert!(matches!(s.poll_transmit(), Some(ServerTransmit::Poll(b)) if b.starts_with("0{")));
     s.handle_ws_attach(t0).unwrap();
@@ -396,7 +394,7 @@ fn upgrade_sequence_of_the_suite_with_get_during_upgrade_answered_by_noop() {
 
 #[test]
 fn pending_get_is_ended_with_noop_when_the_probe_arrives() {
-    let t0 = Instant::now_for_tests();
+    let t0 = FakeTime::ZERO;
     let mut s = ServerSession::new("x", TransportKind::Polling, suite_config(), t0);
     while s.poll_transmit().is_some() {}
     s.handle_poll(t0).unwrap();
@@ -419,7 +417,7 @@ fn pending_get_is_ended_with_noop_when_the_probe_arrives() {
 
 #[test]
 fn an_unexpected_packet_on_the_probe_socket_aborts_only_the_upgrade() {
-    let t0 = Instant::now_for_tests();
+    let t0 = FakeTime::ZERO;
     let mut s = ServerSession::new("x", TransportKind::Polling, suite_config(), t0);
     while s.poll_transmit().is_some() {}
     s.handle_ws_attach(t0).unwrap();
@@ -497,7 +495,7 @@ fn an_idle_websocket_client_that_never_pongs_is_closed_at_500_ms() {
 
 #[test]
 fn raw_server_closes_an_idle_session_at_interval_plus_timeout() {
-    let t0 = Instant::now_for_tests();
+    let t0 = FakeTime::ZERO;
     let mut s = ServerSession::new("x", TransportKind::WebSocket, suite_config(), t0);
     assert!(matches!(
         s.poll_transmit(),
@@ -524,7 +522,7 @@ fn raw_server_closes_an_idle_session_at_interval_plus_timeout() {
 #[test]
 fn polling_session_without_pong_is_gone_for_the_next_get() {
     // Suite: "closes the session upon ping timeout" (polling): sleep 500 ms, then GET → 400.
-    let t0 = Instant::now_for_tests();
+    let t0 = FakeTime::ZERO;
     let mut s = ServerSession::new("x", TransportKind::Polling, suite_config(), t0);
     while s.poll_transmit().is_some() {}
     s.handle_timeout(t0 + ms(300));
@@ -538,7 +536,7 @@ fn polling_session_without_pong_is_gone_for_the_next_get() {
 
 #[test]
 fn traffic_while_waiting_for_the_pong_extends_the_ping_timeout() {
-    let t0 = Instant::now_for_tests();
+    let t0 = FakeTime::ZERO;
     let mut s = ServerSession::new("x", TransportKind::WebSocket, suite_config(), t0);
     s.handle_timeout(t0 + ms(300));
     s.handle_ws_text("4still here", t0 + ms(450)).unwrap();
@@ -551,7 +549,7 @@ fn traffic_while_waiting_for_the_pong_extends_the_ping_timeout() {
 
 #[test]
 fn the_next_ping_is_one_interval_after_the_pong() {
-    let t0 = Instant::now_for_tests();
+    let t0 = FakeTime::ZERO;
     let mut s = ServerSession::new("x", TransportKind::WebSocket, suite_config(), t0);
     s.handle_timeout(t0 + ms(300));
     s.handle_ws_text("3", t0 + ms(420)).unwrap();
@@ -560,7 +558,7 @@ fn the_next_ping_is_one_interval_after_the_pong() {
 
 #[test]
 fn duplicate_get_closes_the_session_and_the_first_get_returns_close() {
-    let t0 = Instant::now_for_tests();
+    let t0 = FakeTime::ZERO;
     let mut s = ServerSession::new("x", TransportKind::Polling, suite_config(), t0);
     while s.poll_transmit().is_some() {}
     s.handle_poll(t0).unwrap();
@@ -580,7 +578,7 @@ fn duplicate_get_closes_the_session_and_the_first_get_returns_close() {
 
 #[test]
 fn cancelled_poll_closes_the_session() {
-    let t0 = Instant::now_for_tests();
+    let t0 = FakeTime::ZERO;
     let mut s = ServerSession::new("x", TransportKind::Polling, suite_config(), t0);
     while s.poll_transmit().is_some() {}
     s.handle_poll(t0).unwrap();
@@ -592,7 +590,7 @@ fn cancelled_poll_closes_the_session() {
 #[test]
 fn posted_close_ends_the_held_get_with_noop() {
     // Suite "forcefully closes the session" (polling).
-    let t0 = Instant::now_for_tests();
+    let t0 = FakeTime::ZERO;
     let mut s = ServerSession::new("x", TransportKind::Polling, suite_config(), t0);
     while s.poll_transmit().is_some() {}
     s.handle_poll(t0).unwrap();
@@ -604,7 +602,7 @@ fn posted_close_ends_the_held_get_with_noop() {
 
 #[test]
 fn close_packet_over_websocket_ends_the_session() {
-    let t0 = Instant::now_for_tests();
+    let t0 = FakeTime::ZERO;
     let mut s = ServerSession::new("x", TransportKind::WebSocket, suite_config(), t0);
     while s.poll_transmit().is_some() {}
     s.handle_ws_text("1", t0).unwrap();
@@ -614,7 +612,7 @@ fn close_packet_over_websocket_ends_the_session() {
 
 #[test]
 fn invalid_post_body_closes_the_session_with_a_parse_error() {
-    let t0 = Instant::now_for_tests();
+    let t0 = FakeTime::ZERO;
     let mut s = ServerSession::new("x", TransportKind::Polling, suite_config(), t0);
     while s.poll_transmit().is_some() {}
     s.handle_poll(t0).unwrap();
@@ -627,7 +625,7 @@ fn invalid_post_body_closes_the_session_with_a_parse_error() {
 
 #[test]
 fn invalid_websocket_frame_closes_the_session() {
-    let t0 = Instant::now_for_tests();
+    let t0 = FakeTime::ZERO;
     let mut s = ServerSession::new("x", TransportKind::WebSocket, suite_config(), t0);
     while s.poll_transmit().is_some() {}
     assert!(s.handle_ws_text("abc", t0).is_err());
@@ -637,7 +635,7 @@ fn invalid_websocket_frame_closes_the_session() {
 
 #[test]
 fn a_ping_from_the_client_is_an_invalid_heartbeat_direction() {
-    let t0 = Instant::now_for_tests();
+    let t0 = FakeTime::ZERO;
     let mut s = ServerSession::new("x", TransportKind::WebSocket, suite_config(), t0);
     while s.poll_transmit().is_some() {}
     assert_eq!(
@@ -649,7 +647,7 @@ fn a_ping_from_the_client_is_an_invalid_heartbeat_direction() {
 
 #[test]
 fn oversized_post_is_refused_with_413_and_the_session_survives() {
-    let t0 = Instant::now_for_tests();
+    let t0 = FakeTime::ZERO;
     let config = SessionConfig {
         max_payload: 8,
         ..suite_config()
@@ -663,7 +661,7 @@ fn oversized_post_is_refused_with_413_and_the_session_survives() {
 
 #[test]
 fn buffered_packets_go_out_in_one_payload_per_get() {
-    let t0 = Instant::now_for_tests();
+    let t0 = FakeTime::ZERO;
     let mut s = ServerSession::new("x", TransportKind::Polling, suite_config(), t0);
     while s.poll_transmit().is_some() {}
     for m in ["test1", "test2", "test3"] {
@@ -684,7 +682,7 @@ fn buffered_packets_go_out_in_one_payload_per_get() {
 
 #[test]
 fn post_with_several_packets_returns_all_messages_borrowed() {
-    let t0 = Instant::now_for_tests();
+    let t0 = FakeTime::ZERO;
     let mut s = ServerSession::new("x", TransportKind::Polling, suite_config(), t0);
     let body = String::from("4hello\x1ebAQIDBA==\x1e4x");
     let data = s.handle_post(&body, t0).unwrap();
@@ -696,7 +694,7 @@ fn post_with_several_packets_returns_all_messages_borrowed() {
 
 #[test]
 fn server_close_over_polling_waits_for_the_next_get() {
-    let t0 = Instant::now_for_tests();
+    let t0 = FakeTime::ZERO;
     let mut s = ServerSession::new("x", TransportKind::Polling, suite_config(), t0);
     while s.poll_transmit().is_some() {}
     s.send_message("bye");
@@ -714,7 +712,7 @@ fn server_close_over_polling_waits_for_the_next_get() {
 
 #[test]
 fn server_close_over_polling_gives_up_after_the_close_timeout() {
-    let t0 = Instant::now_for_tests();
+    let t0 = FakeTime::ZERO;
     let mut s = ServerSession::new("x", TransportKind::Polling, suite_config(), t0);
     while s.poll_transmit().is_some() {}
     s.close_for_shutdown(t0);
@@ -724,7 +722,7 @@ fn server_close_over_polling_gives_up_after_the_close_timeout() {
 
 #[test]
 fn server_close_with_a_held_get_answers_it_at_once() {
-    let t0 = Instant::now_for_tests();
+    let t0 = FakeTime::ZERO;
     let mut s = ServerSession::new("x", TransportKind::Polling, suite_config(), t0);
     while s.poll_transmit().is_some() {}
     s.handle_poll(t0).unwrap();
@@ -735,7 +733,7 @@ fn server_close_with_a_held_get_answers_it_at_once() {
 
 #[test]
 fn server_close_over_websocket_flushes_then_closes() {
-    let t0 = Instant::now_for_tests();
+    let t0 = FakeTime::ZERO;
     let mut s = ServerSession::new("x", TransportKind::WebSocket, suite_config(), t0);
     while s.poll_transmit().is_some() {}
     s.send_message("41");
@@ -754,7 +752,7 @@ fn server_close_over_websocket_flushes_then_closes() {
 
 #[test]
 fn client_detects_a_dead_server_after_interval_plus_timeout() {
-    let t0 = Instant::now_for_tests();
+    let t0 = FakeTime::ZERO;
     let mut c = ClientSession::new(ClientConfig::websocket(), t0);
     assert_eq!(c.poll_transmit(), Some(ClientTransmit::OpenWs));
     c.handle_ws_open(t0);
@@ -855,7 +853,7 @@ fn client_close_over_polling_posts_the_close_packet() {
 
 #[test]
 fn client_upgrade_fails_cleanly_when_the_probe_is_refused() {
-    let t0 = Instant::now_for_tests();
+    let t0 = FakeTime::ZERO;
     let mut c = ClientSession::new(ClientConfig::default(), t0);
     assert_eq!(c.poll_transmit(), Some(ClientTransmit::PollGet));
     let open = r#"0{"sid":"s","upgrades":["websocket"],"pingInterval":300,"pingTimeout":200,"maxPayload":1000000}"#;
@@ -880,7 +878,7 @@ fn client_upgrade_fails_cleanly_when_the_probe_is_refused() {
 
 #[test]
 fn client_waits_for_the_inflight_get_before_sending_upgrade() {
-    let t0 = Instant::now_for_tests();
+    let t0 = FakeTime::ZERO;
     let mut c = ClientSession::new(ClientConfig::default(), t0);
     c.poll_transmit();
     let open = r#"0{"sid":"s","upgrades":["websocket"],"pingInterval":300,"pingTimeout":200,"maxPayload":1000000}"#;
