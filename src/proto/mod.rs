@@ -10,6 +10,9 @@ pub mod json;
 pub mod socketio;
 
 #[cfg(test)]
+mod prop_tests;
+
+#[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod snapshot_tests {
     use super::{engineio, socketio};
