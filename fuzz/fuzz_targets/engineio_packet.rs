@@ -16,7 +16,9 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(again.to_owned_packet(), owned);
             let mut buf = String::new();
             let back: Packet = match owned.encode_ws(&mut buf) {
-                WsFrame::Text(t) => PacketRef::parse_text(t).expect("text frame").to_owned_packet(),
+                WsFrame::Text(t) => PacketRef::parse_text(t)
+                    .expect("text frame")
+                    .to_owned_packet(),
                 WsFrame::Binary(b) => PacketRef::parse_binary(b).to_owned_packet(),
             };
             assert_eq!(back, owned);

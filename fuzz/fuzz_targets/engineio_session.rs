@@ -15,7 +15,10 @@ struct Ms(u64);
 
 impl Timestamp for Ms {
     fn add_duration(self, d: Duration) -> Option<Self> {
-        u64::try_from(d.as_millis()).ok().and_then(|x| self.0.checked_add(x)).map(Ms)
+        u64::try_from(d.as_millis())
+            .ok()
+            .and_then(|x| self.0.checked_add(x))
+            .map(Ms)
     }
 }
 
@@ -29,25 +32,43 @@ fuzz_target!(|data: &[u8]| {
         max_payload: 256,
         ..SessionConfig::default()
     };
-    let kind = if first & 1 == 0 { TransportKind::Polling } else { TransportKind::WebSocket };
+    let kind = if first & 1 == 0 {
+        TransportKind::Polling
+    } else {
+        TransportKind::WebSocket
+    };
     let mut now = Ms(0);
     let mut s = ServerSession::new("fuzz", kind, config, now);
     let mut closed = 0;
     // Each op: one byte of opcode, one byte of length, then that many bytes of argument.
     while let Some((&op, tail)) = rest.split_first() {
         let len = tail.first().copied().unwrap_or(0) as usize;
-        let arg = tail.get(1..1 + len.min(tail.len().saturating_sub(1))).unwrap_or_default();
+        let arg = tail
+            .get(1..1 + len.min(tail.len().saturating_sub(1)))
+            .unwrap_or_default();
         rest = tail.get(1 + arg.len()..).unwrap_or_default();
         let text = String::from_utf8_lossy(arg);
         match op % 10 {
-            0 => { let _ = s.handle_poll(now); }
+            0 => {
+                let _ = s.handle_poll(now);
+            }
             1 => s.handle_poll_aborted(now),
-            2 => { let _ = s.handle_post(&text, now); }
-            3 => { let _ = s.handle_ws_attach(now); }
-            4 => { let _ = s.handle_ws_text(&text, now); }
-            5 => { let _ = s.handle_ws_binary(arg, now); }
+            2 => {
+                let _ = s.handle_post(&text, now);
+            }
+            3 => {
+                let _ = s.handle_ws_attach(now);
+            }
+            4 => {
+                let _ = s.handle_ws_text(&text, now);
+            }
+            5 => {
+                let _ = s.handle_ws_binary(arg, now);
+            }
             6 => s.handle_ws_closed(now),
-            7 => { let _ = s.send_message(text.into_owned()); }
+            7 => {
+                let _ = s.send_message(text.into_owned());
+            }
             8 => s.close(now),
             _ => {
                 now = Ms(now.0 + u64::from(arg.first().copied().unwrap_or(0)) * 8);
