@@ -75,7 +75,7 @@ fn decode(c: &mut Criterion) {
 
     let mut g = c.benchmark_group("decode_polling_payload_10_chat_messages");
     g.throughput(Throughput::Elements(10));
-    let body = vec![FRAME; 10].join("\u{1e}");
+    let body = [FRAME; 10].join("\u{1e}");
     g.bench_function("borrowed", |b| {
         b.iter(|| {
             let mut n = 0;
