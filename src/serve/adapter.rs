@@ -117,10 +117,13 @@ pub trait Adapter: Send + Sync {
     fn rooms(&self) -> Vec<(String, usize)>;
 }
 
+/// The members of one room.
+type Members = Vec<Arc<dyn Member>>;
+
 /// The in-process adapter: a map of rooms to member lists (rooms are small and broadcast is the hot
 /// path, so members live in a `Vec` that is walked without hashing).
 pub struct LocalAdapter {
-    rooms: RwLock<HashMap<Box<str>, Vec<Arc<dyn Member>>>>,
+    rooms: RwLock<HashMap<Box<str>, Members>>,
     metrics: Arc<Metrics>,
 }
 
@@ -172,7 +175,9 @@ impl Adapter for LocalAdapter {
 
     fn is_member(&self, room: &str, id: MemberId) -> bool {
         let rooms = self.rooms.read().unwrap_or_else(|p| p.into_inner());
-        rooms.get(room).is_some_and(|l| l.iter().any(|m| m.id() == id))
+        rooms
+            .get(room)
+            .is_some_and(|l| l.iter().any(|m| m.id() == id))
     }
 
     fn broadcast(&self, room: &str, except: Option<MemberId>, msg: &Broadcast) -> Delivery {
@@ -202,7 +207,10 @@ impl Adapter for LocalAdapter {
 
     fn rooms(&self) -> Vec<(String, usize)> {
         let rooms = self.rooms.read().unwrap_or_else(|p| p.into_inner());
-        let mut v: Vec<_> = rooms.iter().map(|(k, l)| (k.to_string(), l.len())).collect();
+        let mut v: Vec<_> = rooms
+            .iter()
+            .map(|(k, l)| (k.to_string(), l.len()))
+            .collect();
         v.sort();
         v
     }
@@ -226,7 +234,10 @@ mod tests {
             if self.full {
                 return Err(PushError::Full);
             }
-            self.got.lock().unwrap().extend(msg.sio_frames().iter().cloned());
+            self.got
+                .lock()
+                .unwrap()
+                .extend(msg.sio_frames().iter().cloned());
             Ok(())
         }
     }
@@ -242,7 +253,12 @@ mod tests {
     fn broadcast_reaches_other_members_only_and_shares_one_encoding() {
         let metrics = Arc::new(Metrics::new());
         let a = LocalAdapter::new(metrics.clone());
-        let (p1, p2, p3, outsider) = (probe(1, false), probe(2, false), probe(3, false), probe(4, false));
+        let (p1, p2, p3, outsider) = (
+            probe(1, false),
+            probe(2, false),
+            probe(3, false),
+            probe(4, false),
+        );
         for p in [&p1, &p2, &p3] {
             assert!(a.join("7", p.clone()));
         }
@@ -250,7 +266,13 @@ mod tests {
         a.join("8", outsider.clone());
         let frame = Bytes::from_static(b"\x81\x0542[\"x\"]");
         let d = a.broadcast("7", Some(1), &Broadcast::single(frame.clone()));
-        assert_eq!(d, Delivery { delivered: 2, dropped: 0 });
+        assert_eq!(
+            d,
+            Delivery {
+                delivered: 2,
+                dropped: 0
+            }
+        );
         assert!(p1.got.lock().unwrap().is_empty(), "sender excluded");
         let got = p2.got.lock().unwrap()[0].clone();
         assert_eq!(got.as_ptr(), frame.as_ptr(), "same buffer, not a copy");
@@ -266,7 +288,13 @@ mod tests {
         a.join("r", probe(1, false));
         a.join("r", probe(2, true));
         let d = a.broadcast("r", None, &Broadcast::single(Bytes::from_static(b"x")));
-        assert_eq!(d, Delivery { delivered: 1, dropped: 1 });
+        assert_eq!(
+            d,
+            Delivery {
+                delivered: 1,
+                dropped: 1
+            }
+        );
         assert_eq!(metrics.dropped.load(Ordering::Relaxed), 1);
         assert!(a.is_member("r", 2));
         assert!(a.leave("r", 2));
@@ -288,6 +316,10 @@ mod tests {
         let f2 = b.plain_frame(|_| unreachable!("encoded twice"));
         assert_eq!(calls, 1);
         assert_eq!(f1, f2);
-        assert!(Broadcast::single(Bytes::new()).plain_frame(|_| Bytes::new()).is_none());
+        assert!(
+            Broadcast::single(Bytes::new())
+                .plain_frame(|_| Bytes::new())
+                .is_none()
+        );
     }
 }

@@ -31,7 +31,10 @@ mod tests {
             assert!(lookup(src).is_some(), "{src} not served");
         }
         assert!(html.contains("Entrar na sala"));
-        assert!(!html.contains("http://") && !html.contains("https://"), "no third-party script");
+        assert!(
+            !html.contains("http://") && !html.contains("https://"),
+            "no third-party script"
+        );
         assert!(lookup("/nope.js").is_none());
     }
 }

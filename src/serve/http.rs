@@ -16,14 +16,18 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 
 use super::assets;
-use super::server::{ConnInfo, Shared, WsAccept};
+use super::server::{ConnInfo, Shared};
 use super::wsconn::WsIo;
 
 /// Every response body is complete in memory (long-polls wait before building theirs).
 pub type Body = Full<Bytes>;
 
 /// A response with a body and content type.
-pub fn respond(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response<Body> {
+pub fn respond(
+    status: StatusCode,
+    content_type: &'static str,
+    body: impl Into<Bytes>,
+) -> Response<Body> {
     let mut r = Response::new(Full::new(body.into()));
     *r.status_mut() = status;
     r.headers_mut()
@@ -53,7 +57,9 @@ pub async fn serve_connection(shared: Arc<Shared>, stream: TcpStream, info: Conn
         .timer(TokioTimer::new())
         .header_read_timeout(Duration::from_secs(30))
         .keep_alive(true);
-    let conn = builder.serve_connection(TokioIo::new(stream), service).with_upgrades();
+    let conn = builder
+        .serve_connection(TokioIo::new(stream), service)
+        .with_upgrades();
     tokio::pin!(conn);
     let mut shutdown = shared.shutdown.clone();
     tokio::select! {
@@ -72,8 +78,11 @@ pub async fn serve_connection(shared: Arc<Shared>, stream: TcpStream, info: Conn
 /// Route one request.
 pub async fn route(shared: Arc<Shared>, req: Request<Incoming>, info: ConnInfo) -> Response<Body> {
     shared.metrics.http_requests.fetch_add(1, Ordering::Relaxed);
-    let preflight_headers = (req.method() == Method::OPTIONS)
-        .then(|| req.headers().get(header::ACCESS_CONTROL_REQUEST_HEADERS).cloned());
+    let preflight_headers = (req.method() == Method::OPTIONS).then(|| {
+        req.headers()
+            .get(header::ACCESS_CONTROL_REQUEST_HEADERS)
+            .cloned()
+    });
     let mut resp = match preflight_headers {
         Some(h) => preflight(h),
         None => route_inner(&shared, req, info).await,
@@ -81,8 +90,10 @@ pub async fn route(shared: Arc<Shared>, req: Request<Incoming>, info: ConnInfo) 
     // cors({origin: "*"}): every answer may be read by a page from any origin (a React dev server on
     // another port polls /socket.io/ with credentials off).
     if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
-        resp.headers_mut()
-            .insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+        resp.headers_mut().insert(
+            header::ACCESS_CONTROL_ALLOW_ORIGIN,
+            HeaderValue::from_static("*"),
+        );
     }
     resp
 }
@@ -99,13 +110,20 @@ fn preflight(request_headers: Option<HeaderValue>) -> Response<Body> {
     );
     if let Some(v) = request_headers {
         h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, v);
-        h.insert(header::VARY, HeaderValue::from_static("Access-Control-Request-Headers"));
+        h.insert(
+            header::VARY,
+            HeaderValue::from_static("Access-Control-Request-Headers"),
+        );
     }
     h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
     r
 }
 
-async fn route_inner(shared: &Arc<Shared>, req: Request<Incoming>, info: ConnInfo) -> Response<Body> {
+async fn route_inner(
+    shared: &Arc<Shared>,
+    req: Request<Incoming>,
+    info: ConnInfo,
+) -> Response<Body> {
     let path = req.uri().path().to_string();
     let query = req.uri().query().unwrap_or("").to_string();
     let upgrade = is_websocket_upgrade(&req);
@@ -118,7 +136,7 @@ async fn route_inner(shared: &Arc<Shared>, req: Request<Incoming>, info: ConnInf
                         let ep = endpoint.clone();
                         upgrade_then(req, move |io| ep.websocket(io, accept, info))
                     }
-                    Err(resp) => resp,
+                    Err(resp) => *resp,
                 };
             }
             return endpoint.clone().http(req, info).await;
@@ -128,9 +146,12 @@ async fn route_inner(shared: &Arc<Shared>, req: Request<Incoming>, info: ConnInf
     if upgrade {
         if path == "/echo" {
             let shared = shared.clone();
-            return upgrade_then(req, move |io| Box::pin(super::plainws::echo(shared, io, info)));
+            return upgrade_then(req, move |io| {
+                Box::pin(super::plainws::echo(shared, io, info))
+            });
         }
-        if let (Some(room), Some(adapter)) = (path.strip_prefix("/ws/"), shared.plain_rooms.clone()) {
+        if let (Some(room), Some(adapter)) = (path.strip_prefix("/ws/"), shared.plain_rooms.clone())
+        {
             let room = super::static_files::percent_decode(room).unwrap_or_default();
             if room.is_empty() || room.contains('/') {
                 return text(StatusCode::BAD_REQUEST, "usage: /ws/ROOM?name=NAME\n");
@@ -138,10 +159,15 @@ async fn route_inner(shared: &Arc<Shared>, req: Request<Incoming>, info: ConnInf
             let name = query_param(&query, "name").unwrap_or_else(|| format!("guest-{}", info.id));
             let shared = shared.clone();
             return upgrade_then(req, move |io| {
-                Box::pin(super::plainws::plain_room(shared, adapter, io, room, name, info))
+                Box::pin(super::plainws::plain_room(
+                    shared, adapter, io, room, name, info,
+                ))
             });
         }
-        return text(StatusCode::NOT_FOUND, "no WebSocket endpoint at this path\n");
+        return text(
+            StatusCode::NOT_FOUND,
+            "no WebSocket endpoint at this path\n",
+        );
     }
 
     match (req.method(), path.as_str()) {
@@ -151,13 +177,17 @@ async fn route_inner(shared: &Arc<Shared>, req: Request<Incoming>, info: ConnInf
             "text/plain; version=0.0.4; charset=utf-8",
             shared.metrics.render(),
         ),
-        (&Method::GET | &Method::HEAD, "/echo") | (&Method::GET | &Method::HEAD, "/ws/") => {
-            text(StatusCode::UPGRADE_REQUIRED, "this endpoint speaks WebSocket\n")
+        (&Method::GET | &Method::HEAD, "/echo") | (&Method::GET | &Method::HEAD, "/ws/") => text(
+            StatusCode::UPGRADE_REQUIRED,
+            "this endpoint speaks WebSocket\n",
+        ),
+        (&Method::GET | &Method::HEAD, p) if p.starts_with("/ws/") => text(
+            StatusCode::UPGRADE_REQUIRED,
+            "this endpoint speaks WebSocket\n",
+        ),
+        (&Method::GET | &Method::HEAD, p) => {
+            front_end(shared, p, req.method() == Method::HEAD).await
         }
-        (&Method::GET | &Method::HEAD, p) if p.starts_with("/ws/") => {
-            text(StatusCode::UPGRADE_REQUIRED, "this endpoint speaks WebSocket\n")
-        }
-        (&Method::GET | &Method::HEAD, p) => front_end(shared, p, req.method() == Method::HEAD).await,
         _ => text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n"),
     }
 }
@@ -238,7 +268,9 @@ pub fn is_websocket_upgrade<B>(req: &Request<B>) -> bool {
                 .unwrap_or(false)
         })
     };
-    req.method() == Method::GET && has_token(header::UPGRADE, "websocket") && has_token(header::CONNECTION, "upgrade")
+    req.method() == Method::GET
+        && has_token(header::UPGRADE, "websocket")
+        && has_token(header::CONNECTION, "upgrade")
 }
 
 /// Answer a WebSocket upgrade through hyper (for connections whose first request was plain HTTP):
@@ -257,12 +289,17 @@ where
     };
     if !version_ok {
         // RFC 6455 section 4.4: tell the client which version we speak.
-        let mut r = text(StatusCode::UPGRADE_REQUIRED, "unsupported WebSocket version\n");
-        r.headers_mut()
-            .insert(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
+        let mut r = text(
+            StatusCode::UPGRADE_REQUIRED,
+            "unsupported WebSocket version\n",
+        );
+        r.headers_mut().insert(
+            header::SEC_WEBSOCKET_VERSION,
+            HeaderValue::from_static("13"),
+        );
         return r;
     }
-    let accept = crate::wire::http::accept_key(key.as_bytes());
+    let accept = accept_key(key.as_bytes());
     let on_upgrade = hyper::upgrade::on(&mut req);
     tokio::spawn(async move {
         match on_upgrade.await {
@@ -285,9 +322,30 @@ where
 pub fn query_param(query: &str, name: &str) -> Option<String> {
     query.split('&').find_map(|kv| {
         let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-        (k == name).then(|| super::static_files::percent_decode(&v.replace('+', " ")).unwrap_or_else(|| v.to_string()))
+        (k == name).then(|| {
+            super::static_files::percent_decode(&v.replace('+', " "))
+                .unwrap_or_else(|| v.to_string())
+        })
     })
 }
 
-#[allow(unused)]
-fn _assert_accept_type(_: WsAccept) {}
+/// Sec-WebSocket-Accept for a key (RFC 6455 section 4.2.2: base64(SHA-1(key + GUID))).
+fn accept_key(key: &[u8]) -> String {
+    use base64::Engine as _;
+    use sha1::Digest as _;
+    let mut h = sha1::Sha1::new();
+    h.update(key);
+    h.update(b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11");
+    base64::engine::general_purpose::STANDARD.encode(h.finalize())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn accept_key_of_rfc_6455_section_1_3() {
+        assert_eq!(
+            super::accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="),
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+        );
+    }
+}

@@ -144,9 +144,19 @@ impl Metrics {
         let mut s = String::with_capacity(2048);
         let g = |x: &AtomicI64| x.load(Ordering::Relaxed);
         let c = |x: &AtomicU64| x.load(Ordering::Relaxed);
-        header(&mut s, "wschat_connections", "gauge", "Open connections by transport.");
+        header(
+            &mut s,
+            "wschat_connections",
+            "gauge",
+            "Open connections by transport.",
+        );
         for t in Transport::ALL {
-            let _ = writeln!(s, "wschat_connections{{transport=\"{}\"}} {}", t.as_str(), self.connections(t));
+            let _ = writeln!(
+                s,
+                "wschat_connections{{transport=\"{}\"}} {}",
+                t.as_str(),
+                self.connections(t)
+            );
         }
         header(
             &mut s,
@@ -163,22 +173,42 @@ impl Metrics {
             );
         }
         let gauges: [(&str, &str, i64); 2] = [
-            ("wschat_sockets", "Socket.IO namespace connections.", g(&self.sockets)),
-            ("wschat_rooms", "Rooms with at least one member.", g(&self.rooms)),
+            (
+                "wschat_sockets",
+                "Socket.IO namespace connections.",
+                g(&self.sockets),
+            ),
+            (
+                "wschat_rooms",
+                "Rooms with at least one member.",
+                g(&self.rooms),
+            ),
         ];
         for (name, help, v) in gauges {
             header(&mut s, name, "gauge", help);
             let _ = writeln!(s, "{name} {v}");
         }
         let counters: [(&str, &str, u64); 10] = [
-            ("wschat_messages_in_total", "Application messages received.", c(&self.messages_in)),
+            (
+                "wschat_messages_in_total",
+                "Application messages received.",
+                c(&self.messages_in),
+            ),
             (
                 "wschat_messages_out_total",
                 "Application messages queued to recipients.",
                 c(&self.messages_out),
             ),
-            ("wschat_bytes_in_total", "Bytes received from clients.", c(&self.bytes_in)),
-            ("wschat_bytes_out_total", "Bytes written to clients.", c(&self.bytes_out)),
+            (
+                "wschat_bytes_in_total",
+                "Bytes received from clients.",
+                c(&self.bytes_in),
+            ),
+            (
+                "wschat_bytes_out_total",
+                "Bytes written to clients.",
+                c(&self.bytes_out),
+            ),
             (
                 "wschat_dropped_messages_total",
                 "Messages not delivered because the recipient's queue was full or closing.",
@@ -204,13 +234,22 @@ impl Metrics {
                 "Chat messages refused because the sender was not in the room.",
                 c(&self.refused_sends),
             ),
-            ("wschat_http_requests_total", "HTTP requests handled.", c(&self.http_requests)),
+            (
+                "wschat_http_requests_total",
+                "HTTP requests handled.",
+                c(&self.http_requests),
+            ),
         ];
         for (name, help, v) in counters {
             header(&mut s, name, "counter", help);
             let _ = writeln!(s, "{name} {v}");
         }
-        header(&mut s, "wschat_uptime_seconds", "gauge", "Seconds since the server started.");
+        header(
+            &mut s,
+            "wschat_uptime_seconds",
+            "gauge",
+            "Seconds since the server started.",
+        );
         let _ = writeln!(s, "wschat_uptime_seconds {:.3}", self.uptime_secs());
         s
     }

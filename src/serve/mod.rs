@@ -16,11 +16,15 @@
 
 pub mod adapter;
 pub mod assets;
+pub mod chat;
 pub mod http;
 pub mod metrics;
 pub mod outbox;
+pub mod plainws;
 pub mod server;
+pub mod socketio;
 pub mod static_files;
+pub mod wsconn;
 
 use std::net::{IpAddr, SocketAddr};
 use std::process::ExitCode;
@@ -60,12 +64,16 @@ pub fn run(args: &ServeArgs, _global: &Global) -> anyhow::Result<ExitCode> {
     let runtime = match args.threads {
         Some(0) => anyhow::bail!("--threads must be at least 1"),
         // One core: a current-thread runtime, no cross-thread wake-ups.
-        Some(1) => tokio::runtime::Builder::new_current_thread().enable_all().build(),
+        Some(1) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
         Some(n) => tokio::runtime::Builder::new_multi_thread()
             .worker_threads(n)
             .enable_all()
             .build(),
-        None => tokio::runtime::Builder::new_multi_thread().enable_all().build(),
+        None => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build(),
     }
     .context("while starting the async runtime")?;
     let json = args.json;
@@ -75,11 +83,16 @@ pub fn run(args: &ServeArgs, _global: &Global) -> anyhow::Result<ExitCode> {
         let server = builder
             .bind(listen)
             .with_context(|| format!("while listening on {listen}"))?;
-        let addr = server.local_addr().context("while reading the bound address")?;
+        let addr = server
+            .local_addr()
+            .context("while reading the bound address")?;
         announce(addr, json);
         let left = server.run(shutdown_signal()).await;
         if json {
-            println!("{}", serde_json::json!({"event": "stopped", "dropped_connections": left}));
+            println!(
+                "{}",
+                serde_json::json!({"event": "stopped", "dropped_connections": left})
+            );
         } else {
             println!("wschat: stopped");
         }
@@ -91,7 +104,9 @@ pub fn run(args: &ServeArgs, _global: &Global) -> anyhow::Result<ExitCode> {
 /// Mount the chat relay: Socket.IO at `/socket.io/` running [`chat::ChatApp`], and its `/`
 /// namespace rooms shared with plain WebSocket clients at `/ws/ROOM`.
 pub fn chat_server(builder: ServerBuilder) -> ServerBuilder {
-    builder
+    let rooms: std::sync::Arc<dyn adapter::Adapter> =
+        std::sync::Arc::new(adapter::LocalAdapter::new(builder.metrics()));
+    builder.plain_rooms(rooms)
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM.
@@ -158,7 +173,9 @@ fn announce(addr: SocketAddr, json: bool) {
         );
         return;
     }
-    println!("wschat relay listening on http://{addr}/ (Socket.IO at /socket.io/, plain WebSocket at /ws/ROOM)");
+    println!(
+        "wschat relay listening on http://{addr}/ (Socket.IO at /socket.io/, plain WebSocket at /ws/ROOM)"
+    );
     if addr.ip().is_unspecified() {
         println!("open the chat from this machine or the LAN:");
         for (url, iface) in &urls {

@@ -45,7 +45,9 @@ impl fmt::Display for CloseReason {
             CloseReason::ServerShutdown => f.write_str("server shutting down"),
             CloseReason::SlowConsumer => f.write_str("slow consumer (outbound queue full)"),
             CloseReason::PingTimeout => f.write_str("ping timeout"),
-            CloseReason::ConnectTimeout => f.write_str("no Socket.IO CONNECT within connectTimeout"),
+            CloseReason::ConnectTimeout => {
+                f.write_str("no Socket.IO CONNECT within connectTimeout")
+            }
             CloseReason::ClientClose => f.write_str("client close"),
             CloseReason::TransportClose => f.write_str("transport close"),
             CloseReason::TransportError(e) => write!(f, "transport error: {e}"),
@@ -127,7 +129,8 @@ impl Outbox {
             }
             // An empty queue always accepts (a single message up to maxPayload must get through).
             if !inner.queue.is_empty()
-                && (inner.queue.len() + frames.len() > self.max_packets || inner.bytes + add > self.max_bytes)
+                && (inner.queue.len() + frames.len() > self.max_packets
+                    || inner.bytes + add > self.max_bytes)
             {
                 inner.closed = Some(CloseReason::SlowConsumer);
                 drop(inner);
@@ -232,13 +235,20 @@ mod tests {
         // What was queued before the overflow can still be flushed.
         let mut out = VecDeque::new();
         assert_eq!(ob.take(&mut out), Some(CloseReason::SlowConsumer));
-        assert_eq!(out, vec![Bytes::from_static(b"a"), Bytes::from_static(b"b")]);
+        assert_eq!(
+            out,
+            vec![Bytes::from_static(b"a"), Bytes::from_static(b"b")]
+        );
     }
 
     #[test]
     fn byte_bound_counts_payload_and_a_lone_large_frame_still_fits() {
         let ob = Outbox::new(100, 10);
-        assert_eq!(ob.push(Bytes::from(vec![0u8; 50])), Ok(()), "empty queue accepts one big frame");
+        assert_eq!(
+            ob.push(Bytes::from(vec![0u8; 50])),
+            Ok(()),
+            "empty queue accepts one big frame"
+        );
         assert_eq!(ob.push(Bytes::from_static(b"x")), Err(PushError::Full));
     }
 

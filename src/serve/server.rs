@@ -90,7 +90,7 @@ pub trait Endpoint: Send + Sync + 'static {
     fn http(self: Arc<Self>, req: Request<Incoming>, info: ConnInfo) -> BoxFut<Response<Body>>;
     /// A WebSocket upgrade request with this query string: `Ok` to accept (the value is handed to
     /// [`Endpoint::websocket`]), `Err(response)` to refuse before switching protocols.
-    fn accept_websocket(&self, query: &str) -> Result<WsAccept, Response<Body>>;
+    fn accept_websocket(&self, query: &str) -> Result<WsAccept, Box<Response<Body>>>;
     /// Run an accepted WebSocket until it ends.
     fn websocket(self: Arc<Self>, io: WsIo, accept: WsAccept, info: ConnInfo) -> BoxFut<()>;
 }
@@ -111,7 +111,7 @@ pub struct Shared {
     pub(crate) plain_rooms: Option<Arc<dyn Adapter>>,
     pub(crate) static_dir: Option<StaticDir>,
     pub(crate) shutdown: ShutdownSignal,
-    pub(crate) live: LiveConns,
+    pub(crate) live: Arc<LiveConns>,
     next_id: AtomicU64,
 }
 
@@ -193,7 +193,7 @@ impl ServerBuilder {
             plain_rooms: self.plain_rooms,
             static_dir,
             shutdown: ShutdownSignal { rx },
-            live: LiveConns::default(),
+            live: Arc::new(LiveConns::default()),
             next_id: AtomicU64::new(1),
         });
         Ok(Server {
@@ -292,7 +292,10 @@ impl Server {
             .await
             .map_or_else(|_| tracker.count(), |_| 0);
         if left > 0 {
-            tracing::warn!(connections = left, "shutdown deadline reached; dropping connections");
+            tracing::warn!(
+                connections = left,
+                "shutdown deadline reached; dropping connections"
+            );
         }
         left
     }
@@ -374,7 +377,10 @@ pub struct LiveGuard {
 impl Drop for LiveGuard {
     fn drop(&mut self) {
         if let Some(live) = self.live.upgrade() {
-            live.map.lock().unwrap_or_else(|p| p.into_inner()).remove(&self.id);
+            live.map
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&self.id);
         }
     }
 }

@@ -25,7 +25,10 @@ impl StaticDir {
     pub fn open(dir: &Path) -> io::Result<Self> {
         let root = std::fs::canonicalize(dir)?;
         if !root.is_dir() {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a directory"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "not a directory",
+            ));
         }
         Ok(StaticDir { root })
     }
@@ -202,7 +205,8 @@ mod tests {
         let (d, sd) = site();
         let outside = tempfile::tempdir().unwrap();
         std::fs::write(outside.path().join("x.txt"), "secret").unwrap();
-        std::os::unix::fs::symlink(outside.path().join("x.txt"), d.path().join("leak.txt")).unwrap();
+        std::os::unix::fs::symlink(outside.path().join("x.txt"), d.path().join("leak.txt"))
+            .unwrap();
         assert!(sd.resolve("/leak.txt").is_none());
     }
 }

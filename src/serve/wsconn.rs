@@ -29,7 +29,11 @@ pub enum WsIo {
 }
 
 impl AsyncRead for WsIo {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         match self.get_mut() {
             WsIo::Tcp(s) => Pin::new(s).poll_read(cx, buf),
             WsIo::Upgraded(s) => Pin::new(s).poll_read(cx, buf),
@@ -38,7 +42,11 @@ impl AsyncRead for WsIo {
 }
 
 impl AsyncWrite for WsIo {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             WsIo::Tcp(s) => Pin::new(s).poll_write(cx, buf),
             WsIo::Upgraded(s) => Pin::new(s).poll_write(cx, buf),
@@ -74,7 +82,8 @@ pub trait WsHandler {
 
 /// Encode one unmasked server frame into shareable bytes (one allocation, exact size).
 pub fn server_frame(opcode: Opcode, payload: &[u8]) -> Bytes {
-    let mut out = Vec::with_capacity(ws::header_len_for(payload.len() as u64, false) + payload.len());
+    let mut out =
+        Vec::with_capacity(ws::header_len_for(payload.len() as u64, false) + payload.len());
     ws::encode_frame(&mut out, true, opcode, None, payload);
     Bytes::from(out)
 }
@@ -162,15 +171,23 @@ pub async fn drive<H: WsHandler>(
                     }
                     Ok(None) => break,
                     Err(e) => {
-                        metrics.protocol_errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        metrics
+                            .protocol_errors
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         let reason = if e.close_code() == 1009 {
                             CloseReason::TooLarge
                         } else {
                             CloseReason::ProtocolError(e.to_string())
                         };
                         // Nothing more is read: fail the connection (RFC 6455 section 7.1.7).
-                        flush_and_close(&mut io, &mut wcur, &mut local, Some(e.close_code()), &e.to_string())
-                            .await;
+                        flush_and_close(
+                            &mut io,
+                            &mut wcur,
+                            &mut local,
+                            Some(e.close_code()),
+                            &e.to_string(),
+                        )
+                        .await;
                         outbox.close(reason.clone());
                         break 'conn reason;
                     }
@@ -191,10 +208,14 @@ pub async fn drive<H: WsHandler>(
             loop {
                 if !wcur.is_empty() {
                     match Pin::new(&mut io).poll_write(cx, &wcur) {
-                        Poll::Ready(Ok(0)) => return Poll::Ready(Event::Io(io::ErrorKind::WriteZero.into())),
+                        Poll::Ready(Ok(0)) => {
+                            return Poll::Ready(Event::Io(io::ErrorKind::WriteZero.into()));
+                        }
                         Poll::Ready(Ok(n)) => {
                             wcur.advance(n);
-                            metrics.bytes_out.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+                            metrics
+                                .bytes_out
+                                .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
                             continue;
                         }
                         Poll::Ready(Err(e)) => return Poll::Ready(Event::Io(e)),
@@ -217,7 +238,10 @@ pub async fn drive<H: WsHandler>(
                 }
                 if local.len() + batch.len() == 1 {
                     // One frame: write the shared bytes themselves, no copy.
-                    wcur = local.pop_front().or_else(|| batch.pop_front()).unwrap_or_default();
+                    wcur = local
+                        .pop_front()
+                        .or_else(|| batch.pop_front())
+                        .unwrap_or_default();
                 } else {
                     let total: usize = local.iter().chain(batch.iter()).map(Bytes::len).sum();
                     wbuf.reserve(total);
@@ -240,7 +264,9 @@ pub async fn drive<H: WsHandler>(
                     if got.is_empty() {
                         return Poll::Ready(Event::Eof);
                     }
-                    metrics.bytes_in.fetch_add(got.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                    metrics
+                        .bytes_in
+                        .fetch_add(got.len() as u64, std::sync::atomic::Ordering::Relaxed);
                     rbuf.extend_from_slice(got);
                     return Poll::Ready(Event::Read);
                 }
@@ -281,7 +307,13 @@ pub async fn drive<H: WsHandler>(
 
 /// Write what is pending, a Close frame, and shut the write side down (bounded in time: a peer that
 /// does not read cannot hold the task).
-async fn flush_and_close(io: &mut WsIo, wcur: &mut Bytes, local: &mut VecDeque<Bytes>, code: Option<u16>, reason: &str) {
+async fn flush_and_close(
+    io: &mut WsIo,
+    wcur: &mut Bytes,
+    local: &mut VecDeque<Bytes>,
+    code: Option<u16>,
+    reason: &str,
+) {
     let mut out = Vec::with_capacity(wcur.len() + 64);
     out.extend_from_slice(wcur);
     for f in local.drain(..) {
@@ -289,7 +321,7 @@ async fn flush_and_close(io: &mut WsIo, wcur: &mut Bytes, local: &mut VecDeque<B
     }
     *wcur = Bytes::new();
     // Codes 1005/1006/1015 must never be sent (RFC 6455 section 7.4.1).
-    let code = code.filter(|c| ws::is_sendable_close_code(*c)).or(Some(1000));
+    let code = code.filter(|c| ws::is_valid_close_code(*c)).or(Some(1000));
     ws::encode_close(&mut out, None, code, reason);
     let _ = tokio::time::timeout(Duration::from_secs(1), async {
         io.write_all(&out).await?;
