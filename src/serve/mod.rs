@@ -17,6 +17,7 @@
 pub mod adapter;
 pub mod assets;
 pub mod chat;
+pub mod engine;
 pub mod http;
 pub mod metrics;
 pub mod outbox;

@@ -86,6 +86,8 @@ pub struct ConnInfo {
 
 /// A protocol mounted at a path (`/socket.io/`, `/engine.io/`): Engine.IO over polling and WebSocket.
 pub trait Endpoint: Send + Sync + 'static {
+    /// Called once when the server is bound, with the state every connection shares.
+    fn attach(&self, shared: &Arc<Shared>);
     /// A plain HTTP request under the mount path (long-polling GET/POST).
     fn http(self: Arc<Self>, req: Request<Incoming>, info: ConnInfo) -> BoxFut<Response<Body>>;
     /// A WebSocket upgrade request with this query string: `Ok` to accept (the value is handed to
@@ -93,6 +95,9 @@ pub trait Endpoint: Send + Sync + 'static {
     fn accept_websocket(&self, query: &str) -> Result<WsAccept, Box<Response<Body>>>;
     /// Run an accepted WebSocket until it ends.
     fn websocket(self: Arc<Self>, io: WsIo, accept: WsAccept, info: ConnInfo) -> BoxFut<()>;
+    /// The server is shutting down: close every session (pending polls answered, WebSockets
+    /// closed with 1001).
+    fn shutdown(&self);
 }
 
 /// What an endpoint decided about a WebSocket upgrade request (e.g. the Engine.IO sid to attach to).
@@ -196,6 +201,9 @@ impl ServerBuilder {
             live: Arc::new(LiveConns::default()),
             next_id: AtomicU64::new(1),
         });
+        for (_, endpoint) in &shared.mounts {
+            endpoint.attach(&shared);
+        }
         Ok(Server {
             listener,
             shared,
@@ -287,6 +295,9 @@ impl Server {
         let open = tracker.count();
         tracing::info!(connections = open, "shutting down");
         let _ = trigger.send(true);
+        for (_, endpoint) in &shared.mounts {
+            endpoint.shutdown();
+        }
         shared.live.close_all(CloseReason::ServerShutdown);
         let left = tokio::time::timeout(shared.config.shutdown_grace, tracker.idle())
             .await

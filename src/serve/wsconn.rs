@@ -13,9 +13,9 @@ use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use hyper_util::rt::TokioIo;
+use std::time::Instant;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
-use tokio::time::Instant;
 
 use super::metrics::Metrics;
 use super::outbox::{CloseReason, Outbox};
@@ -139,7 +139,8 @@ pub async fn drive<H: WsHandler>(
     let mut local: VecDeque<Bytes> = VecDeque::new();
     let mut batch: VecDeque<Bytes> = VecDeque::new();
     let far = || Instant::now() + Duration::from_secs(86_400);
-    let sleep = tokio::time::sleep_until(handler.next_deadline().unwrap_or_else(far));
+    let tk = tokio::time::Instant::from_std;
+    let sleep = tokio::time::sleep_until(tk(handler.next_deadline().unwrap_or_else(far)));
     tokio::pin!(sleep);
     let mut pending_read = !rbuf.is_empty();
 
@@ -197,10 +198,10 @@ pub async fn drive<H: WsHandler>(
                 rbuf = BytesMut::new();
             }
         }
-        if let Some(d) = handler.next_deadline() {
-            if d != sleep.deadline() {
-                sleep.as_mut().reset(d);
-            }
+        if let Some(d) = handler.next_deadline().map(tk)
+            && d != sleep.deadline()
+        {
+            sleep.as_mut().reset(d);
         }
 
         let ev = std::future::poll_fn(|cx| {
@@ -290,7 +291,7 @@ pub async fn drive<H: WsHandler>(
                     outbox.close(r);
                 }
                 if handler.next_deadline().is_none() {
-                    sleep.as_mut().reset(far());
+                    sleep.as_mut().reset(tk(far()));
                 }
             }
             Event::Closed(reason) => {
