@@ -6,4 +6,5 @@
 
 pub mod chat;
 pub mod engineio;
+pub mod json;
 pub mod socketio;
