@@ -1,13 +1,35 @@
 //! The chat application of the original course app, on the Socket.IO layer:
 //! `join_room(room)`, `leave_room(room)`, `send_message({room, author, message, time})` relayed as
-//! `receive_message` to every *other* member of the room. Shared with plain WebSocket clients at
-//! `/ws/ROOM` through the `/` namespace's adapter.
+//! `receive_message` to every *other* member of the room (never back to the sender), exactly as
+//! the original server's `socket.to(data.room).emit("receive_message", data)`. Shared with plain
+//! WebSocket clients at `/ws/ROOM` through the `/` namespace's adapter.
+//!
+//! Answers (acks when the client asked for one, with its callback as the last argument):
+//! - `join_room` → `{"ok":true,"room":<room>}`; `leave_room` → the same, or
+//!   `{"ok":false,"error":"not a member of room 7"}`;
+//! - `send_message` → `{"ok":true}`, or `{"ok":false,"error":"not a member of room 7"}` when the
+//!   sender has not joined the room (nothing is relayed);
+//! - bad arguments → `{"ok":false,"error":"..."}`.
+//!
+//! Without an ack the refusals arrive as an `error` event: `["error",{"event":"send_message",
+//! "error":"not a member of room 7"}]`. Rooms are named by a string or a number; `7` and `"7"` are
+//! the same room (a plain WebSocket client at `/ws/7` is in it too).
+
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 
 use super::adapter::Broadcast;
-use super::wsconn;
+use super::metrics::Metrics;
+use super::outbox::CloseReason;
+use super::socketio::{Event, SioApp, Socket, event_frame};
+
+/// Longest room name accepted, in bytes.
+pub const MAX_ROOM_LEN: usize = 256;
 
 /// A chat message as the original app built it: `{room, author, message, time}` (field order kept).
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -37,13 +59,169 @@ impl<'a> ChatMessage<'a> {
     }
 }
 
-/// A `receive_message` broadcast carrying `data_json` (a JSON value, already serialised).
+/// A `receive_message` broadcast carrying `data_json` (one JSON value, already serialised).
 pub fn receive_message_broadcast(data_json: &[u8]) -> Broadcast {
-    let frame = super::socketio::event_frame("/", "receive_message", data_json);
-    Broadcast::single(frame).with_plain(Bytes::copy_from_slice(data_json))
+    Broadcast::single(event_frame("/", "receive_message", data_json)).with_plain(Bytes::copy_from_slice(data_json))
 }
 
-#[allow(unused)]
-fn _frame_helpers_used() -> Bytes {
-    wsconn::text_frame(b"")
+/// The room a JSON value names: a string (unescaped) or a number (its JSON text).
+pub fn room_key(raw: &str) -> Result<Cow<'_, str>, String> {
+    let raw = raw.trim();
+    let key: Cow<'_, str> = match raw.as_bytes().first() {
+        Some(b'"') => serde_json::from_str::<Cow<'_, str>>(raw).map_err(|e| format!("bad room name: {e}"))?,
+        Some(b'-' | b'0'..=b'9') if serde_json::from_str::<serde_json::Number>(raw).is_ok() => Cow::Borrowed(raw),
+        _ => return Err("the room must be a string or a number".into()),
+    };
+    if key.is_empty() {
+        return Err("the room name is empty".into());
+    }
+    if key.len() > MAX_ROOM_LEN {
+        return Err(format!("the room name is longer than {MAX_ROOM_LEN} bytes"));
+    }
+    Ok(key)
+}
+
+/// The part of a `send_message` payload the relay reads: its room.
+#[derive(Deserialize)]
+struct Target<'a> {
+    #[serde(borrow)]
+    room: &'a RawValue,
+}
+
+/// The chat application.
+pub struct ChatApp {
+    metrics: Arc<Metrics>,
+}
+
+impl ChatApp {
+    pub fn new(metrics: Arc<Metrics>) -> Self {
+        ChatApp { metrics }
+    }
+
+    /// Answer a request: the ack when one was asked for, else (for refusals) an `error` event.
+    fn answer(&self, socket: &Socket, ev: &Event<'_>, ok_json: Result<String, String>) {
+        match (ev.ack, ok_json) {
+            (Some(id), Ok(json)) => socket.ack_raw(id, &json),
+            (Some(id), Err(error)) => socket.ack_raw(id, &refusal_json(&error)),
+            (None, Ok(_)) => {}
+            (None, Err(error)) => {
+                let mut body = String::from("{\"event\":");
+                crate::proto::json::push_json_str(&mut body, ev.name);
+                body.push_str(",\"error\":");
+                crate::proto::json::push_json_str(&mut body, &error);
+                body.push('}');
+                socket.emit_raw("error", &body);
+            }
+        }
+    }
+
+    fn join(&self, socket: &Arc<Socket>, ev: &Event<'_>) -> Result<String, String> {
+        let raw = ev.first_arg.as_deref().ok_or("join_room needs a room")?;
+        let room = room_key(raw)?;
+        if socket.join(&room) {
+            tracing::info!(
+                socket = %socket.id,
+                peer = %socket.session().peer(),
+                room = %room,
+                members = socket.namespace.adapter.room_size(&room),
+                "join"
+            );
+        } else if !socket.in_room(&room) {
+            return Err(format!("too many rooms (at most {})", super::socketio::MAX_ROOMS_PER_SOCKET));
+        }
+        Ok(format!("{{\"ok\":true,\"room\":{}}}", raw.trim()))
+    }
+
+    fn leave(&self, socket: &Arc<Socket>, ev: &Event<'_>) -> Result<String, String> {
+        let raw = ev.first_arg.as_deref().ok_or("leave_room needs a room")?;
+        let room = room_key(raw)?;
+        if !socket.leave(&room) {
+            return Err(format!("not a member of room {room}"));
+        }
+        tracing::info!(socket = %socket.id, peer = %socket.session().peer(), room = %room, "leave");
+        Ok(format!("{{\"ok\":true,\"room\":{}}}", raw.trim()))
+    }
+
+    fn send(&self, socket: &Arc<Socket>, ev: &Event<'_>) -> Result<String, String> {
+        let data = ev
+            .first_arg
+            .as_deref()
+            .ok_or("send_message needs {room, author, message, time}")?;
+        let target: Target<'_> =
+            serde_json::from_str(data).map_err(|_| "send_message needs an object with a room".to_string())?;
+        let room = room_key(target.room.get())?;
+        if !socket.in_room(&room) {
+            self.metrics.refused_sends.fetch_add(1, Ordering::Relaxed);
+            return Err(format!("not a member of room {room}"));
+        }
+        // socket.to(room).emit("receive_message", data): the data as the client sent it.
+        let b = receive_message_broadcast(data.trim().as_bytes());
+        socket.broadcast_to(&room, &b);
+        Ok("{\"ok\":true}".into())
+    }
+}
+
+/// `{"ok":false,"error":"..."}`.
+pub fn refusal_json(error: &str) -> String {
+    let mut s = String::from("{\"ok\":false,\"error\":");
+    crate::proto::json::push_json_str(&mut s, error);
+    s.push('}');
+    s
+}
+
+impl SioApp for ChatApp {
+    fn has_namespace(&self, nsp: &str) -> bool {
+        nsp == "/"
+    }
+
+    fn on_event(&self, socket: &Arc<Socket>, ev: Event<'_>) -> Result<(), CloseReason> {
+        let result = match ev.name {
+            "send_message" => self.send(socket, &ev),
+            "join_room" => self.join(socket, &ev),
+            "leave_room" => self.leave(socket, &ev),
+            other => {
+                if ev.ack.is_none() {
+                    return Ok(());
+                }
+                Err(format!("unknown event {other:?}"))
+            }
+        };
+        self.answer(socket, &ev, result);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rooms_are_strings_or_numbers_and_7_is_the_same_room_as_quoted_7() {
+        assert_eq!(room_key("\"7\"").unwrap(), "7");
+        assert_eq!(room_key("7").unwrap(), "7");
+        assert_eq!(room_key(" \"sala \\u00e9\" ").unwrap(), "sala é");
+        assert!(room_key("{}").is_err());
+        assert!(room_key("null").is_err());
+        assert!(room_key("\"\"").is_err());
+        assert!(room_key(&format!("\"{}\"", "x".repeat(300))).is_err());
+        assert!(room_key("12abc").is_err());
+    }
+
+    #[test]
+    fn refusals_are_json_objects_with_ok_false() {
+        assert_eq!(
+            refusal_json("not a member of room 7"),
+            r#"{"ok":false,"error":"not a member of room 7"}"#
+        );
+        let m = ChatMessage {
+            room: "7",
+            author: "Ana",
+            message: "Olá mundo!",
+            time: "09:05".into(),
+        };
+        assert_eq!(
+            serde_json::to_string(&m).unwrap(),
+            r#"{"room":"7","author":"Ana","message":"Olá mundo!","time":"09:05"}"#
+        );
+    }
 }
