@@ -12,7 +12,43 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use wschat::serve::engine::{EchoApp, EngineEndpoint};
+use wschat::serve::outbox::CloseReason;
 use wschat::serve::server::{ServerBuilder, ServerConfig};
+use wschat::serve::socketio::{Event, SioApp, Socket, SocketIoServer};
+
+/// The Socket.IO suite's application.
+struct Fixture;
+
+impl SioApp for Fixture {
+    fn has_namespace(&self, nsp: &str) -> bool {
+        nsp == "/" || nsp == "/custom"
+    }
+
+    /// `socket.emit("auth", socket.handshake.auth)`.
+    fn on_connect(&self, socket: &Arc<Socket>, auth: &str) {
+        socket.emit_raw("auth", auth);
+    }
+
+    fn on_event(&self, socket: &Arc<Socket>, ev: Event<'_>) -> Result<(), CloseReason> {
+        match ev.name {
+            // `socket.emit("message-back", ...args)`, buffers included.
+            "message" => socket.send_raw_with_attachments(
+                None,
+                Some("message-back"),
+                &ev.args,
+                &ev.attachments,
+            ),
+            // `callback(...args)`.
+            "message-with-ack" => {
+                if let Some(id) = ev.ack {
+                    socket.send_raw_with_attachments(Some(id), None, &ev.args, &ev.attachments);
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
 
 fn main() -> std::process::ExitCode {
     let args: Vec<String> = std::env::args().collect();
@@ -41,8 +77,12 @@ fn main() -> std::process::ExitCode {
         }
     };
     runtime.block_on(async move {
-        let builder =
-            ServerBuilder::new(config).mount("/engine.io/", EngineEndpoint::new(Arc::new(EchoApp)));
+        let connect_timeout = config.connect_timeout;
+        let builder = ServerBuilder::new(config);
+        let sio = SocketIoServer::new(Arc::new(Fixture), builder.metrics(), connect_timeout);
+        let builder = builder
+            .mount("/engine.io/", EngineEndpoint::new(Arc::new(EchoApp)))
+            .mount("/socket.io/", EngineEndpoint::new(Arc::new(sio)));
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let server = match builder.bind(addr) {
             Ok(s) => s,

@@ -61,15 +61,20 @@ impl<'a> ChatMessage<'a> {
 
 /// A `receive_message` broadcast carrying `data_json` (one JSON value, already serialised).
 pub fn receive_message_broadcast(data_json: &[u8]) -> Broadcast {
-    Broadcast::single(event_frame("/", "receive_message", data_json)).with_plain(Bytes::copy_from_slice(data_json))
+    Broadcast::single(event_frame("/", "receive_message", data_json))
+        .with_plain(Bytes::copy_from_slice(data_json))
 }
 
 /// The room a JSON value names: a string (unescaped) or a number (its JSON text).
 pub fn room_key(raw: &str) -> Result<Cow<'_, str>, String> {
     let raw = raw.trim();
     let key: Cow<'_, str> = match raw.as_bytes().first() {
-        Some(b'"') => serde_json::from_str::<Cow<'_, str>>(raw).map_err(|e| format!("bad room name: {e}"))?,
-        Some(b'-' | b'0'..=b'9') if serde_json::from_str::<serde_json::Number>(raw).is_ok() => Cow::Borrowed(raw),
+        Some(b'"') => {
+            serde_json::from_str::<Cow<'_, str>>(raw).map_err(|e| format!("bad room name: {e}"))?
+        }
+        Some(b'-' | b'0'..=b'9') if serde_json::from_str::<serde_json::Number>(raw).is_ok() => {
+            Cow::Borrowed(raw)
+        }
         _ => return Err("the room must be a string or a number".into()),
     };
     if key.is_empty() {
@@ -127,7 +132,10 @@ impl ChatApp {
                 "join"
             );
         } else if !socket.in_room(&room) {
-            return Err(format!("too many rooms (at most {})", super::socketio::MAX_ROOMS_PER_SOCKET));
+            return Err(format!(
+                "too many rooms (at most {})",
+                super::socketio::MAX_ROOMS_PER_SOCKET
+            ));
         }
         Ok(format!("{{\"ok\":true,\"room\":{}}}", raw.trim()))
     }
@@ -147,8 +155,8 @@ impl ChatApp {
             .first_arg
             .as_deref()
             .ok_or("send_message needs {room, author, message, time}")?;
-        let target: Target<'_> =
-            serde_json::from_str(data).map_err(|_| "send_message needs an object with a room".to_string())?;
+        let target: Target<'_> = serde_json::from_str(data)
+            .map_err(|_| "send_message needs an object with a room".to_string())?;
         let room = room_key(target.room.get())?;
         if !socket.in_room(&room) {
             self.metrics.refused_sends.fetch_add(1, Ordering::Relaxed);

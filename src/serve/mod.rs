@@ -29,6 +29,7 @@ pub mod wsconn;
 
 use std::net::{IpAddr, SocketAddr};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context as _;
 
@@ -105,9 +106,15 @@ pub fn run(args: &ServeArgs, _global: &Global) -> anyhow::Result<ExitCode> {
 /// Mount the chat relay: Socket.IO at `/socket.io/` running [`chat::ChatApp`], and its `/`
 /// namespace rooms shared with plain WebSocket clients at `/ws/ROOM`.
 pub fn chat_server(builder: ServerBuilder) -> ServerBuilder {
-    let rooms: std::sync::Arc<dyn adapter::Adapter> =
-        std::sync::Arc::new(adapter::LocalAdapter::new(builder.metrics()));
-    builder.plain_rooms(rooms)
+    let metrics = builder.metrics();
+    let app = Arc::new(chat::ChatApp::new(metrics.clone()));
+    let sio = socketio::SocketIoServer::new(app, metrics, builder.config().connect_timeout);
+    let rooms = sio.namespace("/").map(|ns| ns.adapter.clone());
+    let builder = builder.mount("/socket.io/", engine::EngineEndpoint::new(Arc::new(sio)));
+    match rooms {
+        Some(rooms) => builder.plain_rooms(rooms),
+        None => builder,
+    }
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM.

@@ -130,7 +130,13 @@ impl Socket {
 
     /// Send a packet that carries raw JSON and attachments as they were received (placeholders
     /// kept): `event` re-emitted, or an ack (`ack = Some(id)`). Used to echo binary packets.
-    pub fn send_raw_with_attachments(&self, ack: Option<u64>, event: Option<&str>, args_json: &str, attachments: &[Bytes]) {
+    pub fn send_raw_with_attachments(
+        &self,
+        ack: Option<u64>,
+        event: Option<&str>,
+        args_json: &str,
+        attachments: &[Bytes],
+    ) {
         let mut body = String::with_capacity(args_json.len() + 32);
         body.push('[');
         if let Some(e) = event {
@@ -211,7 +217,11 @@ impl Socket {
 
     /// Whether the socket is in `room`.
     pub fn in_room(&self, room: &str) -> bool {
-        self.rooms.lock().unwrap_or_else(|p| p.into_inner()).iter().any(|r| &**r == room)
+        self.rooms
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .any(|r| &**r == room)
     }
 
     /// The rooms this socket is in.
@@ -233,7 +243,9 @@ impl Socket {
 
     /// `socket.to(room).emit(...)`: deliver an encoded broadcast to the room's other members.
     pub fn broadcast_to(&self, room: &str, msg: &Broadcast) -> Delivery {
-        self.namespace.adapter.broadcast(room, Some(self.member_id), msg)
+        self.namespace
+            .adapter
+            .broadcast(room, Some(self.member_id), msg)
     }
 
     /// Encode an EVENT once for a broadcast in this socket's namespace.
@@ -352,12 +364,16 @@ impl<A: SioApp> SocketIoServer<A> {
             }
         };
         if conn.sockets.iter().any(|s| s.nsp() == nsp) {
-            tracing::debug!(sid = session.sid(), nsp, "CONNECT to a namespace already joined: ignored");
+            tracing::debug!(
+                sid = session.sid(),
+                nsp,
+                "CONNECT to a namespace already joined: ignored"
+            );
             return;
         }
         let Some(ns) = self.namespace(nsp) else {
             self.metrics.connect_errors.fetch_add(1, Ordering::Relaxed);
-            let mut text = String::from("44");
+            let mut text = String::from("4");
             reply_nsp(&mut text);
             text.push_str(r#"{"message":"Invalid namespace"}"#);
             session.send_text(&text);
@@ -367,7 +383,7 @@ impl<A: SioApp> SocketIoServer<A> {
         let auth = p.data().unwrap_or("{}");
         if let Err(refusal) = self.app.authorize(nsp, auth) {
             self.metrics.connect_errors.fetch_add(1, Ordering::Relaxed);
-            let mut text = String::from("44");
+            let mut text = String::from("4");
             reply_nsp(&mut text);
             let mut body = serde_json::Map::new();
             body.insert("message".into(), Value::String(refusal.message.clone()));
@@ -387,7 +403,7 @@ impl<A: SioApp> SocketIoServer<A> {
             rooms: Mutex::new(Vec::new()),
             metrics: self.metrics.clone(),
         });
-        let mut text = String::from("40");
+        let mut text = String::from("0");
         reply_nsp(&mut text);
         text.push_str("{\"sid\":");
         crate::proto::json::push_json_str(&mut text, &socket.id);
@@ -451,7 +467,12 @@ impl<A: SioApp> EngineApp for SocketIoServer<A> {
         }
     }
 
-    fn message(&self, conn: &mut SioConn, session: &Arc<Session>, data: Data<'_>) -> Result<(), CloseReason> {
+    fn message(
+        &self,
+        conn: &mut SioConn,
+        session: &Arc<Session>,
+        data: Data<'_>,
+    ) -> Result<(), CloseReason> {
         match data {
             Data::Text(text) => {
                 if conn.reassembler.is_waiting() {
@@ -462,13 +483,18 @@ impl<A: SioApp> EngineApp for SocketIoServer<A> {
                     )));
                 }
                 let p = PacketRef::parse(text).map_err(protocol_error)?;
-                if conn.sockets.is_empty() && p.packet_type() != PacketType::Connect {
+                if conn.connect_deadline.is_some()
+                    && conn.sockets.is_empty()
+                    && p.packet_type() != PacketType::Connect
+                {
                     // Protocol v5: the first packet must be a CONNECT.
                     return Err(protocol_error("first packet is not a CONNECT"));
                 }
                 match p.packet_type() {
                     PacketType::Connect => self.connect(conn, session, &p),
-                    PacketType::Disconnect => self.remove_socket(conn, p.nsp(), "client namespace disconnect"),
+                    PacketType::Disconnect => {
+                        self.remove_socket(conn, p.nsp(), "client namespace disconnect")
+                    }
                     PacketType::Event => {
                         let Some(name) = p.event() else {
                             return Ok(());
@@ -499,7 +525,10 @@ impl<A: SioApp> EngineApp for SocketIoServer<A> {
                 let Some(packet) = done else {
                     return Ok(());
                 };
-                let nsp = conn.pending_nsp.take().unwrap_or_else(|| packet.nsp.clone());
+                let nsp = conn
+                    .pending_nsp
+                    .take()
+                    .unwrap_or_else(|| packet.nsp.clone());
                 if packet.packet_type != PacketType::BinaryEvent {
                     return Ok(());
                 }
@@ -523,7 +552,12 @@ impl<A: SioApp> EngineApp for SocketIoServer<A> {
         conn.connect_deadline
     }
 
-    fn timeout(&self, conn: &mut SioConn, _session: &Arc<Session>, now: Instant) -> Result<(), CloseReason> {
+    fn timeout(
+        &self,
+        conn: &mut SioConn,
+        _session: &Arc<Session>,
+        now: Instant,
+    ) -> Result<(), CloseReason> {
         match conn.connect_deadline {
             Some(d) if d <= now && conn.sockets.is_empty() => Err(CloseReason::ConnectTimeout),
             _ => Ok(()),
