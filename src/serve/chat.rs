@@ -162,8 +162,13 @@ impl ChatApp {
             self.metrics.refused_sends.fetch_add(1, Ordering::Relaxed);
             return Err(format!("not a member of room {room}"));
         }
-        // socket.to(room).emit("receive_message", data): the data as the client sent it.
-        let b = receive_message_broadcast(data.trim().as_bytes());
+        // socket.to(room).emit("receive_message", data): the data as the client sent it (with its
+        // binary attachments, if any).
+        let b = if ev.attachments.is_empty() {
+            receive_message_broadcast(data.trim().as_bytes())
+        } else {
+            socket.binary_event_broadcast("receive_message", data, &ev.attachments)
+        };
         socket.broadcast_to(&room, &b);
         Ok("{\"ok\":true}".into())
     }

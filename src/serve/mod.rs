@@ -34,6 +34,16 @@ use std::sync::Arc;
 use anyhow::Context as _;
 
 use crate::cli::{Global, ServeArgs};
+
+/// One line on stdout; a closed stdout (its reader went away) must not stop the relay.
+macro_rules! sayln {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, $($t)*);
+        let _ = out.flush();
+    }};
+}
 use server::{ServerBuilder, ServerConfig};
 
 /// The server configuration a `wschat serve` command line asks for.
@@ -91,12 +101,12 @@ pub fn run(args: &ServeArgs, _global: &Global) -> anyhow::Result<ExitCode> {
         announce(addr, json);
         let left = server.run(shutdown_signal()).await;
         if json {
-            println!(
+            sayln!(
                 "{}",
                 serde_json::json!({"event": "stopped", "dropped_connections": left})
             );
         } else {
-            println!("wschat: stopped");
+            sayln!("wschat: stopped");
         }
         anyhow::Ok(())
     })?;
@@ -175,19 +185,19 @@ fn announce(addr: SocketAddr, json: bool) {
             .iter()
             .map(|(u, i)| serde_json::json!({"url": u, "interface": i}))
             .collect();
-        println!(
+        sayln!(
             "{}",
             serde_json::json!({"event": "listening", "addr": addr.to_string(), "port": addr.port(), "urls": list})
         );
         return;
     }
-    println!(
+    sayln!(
         "wschat relay listening on http://{addr}/ (Socket.IO at /socket.io/, plain WebSocket at /ws/ROOM)"
     );
     if addr.ip().is_unspecified() {
-        println!("open the chat from this machine or the LAN:");
+        sayln!("open the chat from this machine or the LAN:");
         for (url, iface) in &urls {
-            println!("  {url:<32} {iface}");
+            sayln!("  {url:<32} {iface}");
         }
     }
 }

@@ -137,6 +137,20 @@ impl Socket {
         args_json: &str,
         attachments: &[Bytes],
     ) {
+        if let Some(packet) = self.raw_packet(ack, event, args_json, attachments) {
+            self.send_packet(&packet);
+        }
+    }
+
+    /// A packet from raw JSON arguments (placeholders kept) and attachments: an event when `event`
+    /// is given, else an ack with id `ack`.
+    fn raw_packet(
+        &self,
+        ack: Option<u64>,
+        event: Option<&str>,
+        args_json: &str,
+        attachments: &[Bytes],
+    ) -> Option<sio::Packet> {
         let mut body = String::with_capacity(args_json.len() + 32);
         body.push('[');
         if let Some(e) = event {
@@ -147,28 +161,24 @@ impl Socket {
         }
         body.push_str(args_json);
         body.push(']');
-        let data: Value = match serde_json::from_str(&body) {
-            Ok(v) => v,
-            Err(_) => return,
-        };
-        let packet_type = match (attachments.is_empty(), ack.is_some() && event.is_none()) {
+        let data: Value = serde_json::from_str(&body).ok()?;
+        let packet_type = match (attachments.is_empty(), event.is_none()) {
             (true, false) => PacketType::Event,
             (true, true) => PacketType::Ack,
             (false, false) => PacketType::BinaryEvent,
             (false, true) => PacketType::BinaryAck,
         };
-        let packet = sio::Packet {
+        Some(sio::Packet {
             packet_type,
             nsp: self.nsp().to_string(),
             id: if event.is_some() { None } else { ack },
             data: Some(data),
             attachments: attachments.to_vec(),
-        };
-        self.send_packet(&packet);
+        })
     }
 
-    fn send_packet(&self, packet: &sio::Packet) {
-        let frames: Vec<Bytes> = packet
+    fn frames(&self, packet: &sio::Packet) -> Vec<Bytes> {
+        packet
             .to_engineio()
             .into_iter()
             .filter_map(|p| match p {
@@ -176,7 +186,11 @@ impl Socket {
                 eio::Packet::Binary(b) => Some(wsconn::binary_frame(&b)),
                 _ => None,
             })
-            .collect();
+            .collect()
+    }
+
+    fn send_packet(&self, packet: &sio::Packet) {
+        let frames = self.frames(packet);
         self.send(&frames);
     }
 
@@ -251,6 +265,20 @@ impl Socket {
     /// Encode an EVENT once for a broadcast in this socket's namespace.
     pub fn event_broadcast(&self, event: &str, args_json: &str) -> Broadcast {
         Broadcast::single(event_frame(self.nsp(), event, args_json.as_bytes()))
+    }
+
+    /// Encode once, for a broadcast in this namespace, an event whose raw JSON arguments carry
+    /// placeholders for `attachments` (BINARY_EVENT and its binary frames).
+    pub fn binary_event_broadcast(
+        &self,
+        event: &str,
+        args_json: &str,
+        attachments: &[Bytes],
+    ) -> Broadcast {
+        match self.raw_packet(None, Some(event), args_json, attachments) {
+            Some(packet) => Broadcast::new(self.frames(&packet)),
+            None => Broadcast::new(Vec::new()),
+        }
     }
 
     /// Close the whole Engine.IO connection.
