@@ -874,3 +874,107 @@ fn sigterm_closes_websockets_with_1001_answers_pending_polls_and_exits() {
     };
     assert!(exit.success(), "{exit:?}");
 }
+
+/// The browser scenario's JSON lines.
+struct Browser {
+    child: Child,
+    stdin: ChildStdin,
+    rx: Receiver<Value>,
+}
+
+impl Browser {
+    fn next(&mut self, ev: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok(v) if v["ev"] == ev => return v,
+                Ok(v) if v["ev"] == "fail" => panic!("browser scenario failed: {}", v["error"]),
+                Ok(_) => continue,
+                Err(e) => panic!("browser: no {ev} ({e:?})"),
+            }
+        }
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn the_web_page_chats_with_a_socketio_peer_in_headless_chromium() {
+    if !node_ok()
+        || !peer_available(
+            "chromium (/usr/bin/chromium)",
+            Path::new("/usr/bin/chromium").exists(),
+        )
+    {
+        return;
+    }
+    let relay = Relay::start(&[]);
+    let mut bia = Peer::start("bia", &relay, "websocket", &[]);
+    bia.connected();
+    bia.join(json!("7"));
+    let shots = tempfile::tempdir().unwrap();
+    let png = shots.path().join("chat.png");
+    let mut child = Command::new("node")
+        .arg(peers_dir().join("serve-browser.js"))
+        .args([
+            "--url",
+            &format!("{}/", relay.url()),
+            "--name",
+            "Ana",
+            "--room",
+            "7",
+        ])
+        .args(["--send", "Olá mundo!", "--expect", "Oi Ana, tudo bem?"])
+        .arg("--screenshot")
+        .arg(&png)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start serve-browser.js");
+    let stdin = child.stdin.take().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                let _ = tx.send(v);
+            }
+        }
+    });
+    let mut browser = Browser { child, stdin, rx };
+    let joined = browser.next("joined");
+    assert_eq!(joined["subtitle"], "Entrar na sala");
+    writeln!(browser.stdin, "go").unwrap();
+    browser.stdin.flush().unwrap();
+    let sent = browser.next("sent");
+    assert_eq!(sent["bubble"]["text"], "Olá mundo!");
+    // The page's message reaches the socket.io-client peer in the original app's shape.
+    let got = bia.event("receive_message");
+    assert_eq!(got[0]["room"], "7");
+    assert_eq!(got[0]["author"], "Ana");
+    assert_eq!(got[0]["message"], "Olá mundo!");
+    assert!(got[0]["time"].as_str().is_some_and(|t| t.len() == 5));
+    bia.emit(
+        "send_message",
+        json!([msg("7", "Bia", "Oi Ana, tudo bem?")]),
+        Some("r"),
+    );
+    bia.ack("r");
+    let received = browser.next("received");
+    assert_eq!(received["bubble"]["author"], "Bia");
+    assert_eq!(received["bubble"]["time"], "10:42");
+    assert_eq!(
+        received["bubble"]["mineRightOfTheirs"], true,
+        "own bubbles on the right"
+    );
+    browser.next("screenshot");
+    let bytes = std::fs::read(&png).expect("screenshot written");
+    assert!(bytes.starts_with(b"\x89PNG"), "a PNG screenshot");
+}

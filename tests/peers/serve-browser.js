@@ -168,9 +168,10 @@ async function main() {
     );
     const theirs = await evaluate(`(() => {
       const b = [...document.querySelectorAll('.message.other')].pop();
-      const r = b.getBoundingClientRect(), m = document.querySelector('.message.you').getBoundingClientRect();
+      const r = b.querySelector('.message-content').getBoundingClientRect();
+      const m = document.querySelector('.message.you .message-content').getBoundingClientRect();
       return { text: b.querySelector('.message-content').textContent, author: b.querySelector('.author').textContent,
-               time: b.querySelector('.time').textContent, mineRightOfTheirs: m.right > r.right };
+               time: b.querySelector('.time').textContent, mineRightOfTheirs: m.left > r.right };
     })()`);
     out({ ev: "received", bubble: theirs });
   }
