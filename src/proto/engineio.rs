@@ -197,7 +197,7 @@ impl Handshake {
     fn parse(text: &str, base: usize) -> Result<Self, EngineError> {
         serde_json::from_str(text).map_err(|e| EngineError::InvalidHandshake {
             offset: base + json::error_offset(text, &e),
-            message: e.to_string(),
+            message: json::error_message(&e),
         })
     }
 

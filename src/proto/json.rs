@@ -66,6 +66,17 @@ pub fn error_offset(text: &str, err: &serde_json::Error) -> usize {
         .min(text.len())
 }
 
+/// What `serde_json` said, without its ` at line L column C` suffix (callers report a byte offset).
+pub fn error_message(err: &serde_json::Error) -> String {
+    let full = err.to_string();
+    match full.rfind(" at line ") {
+        Some(i) if full.get(i..).is_some_and(|t| t.contains(" column ")) => {
+            full.get(..i).unwrap_or(&full).to_owned()
+        }
+        _ => full,
+    }
+}
+
 /// Default width (in characters) of the text part of a one-line summary.
 pub const SUMMARY_MAX_CHARS: usize = 100;
 
@@ -147,6 +158,12 @@ mod tests {
         let err = serde_json::from_str::<serde_json::Value>(text).err();
         let off = err.map(|e| error_offset(text, &e));
         assert_eq!(off, Some(9));
+    }
+
+    #[test]
+    fn error_message_drops_the_position() {
+        let err = serde_json::from_str::<serde_json::Value>("[1,").unwrap_err();
+        assert_eq!(error_message(&err), "EOF while parsing a value");
     }
 
     #[test]

@@ -370,7 +370,7 @@ impl<'a> PacketRef<'a> {
             .and_then(|s| de.end().map(|()| s))
             .map_err(|e| SocketIoError::InvalidJson {
                 offset: at + json::error_offset(rest, &e),
-                message: e.to_string(),
+                message: json::error_message(&e),
             })?;
         self.data = Some(rest.trim_matches(JSON_WS));
         match (t, shape) {
@@ -391,7 +391,7 @@ impl<'a> PacketRef<'a> {
                     Some(b'"') => {
                         unescape_json_str(raw).map_err(|e| SocketIoError::InvalidJson {
                             offset: name_at + json::error_offset(raw, &e),
-                            message: e.to_string(),
+                            message: json::error_message(&e),
                         })?
                     }
                     Some(b'-' | b'0'..=b'9') => Cow::Borrowed(raw),
@@ -491,7 +491,7 @@ impl<'a> PacketRef<'a> {
                 Some(d) => Some(serde_json::from_str::<Value>(d).map_err(|e| {
                     SocketIoError::InvalidJson {
                         offset: json::error_offset(d, &e),
-                        message: e.to_string(),
+                        message: json::error_message(&e),
                     }
                 })?),
                 None => None,
