@@ -241,7 +241,9 @@ fn chat_reaches_the_other_members_of_the_room_over_websocket_and_polling_upgrade
     let mut ana = Peer::start("ana", &relay, "default", &[]);
     let mut bia = Peer::start("bia", &relay, "websocket", &[]);
     let mut outsider = Peer::start("outsider", &relay, "websocket", &[]);
-    assert_eq!(ana.connected()["transport"], "polling");
+    let open = ana.expect("open", |v| v["ev"] == "open");
+    assert_eq!(open["transport"], "polling");
+    ana.connected();
     assert_eq!(bia.connected()["transport"], "websocket");
     outsider.connected();
     ana.expect("upgrade", |v| {

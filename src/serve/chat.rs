@@ -15,18 +15,17 @@
 //! "error":"not a member of room 7"}]`. Rooms are named by a string or a number; `7` and `"7"` are
 //! the same room (a plain WebSocket client at `/ws/7` is in it too).
 
-use std::borrow::Cow;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
-use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
+use serde::Serialize;
 
 use super::adapter::Broadcast;
 use super::metrics::Metrics;
 use super::outbox::CloseReason;
-use super::socketio::{Event, SioApp, Socket, event_frame};
+use super::socketio::{Event, SioApp, Socket};
+use crate::proto::chat::{self as proto_chat, RoomId};
 
 /// Longest room name accepted, in bytes.
 pub const MAX_ROOM_LEN: usize = 256;
@@ -61,36 +60,29 @@ impl<'a> ChatMessage<'a> {
 
 /// A `receive_message` broadcast carrying `data_json` (one JSON value, already serialised).
 pub fn receive_message_broadcast(data_json: &[u8]) -> Broadcast {
-    Broadcast::single(event_frame("/", "receive_message", data_json))
+    let data = std::str::from_utf8(data_json).unwrap_or("null");
+    let mut text = String::with_capacity(data.len() + 24);
+    text.push('4');
+    proto_chat::encode_receive_message(&mut text, "/", data);
+    Broadcast::single(super::wsconn::text_frame(text.as_bytes()))
         .with_plain(Bytes::copy_from_slice(data_json))
 }
 
-/// The room a JSON value names: a string (unescaped) or a number (its JSON text).
-pub fn room_key(raw: &str) -> Result<Cow<'_, str>, String> {
-    let raw = raw.trim();
-    let key: Cow<'_, str> = match raw.as_bytes().first() {
-        Some(b'"') => {
-            serde_json::from_str::<Cow<'_, str>>(raw).map_err(|e| format!("bad room name: {e}"))?
-        }
-        Some(b'-' | b'0'..=b'9') if serde_json::from_str::<serde_json::Number>(raw).is_ok() => {
-            Cow::Borrowed(raw)
-        }
-        _ => return Err("the room must be a string or a number".into()),
-    };
-    if key.is_empty() {
-        return Err("the room name is empty".into());
-    }
-    if key.len() > MAX_ROOM_LEN {
-        return Err(format!("the room name is longer than {MAX_ROOM_LEN} bytes"));
-    }
-    Ok(key)
+/// The room a JSON value names (`proto::chat::RoomId`: a string, or a number keyed by its decimal
+/// text), checked for the relay's limits.
+pub fn room_key(raw: &str) -> Result<RoomId, String> {
+    let room = RoomId::from_raw_json(raw).map_err(|e| e.to_string())?;
+    check_room(room)
 }
 
-/// The part of a `send_message` payload the relay reads: its room.
-#[derive(Deserialize)]
-struct Target<'a> {
-    #[serde(borrow)]
-    room: &'a RawValue,
+fn check_room(room: RoomId) -> Result<RoomId, String> {
+    if room.as_str().is_empty() {
+        return Err("the room name is empty".into());
+    }
+    if room.as_str().len() > MAX_ROOM_LEN {
+        return Err(format!("the room name is longer than {MAX_ROOM_LEN} bytes"));
+    }
+    Ok(room)
 }
 
 /// The chat application.
@@ -123,15 +115,16 @@ impl ChatApp {
     fn join(&self, socket: &Arc<Socket>, ev: &Event<'_>) -> Result<String, String> {
         let raw = ev.first_arg.as_deref().ok_or("join_room needs a room")?;
         let room = room_key(raw)?;
-        if socket.join(&room) {
+        let room = room.as_str();
+        if socket.join(room) {
             tracing::info!(
                 socket = %socket.id,
                 peer = %socket.session().peer(),
                 room = %room,
-                members = socket.namespace.adapter.room_size(&room),
+                members = socket.namespace.adapter.room_size(room),
                 "join"
             );
-        } else if !socket.in_room(&room) {
+        } else if !socket.in_room(room) {
             return Err(format!(
                 "too many rooms (at most {})",
                 super::socketio::MAX_ROOMS_PER_SOCKET
@@ -143,7 +136,8 @@ impl ChatApp {
     fn leave(&self, socket: &Arc<Socket>, ev: &Event<'_>) -> Result<String, String> {
         let raw = ev.first_arg.as_deref().ok_or("leave_room needs a room")?;
         let room = room_key(raw)?;
-        if !socket.leave(&room) {
+        let room = room.as_str();
+        if !socket.leave(room) {
             return Err(format!("not a member of room {room}"));
         }
         tracing::info!(socket = %socket.id, peer = %socket.session().peer(), room = %room, "leave");
@@ -155,10 +149,11 @@ impl ChatApp {
             .first_arg
             .as_deref()
             .ok_or("send_message needs {room, author, message, time}")?;
-        let target: Target<'_> = serde_json::from_str(data)
-            .map_err(|_| "send_message needs an object with a room".to_string())?;
-        let room = room_key(target.room.get())?;
-        if !socket.in_room(&room) {
+        let room =
+            proto_chat::room_of(proto_chat::SEND_MESSAGE, data).map_err(|e| e.to_string())?;
+        let room = check_room(room)?;
+        let room = room.as_str();
+        if !socket.in_room(room) {
             self.metrics.refused_sends.fetch_add(1, Ordering::Relaxed);
             return Err(format!("not a member of room {room}"));
         }
@@ -169,7 +164,7 @@ impl ChatApp {
         } else {
             socket.binary_event_broadcast("receive_message", data, &ev.attachments)
         };
-        socket.broadcast_to(&room, &b);
+        socket.broadcast_to(room, &b);
         Ok("{\"ok\":true}".into())
     }
 }
@@ -189,9 +184,9 @@ impl SioApp for ChatApp {
 
     fn on_event(&self, socket: &Arc<Socket>, ev: Event<'_>) -> Result<(), CloseReason> {
         let result = match ev.name {
-            "send_message" => self.send(socket, &ev),
-            "join_room" => self.join(socket, &ev),
-            "leave_room" => self.leave(socket, &ev),
+            proto_chat::SEND_MESSAGE => self.send(socket, &ev),
+            proto_chat::JOIN_ROOM => self.join(socket, &ev),
+            proto_chat::LEAVE_ROOM => self.leave(socket, &ev),
             other => {
                 if ev.ack.is_none() {
                     return Ok(());
@@ -210,9 +205,9 @@ mod tests {
 
     #[test]
     fn rooms_are_strings_or_numbers_and_7_is_the_same_room_as_quoted_7() {
-        assert_eq!(room_key("\"7\"").unwrap(), "7");
-        assert_eq!(room_key("7").unwrap(), "7");
-        assert_eq!(room_key(" \"sala \\u00e9\" ").unwrap(), "sala é");
+        assert_eq!(room_key("\"7\"").unwrap().as_str(), "7");
+        assert_eq!(room_key("7").unwrap().as_str(), "7");
+        assert_eq!(room_key(" \"sala \\u00e9\" ").unwrap().as_str(), "sala é");
         assert!(room_key("{}").is_err());
         assert!(room_key("null").is_err());
         assert!(room_key("\"\"").is_err());

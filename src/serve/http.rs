@@ -299,7 +299,7 @@ where
         );
         return r;
     }
-    let accept = accept_key(key.as_bytes());
+    let accept = crate::wire::http::accept_key(key.to_str().unwrap_or_default());
     let on_upgrade = hyper::upgrade::on(&mut req);
     tokio::spawn(async move {
         match on_upgrade.await {
@@ -327,25 +327,4 @@ pub fn query_param(query: &str, name: &str) -> Option<String> {
                 .unwrap_or_else(|| v.to_string())
         })
     })
-}
-
-/// Sec-WebSocket-Accept for a key (RFC 6455 section 4.2.2: base64(SHA-1(key + GUID))).
-fn accept_key(key: &[u8]) -> String {
-    use base64::Engine as _;
-    use sha1::Digest as _;
-    let mut h = sha1::Sha1::new();
-    h.update(key);
-    h.update(b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11");
-    base64::engine::general_purpose::STANDARD.encode(h.finalize())
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn accept_key_of_rfc_6455_section_1_3() {
-        assert_eq!(
-            super::accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="),
-            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
-        );
-    }
 }

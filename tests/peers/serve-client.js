@@ -6,7 +6,8 @@
 //   {"op":"disconnect"}  {"op":"connect"}  {"op":"close-engine"}  {"op":"exit"}
 // Buffers are written {"$bin":"<base64>"} in both directions.
 // Events go to stdout, one JSON object per line:
-//   {"ev":"connect","id":"...","transport":"polling"}  {"ev":"upgrade","transport":"websocket"}
+//   {"ev":"open","transport":"polling"}  {"ev":"upgrade","transport":"websocket"}
+//   {"ev":"connect","id":"...","transport":"polling"}
 //   {"ev":"event","name":"receive_message","args":[...]}  {"ev":"ack","tag":"j1","args":[...]}
 //   {"ev":"disconnect","reason":"..."}  {"ev":"connect_error","message":"...","data":...}
 const { io } = require("socket.io-client");
@@ -59,10 +60,14 @@ if (auth) opts.auth = JSON.parse(auth);
 
 const socket = io(url + (namespace === "/" ? "" : namespace), opts);
 
-socket.on("connect", () => {
+// The Engine.IO connection: its first transport, and the upgrade when it happens.
+socket.io.on("open", () => {
   const engine = socket.io.engine;
-  out({ ev: "connect", id: socket.id, transport: engine.transport.name });
+  out({ ev: "open", transport: engine.transport.name });
   engine.once("upgrade", (t) => out({ ev: "upgrade", transport: t.name }));
+});
+socket.on("connect", () => {
+  out({ ev: "connect", id: socket.id, transport: socket.io.engine.transport.name });
 });
 socket.on("connect_error", (err) => out({ ev: "connect_error", message: err.message, data: err.data ?? null }));
 socket.on("disconnect", (reason) => out({ ev: "disconnect", reason }));
