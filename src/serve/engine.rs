@@ -15,7 +15,7 @@ use std::task::{Poll, Waker};
 use std::time::Instant;
 
 use base64::Engine as _;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
@@ -773,7 +773,6 @@ impl<A: EngineApp> EngineEndpoint<A> {
                 };
                 let reason = wsconn::drive(
                     io,
-                    BytesMut::new(),
                     &mut handler,
                     &outbox,
                     shared.config.max_payload,
@@ -806,7 +805,6 @@ impl<A: EngineApp> EngineEndpoint<A> {
                 };
                 let reason = wsconn::drive(
                     io,
-                    BytesMut::new(),
                     &mut handler,
                     &outbox,
                     shared.config.max_payload,

@@ -13,7 +13,16 @@ use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::BytesMut;
+use futures_util::FutureExt as _;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
+
+use super::server::BoxFut;
+use crate::wire::http::RequestHead;
 
 use super::assets;
 use super::server::{ConnInfo, Shared};
@@ -45,8 +54,14 @@ pub fn json(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
     respond(status, "application/json", body)
 }
 
-/// Serve one TCP connection: HTTP/1.1 with keep-alive and upgrades.
-pub async fn serve_connection(shared: Arc<Shared>, stream: TcpStream, info: ConnInfo) {
+/// Requests get this long to send their head.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// HTTP/1.1 with keep-alive and upgrades (hyper), until the client goes or shutdown.
+async fn serve_http<S>(shared: Arc<Shared>, stream: S, info: ConnInfo)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let svc_shared = shared.clone();
     let service = hyper::service::service_fn(move |req| {
         let shared = svc_shared.clone();
@@ -55,7 +70,7 @@ pub async fn serve_connection(shared: Arc<Shared>, stream: TcpStream, info: Conn
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(30))
+        .header_read_timeout(HEADER_READ_TIMEOUT)
         .keep_alive(true);
     let conn = builder
         .serve_connection(TokioIo::new(stream), service)
@@ -128,46 +143,16 @@ async fn route_inner(
     let query = req.uri().query().unwrap_or("").to_string();
     let upgrade = is_websocket_upgrade(&req);
 
+    if upgrade {
+        return match websocket_route(shared, &path, &query, info) {
+            Ok(run) => upgrade_then(req, run),
+            Err(resp) => *resp,
+        };
+    }
     for (mount, endpoint) in &shared.mounts {
         if path == *mount || path.starts_with(mount.as_str()) {
-            if upgrade {
-                return match endpoint.accept_websocket(&query) {
-                    Ok(accept) => {
-                        let ep = endpoint.clone();
-                        upgrade_then(req, move |io| ep.websocket(io, accept, info))
-                    }
-                    Err(resp) => *resp,
-                };
-            }
             return endpoint.clone().http(req, info).await;
         }
-    }
-
-    if upgrade {
-        if path == "/echo" {
-            let shared = shared.clone();
-            return upgrade_then(req, move |io| {
-                Box::pin(super::plainws::echo(shared, io, info))
-            });
-        }
-        if let (Some(room), Some(adapter)) = (path.strip_prefix("/ws/"), shared.plain_rooms.clone())
-        {
-            let room = super::static_files::percent_decode(room).unwrap_or_default();
-            if room.is_empty() || room.contains('/') {
-                return text(StatusCode::BAD_REQUEST, "usage: /ws/ROOM?name=NAME\n");
-            }
-            let name = query_param(&query, "name").unwrap_or_else(|| format!("guest-{}", info.id));
-            let shared = shared.clone();
-            return upgrade_then(req, move |io| {
-                Box::pin(super::plainws::plain_room(
-                    shared, adapter, io, room, name, info,
-                ))
-            });
-        }
-        return text(
-            StatusCode::NOT_FOUND,
-            "no WebSocket endpoint at this path\n",
-        );
     }
 
     match (req.method(), path.as_str()) {
@@ -257,6 +242,221 @@ async fn front_end(shared: &Shared, path: &str, head: bool) -> Response<Body> {
     resp
 }
 
+/// What runs on an accepted WebSocket.
+pub type WsRun = Box<dyn FnOnce(WsIo) -> BoxFut<()> + Send>;
+
+/// Where a WebSocket upgrade request for `path?query` goes: a mounted Engine.IO endpoint, `/echo`
+/// or `/ws/ROOM`; `Err` is the refusal to send instead of `101`.
+pub fn websocket_route(
+    shared: &Arc<Shared>,
+    path: &str,
+    query: &str,
+    info: ConnInfo,
+) -> Result<WsRun, Box<Response<Body>>> {
+    for (mount, endpoint) in &shared.mounts {
+        if path == mount || path.starts_with(mount.as_str()) {
+            let accept = endpoint.accept_websocket(query)?;
+            let ep = endpoint.clone();
+            return Ok(Box::new(move |io| ep.websocket(io, accept, info)));
+        }
+    }
+    if shared.is_shutting_down() {
+        return Err(Box::new(text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting down\n",
+        )));
+    }
+    if path == "/echo" {
+        let shared = shared.clone();
+        return Ok(Box::new(move |io| {
+            Box::pin(super::plainws::echo(shared, io, info))
+        }));
+    }
+    if let (Some(room), Some(adapter)) = (path.strip_prefix("/ws/"), shared.plain_rooms.clone()) {
+        let room = super::static_files::percent_decode(room).unwrap_or_default();
+        if room.is_empty() || room.contains('/') || room.len() > super::chat::MAX_ROOM_LEN {
+            return Err(Box::new(text(
+                StatusCode::BAD_REQUEST,
+                "usage: /ws/ROOM?name=NAME\n",
+            )));
+        }
+        let name = query_param(query, "name")
+            .filter(|n| !n.trim().is_empty())
+            .unwrap_or_else(|| format!("guest-{}", info.id));
+        let shared = shared.clone();
+        return Ok(Box::new(move |io| {
+            Box::pin(super::plainws::plain_room(
+                shared, adapter, io, room, name, info,
+            ))
+        }));
+    }
+    Err(Box::new(text(
+        StatusCode::NOT_FOUND,
+        "no WebSocket endpoint at this path\n",
+    )))
+}
+
+/// Serve one TCP connection. The first request head is read here with `wire::http`: a WebSocket
+/// upgrade is answered on the raw stream (no HTTP machinery stays behind for the life of the
+/// connection, which matters for 100k idle sockets); anything else goes to hyper with the bytes
+/// already read replayed in front of the stream.
+pub async fn serve_connection(shared: Arc<Shared>, mut stream: TcpStream, info: ConnInfo) {
+    use tokio::io::AsyncReadExt as _;
+    let mut buf = BytesMut::new();
+    let deadline = tokio::time::Instant::now() + HEADER_READ_TIMEOUT;
+    let mut chunk = [0u8; 2048];
+    loop {
+        let read = tokio::time::timeout_at(deadline, stream.read(&mut chunk)).await;
+        let n = match read {
+            Ok(Ok(0)) | Ok(Err(_)) => return,
+            Err(_) => {
+                tracing::debug!(peer = %info.peer, "no request head in time");
+                return;
+            }
+            Ok(Ok(n)) => n,
+        };
+        buf.extend_from_slice(chunk.get(..n).unwrap_or_default());
+        match RequestHead::parse(&buf) {
+            Ok(None) if buf.len() <= crate::wire::http::MAX_HEAD_LEN => continue,
+            Ok(Some((head, len))) if wants_websocket(&head) => {
+                let answer = raw_upgrade(&shared, &head, info);
+                let _ = buf.split_to(len);
+                match answer {
+                    Ok((response, run)) => {
+                        use tokio::io::AsyncWriteExt as _;
+                        if stream.write_all(response.as_bytes()).await.is_err() {
+                            return;
+                        }
+                        shared.metrics.http_requests.fetch_add(1, Ordering::Relaxed);
+                        // Whatever the client sent after its head is the first frame data.
+                        let leftover = if buf.is_empty() { BytesMut::new() } else { buf };
+                        run(WsIo::Tcp(stream, leftover)).await;
+                    }
+                    Err(refusal) => {
+                        use tokio::io::AsyncWriteExt as _;
+                        shared.metrics.http_requests.fetch_add(1, Ordering::Relaxed);
+                        let _ = stream.write_all(&refusal).await;
+                        let _ = stream.shutdown().await;
+                    }
+                }
+                return;
+            }
+            // Plain HTTP, a head too large or malformed: hyper answers it (400/431 included).
+            _ => break,
+        }
+    }
+    serve_http(shared, Prefixed::new(buf.freeze(), stream), info).await;
+}
+
+/// Whether the client asks for a WebSocket (RFC 6455 section 4.2.1 item 3: `Upgrade: websocket`).
+fn wants_websocket(head: &RequestHead<'_>) -> bool {
+    head.header_list("upgrade")
+        .iter()
+        .any(|t| t.eq_ignore_ascii_case("websocket"))
+}
+
+/// The `101` answer and what to run, or the bytes of the refusal.
+fn raw_upgrade(
+    shared: &Arc<Shared>,
+    head: &RequestHead<'_>,
+    info: ConnInfo,
+) -> Result<(String, WsRun), Vec<u8>> {
+    if let Err(e) = head.validate_websocket_upgrade() {
+        return Err(crate::wire::http::server_response_refusal(&e).into_bytes());
+    }
+    let (path, query) = head.path.split_once('?').unwrap_or((head.path, ""));
+    match websocket_route(shared, path, query, info) {
+        Ok(run) => {
+            let key = head.websocket_key().unwrap_or_default();
+            let accept = crate::wire::http::accept_key(key);
+            Ok((
+                crate::wire::http::server_response_101(&accept, None, None),
+                run,
+            ))
+        }
+        Err(resp) => Err(raw_response(&resp)),
+    }
+}
+
+/// A complete response as bytes (for refusals written on the raw stream), connection closing.
+fn raw_response(resp: &Response<Body>) -> Vec<u8> {
+    use http_body_util::BodyExt as _;
+    use std::io::Write as _;
+    let body: Bytes = resp
+        .body()
+        .clone()
+        .collect()
+        .now_or_never()
+        .and_then(Result::ok)
+        .map(|c| c.to_bytes())
+        .unwrap_or_default();
+    let status = resp.status();
+    let mut out = Vec::with_capacity(160 + body.len());
+    let _ = write!(
+        out,
+        "HTTP/1.1 {} {}\r\n",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or("")
+    );
+    for (name, value) in resp.headers() {
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    let _ = write!(
+        out,
+        "access-control-allow-origin: *\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    );
+    out.extend_from_slice(&body);
+    out
+}
+
+/// A stream with bytes already read from it put back in front.
+pub struct Prefixed<S> {
+    prefix: Bytes,
+    inner: S,
+}
+
+impl<S> Prefixed<S> {
+    pub fn new(prefix: Bytes, inner: S) -> Self {
+        Prefixed { prefix, inner }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Prefixed<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        if !this.prefix.is_empty() {
+            let n = this.prefix.len().min(buf.remaining());
+            buf.put_slice(&this.prefix.split_to(n));
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut this.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
 /// Whether a request asks to switch to WebSocket (RFC 6455 section 4.2.1: GET, `Upgrade: websocket`,
 /// `Connection: Upgrade`).
 pub fn is_websocket_upgrade<B>(req: &Request<B>) -> bool {
@@ -275,10 +475,7 @@ pub fn is_websocket_upgrade<B>(req: &Request<B>) -> bool {
 
 /// Answer a WebSocket upgrade through hyper (for connections whose first request was plain HTTP):
 /// 101 with Sec-WebSocket-Accept, then run `then` on the upgraded stream.
-fn upgrade_then<F>(mut req: Request<Incoming>, then: F) -> Response<Body>
-where
-    F: FnOnce(WsIo) -> super::server::BoxFut<()> + Send + 'static,
-{
+fn upgrade_then(mut req: Request<Incoming>, then: WsRun) -> Response<Body> {
     let key = req.headers().get(header::SEC_WEBSOCKET_KEY).cloned();
     let version_ok = req
         .headers()

@@ -6,8 +6,6 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use bytes::BytesMut;
-
 use super::adapter::{Adapter, Broadcast, Member, MemberId};
 use super::chat::ChatMessage;
 use super::metrics::{Metrics, Transport};
@@ -91,7 +89,6 @@ pub async fn plain_room(
     };
     let reason = wsconn::drive(
         io,
-        BytesMut::new(),
         &mut handler,
         &outbox,
         shared.config.max_payload,
@@ -144,7 +141,6 @@ pub async fn echo(shared: Arc<Shared>, io: WsIo, info: ConnInfo) {
     };
     let reason = wsconn::drive(
         io,
-        BytesMut::new(),
         &mut handler,
         &outbox,
         shared.config.max_payload,

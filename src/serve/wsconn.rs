@@ -24,7 +24,8 @@ use crate::wire::ws::{self, Message, Opcode, Reader, Role};
 /// The byte stream a WebSocket runs on: a raw TCP stream (handshake read by us) or one upgraded by
 /// hyper (handshake on a keep-alive HTTP connection).
 pub enum WsIo {
-    Tcp(TcpStream),
+    /// A raw TCP stream and the bytes that followed the request head.
+    Tcp(TcpStream, BytesMut),
     Upgraded(TokioIo<hyper::upgrade::Upgraded>),
 }
 
@@ -35,7 +36,7 @@ impl AsyncRead for WsIo {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         match self.get_mut() {
-            WsIo::Tcp(s) => Pin::new(s).poll_read(cx, buf),
+            WsIo::Tcp(s, _) => Pin::new(s).poll_read(cx, buf),
             WsIo::Upgraded(s) => Pin::new(s).poll_read(cx, buf),
         }
     }
@@ -48,19 +49,19 @@ impl AsyncWrite for WsIo {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
-            WsIo::Tcp(s) => Pin::new(s).poll_write(cx, buf),
+            WsIo::Tcp(s, _) => Pin::new(s).poll_write(cx, buf),
             WsIo::Upgraded(s) => Pin::new(s).poll_write(cx, buf),
         }
     }
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
-            WsIo::Tcp(s) => Pin::new(s).poll_flush(cx),
+            WsIo::Tcp(s, _) => Pin::new(s).poll_flush(cx),
             WsIo::Upgraded(s) => Pin::new(s).poll_flush(cx),
         }
     }
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
-            WsIo::Tcp(s) => Pin::new(s).poll_shutdown(cx),
+            WsIo::Tcp(s, _) => Pin::new(s).poll_shutdown(cx),
             WsIo::Upgraded(s) => Pin::new(s).poll_shutdown(cx),
         }
     }
@@ -126,14 +127,16 @@ const KEEP_WRITE_BUF: usize = 16 * 1024;
 /// return (so producers stop queueing).
 pub async fn drive<H: WsHandler>(
     mut io: WsIo,
-    leftover: BytesMut,
     handler: &mut H,
     outbox: &Arc<Outbox>,
     max_message: usize,
     metrics: &Metrics,
 ) -> CloseReason {
     let mut reader = Reader::new(Role::Server, max_message);
-    let mut rbuf = leftover;
+    let mut rbuf = match &mut io {
+        WsIo::Tcp(_, leftover) if !leftover.is_empty() => std::mem::take(leftover),
+        _ => BytesMut::new(),
+    };
     let mut wbuf = BytesMut::new();
     let mut wcur = Bytes::new();
     let mut local: VecDeque<Bytes> = VecDeque::new();
