@@ -71,8 +71,6 @@ struct Core {
     poll_waker: Option<Waker>,
     /// The outbox of the WebSocket attached to this session (probing or upgraded).
     ws_target: Option<Arc<Outbox>>,
-    /// Scratch for encoding packets.
-    text_buf: String,
 }
 
 /// One Engine.IO session: what applications hold to send to a client.
@@ -235,11 +233,12 @@ impl Session {
                     }
                 }
                 ServerTransmit::Ws(packet) => {
-                    let frame = match packet.encode_ws(&mut core.text_buf) {
+                    // Session packets (open, pings, probes) are rare: no scratch buffer is kept.
+                    let mut text_buf = String::new();
+                    let frame = match packet.encode_ws(&mut text_buf) {
                         WsFrame::Text(t) => wsconn::text_frame(t.as_bytes()),
                         WsFrame::Binary(b) => wsconn::binary_frame(b),
                     };
-                    core.text_buf.clear();
                     if let Some(ob) = &core.ws_target
                         && ob.push(frame) == Err(super::outbox::PushError::Full)
                     {
@@ -401,7 +400,6 @@ impl<A: EngineApp> EngineEndpoint<A> {
                 poll_body: None,
                 poll_waker: None,
                 ws_target: None,
-                text_buf: String::new(),
             }),
             ws: OnceLock::new(),
             timer: Notify::new(),
@@ -754,8 +752,7 @@ impl<A: EngineApp> EngineEndpoint<A> {
             return;
         };
         let outbox = Arc::new(shared.new_outbox());
-        let live_id = shared.next_id();
-        let _live = shared.live.register(live_id, &outbox);
+        // No LiveConns entry: at shutdown the endpoint closes its sessions (and so this socket).
         match accept.sid {
             None => {
                 // A session opened over WebSocket: this connection also runs its timers.

@@ -304,18 +304,17 @@ pub async fn serve_connection(shared: Arc<Shared>, mut stream: TcpStream, info: 
     use tokio::io::AsyncReadExt as _;
     let mut buf = BytesMut::new();
     let deadline = tokio::time::Instant::now() + HEADER_READ_TIMEOUT;
-    let mut chunk = [0u8; 2048];
     loop {
-        let read = tokio::time::timeout_at(deadline, stream.read(&mut chunk)).await;
-        let n = match read {
+        buf.reserve(1024);
+        let read = tokio::time::timeout_at(deadline, stream.read_buf(&mut buf)).await;
+        match read {
             Ok(Ok(0)) | Ok(Err(_)) => return,
             Err(_) => {
                 tracing::debug!(peer = %info.peer, "no request head in time");
                 return;
             }
-            Ok(Ok(n)) => n,
+            Ok(Ok(_)) => {}
         };
-        buf.extend_from_slice(chunk.get(..n).unwrap_or_default());
         match RequestHead::parse(&buf) {
             Ok(None) if buf.len() <= crate::wire::http::MAX_HEAD_LEN => continue,
             Ok(Some((head, len))) if wants_websocket(&head) => {
@@ -329,7 +328,13 @@ pub async fn serve_connection(shared: Arc<Shared>, mut stream: TcpStream, info: 
                         }
                         shared.metrics.http_requests.fetch_add(1, Ordering::Relaxed);
                         // Whatever the client sent after its head is the first frame data.
-                        let leftover = if buf.is_empty() { BytesMut::new() } else { buf };
+                        // An idle connection keeps no head buffer.
+                        let leftover = if buf.is_empty() {
+                            drop(buf);
+                            BytesMut::new()
+                        } else {
+                            buf
+                        };
                         run(WsIo::Tcp(stream, leftover)).await;
                     }
                     Err(refusal) => {
@@ -345,7 +350,13 @@ pub async fn serve_connection(shared: Arc<Shared>, mut stream: TcpStream, info: 
             _ => break,
         }
     }
-    serve_http(shared, Prefixed::new(buf.freeze(), stream), info).await;
+    // Boxed: the HTTP machinery's state is not part of every connection task's future.
+    Box::pin(serve_http(
+        shared,
+        Prefixed::new(buf.freeze(), stream),
+        info,
+    ))
+    .await;
 }
 
 /// Whether the client asks for a WebSocket (RFC 6455 section 4.2.1 item 3: `Upgrade: websocket`).

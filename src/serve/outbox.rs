@@ -203,6 +203,15 @@ impl Outbox {
         inner.closed.clone()
     }
 
+    /// Release the queue's buffer if nothing is queued (called by an idle writer, so an idle
+    /// connection keeps no allocation here; a busy one reuses its buffer).
+    pub fn shrink_if_empty(&self) {
+        let mut inner = self.lock();
+        if inner.queue.is_empty() && inner.queue.capacity() > 0 {
+            inner.queue = VecDeque::new();
+        }
+    }
+
     /// Register the writer's waker; `Ready` when frames are waiting or the outbox is closed.
     pub fn poll_ready(&self, cx: &mut Context<'_>) -> Poll<()> {
         self.waker.register(cx.waker());

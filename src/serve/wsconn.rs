@@ -120,8 +120,6 @@ enum Event {
 
 /// Largest read per wake-up (on the stack, copied into the lazily grown read buffer).
 const READ_CHUNK: usize = 16 * 1024;
-/// Write buffers above this are released once flushed.
-const KEEP_WRITE_BUF: usize = 16 * 1024;
 
 /// Drives one WebSocket connection until it closes; returns why it closed. The outbox is closed on
 /// return (so producers stop queueing).
@@ -170,7 +168,7 @@ pub async fn drive<H: WsHandler>(
                     Ok(Some(Message::Close(c))) => {
                         // RFC 6455 section 5.5.1: answer with a Close echoing the status code.
                         let code = c.as_ref().map(|(code, _)| *code);
-                        flush_and_close(&mut io, &mut wcur, &mut local, code, "").await;
+                        Box::pin(flush_and_close(&mut io, &mut wcur, &mut local, code, "")).await;
                         break 'conn CloseReason::ClientClose;
                     }
                     Ok(None) => break,
@@ -184,13 +182,13 @@ pub async fn drive<H: WsHandler>(
                             CloseReason::ProtocolError(e.to_string())
                         };
                         // Nothing more is read: fail the connection (RFC 6455 section 7.1.7).
-                        flush_and_close(
+                        Box::pin(flush_and_close(
                             &mut io,
                             &mut wcur,
                             &mut local,
                             Some(e.close_code()),
                             &e.to_string(),
-                        )
+                        ))
                         .await;
                         outbox.close(reason.clone());
                         break 'conn reason;
@@ -217,6 +215,10 @@ pub async fn drive<H: WsHandler>(
                         }
                         Poll::Ready(Ok(n)) => {
                             wcur.advance(n);
+                            if wcur.is_empty() {
+                                // Let go of the written buffer (it may be shared or large).
+                                wcur = Bytes::new();
+                            }
                             metrics
                                 .bytes_out
                                 .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
@@ -232,8 +234,13 @@ pub async fn drive<H: WsHandler>(
                     Poll::Pending => None,
                 };
                 if local.is_empty() && batch.is_empty() {
-                    if wbuf.capacity() > KEEP_WRITE_BUF {
+                    // Idle: keep no buffers (an idle connection costs only its state).
+                    if wbuf.capacity() > 0 {
                         wbuf = BytesMut::new();
+                    }
+                    if batch.capacity() > 0 {
+                        batch = VecDeque::new();
+                        outbox.shrink_if_empty();
                     }
                     if let Some(reason) = closed {
                         return Poll::Ready(Event::Closed(reason));
@@ -300,7 +307,14 @@ pub async fn drive<H: WsHandler>(
             Event::Closed(reason) => {
                 let code = reason.ws_close_code();
                 let text = reason.to_string();
-                flush_and_close(&mut io, &mut wcur, &mut local, Some(code), &text).await;
+                Box::pin(flush_and_close(
+                    &mut io,
+                    &mut wcur,
+                    &mut local,
+                    Some(code),
+                    &text,
+                ))
+                .await;
                 break reason;
             }
         }
