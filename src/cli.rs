@@ -123,6 +123,9 @@ pub struct ServeArgs {
     /// Outbound queue per client, in packets; a client that falls further behind is disconnected.
     #[arg(long, default_value_t = 4096)]
     pub queue: usize,
+    /// Outbound queue per client, in bytes (at least twice --max-payload).
+    #[arg(long, default_value_t = 16 << 20)]
+    pub queue_bytes: usize,
     /// Maximum concurrent connections.
     #[arg(long, default_value_t = 200_000)]
     pub max_connections: usize,
@@ -132,7 +135,7 @@ pub struct ServeArgs {
     /// Worker threads (default: one per core).
     #[arg(long)]
     pub threads: Option<usize>,
-    /// Log lines as JSON.
+    /// Startup and shutdown lines on stdout as JSON (the bound port and URLs, for scripts).
     #[arg(long)]
     pub json: bool,
 }
