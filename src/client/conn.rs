@@ -404,6 +404,15 @@ impl Conn {
 
     /// `self.text` holds `4<socket.io packet>`: queue it.
     fn queue_text_packet(&mut self) -> Result<(), ClientError> {
+        let r = self.queue_text_packet_inner();
+        if self.text.capacity() > 4096 {
+            // A big packet once does not make every idle connection keep a big scratch buffer.
+            self.text = String::new();
+        }
+        r
+    }
+
+    fn queue_text_packet_inner(&mut self) -> Result<(), ClientError> {
         if self.closed {
             return Err(self.closed_error());
         }
@@ -1081,4 +1090,286 @@ async fn request(
     let r = conn.request(method, &target, body.as_deref()).await;
     let keep = r.is_ok() && conn.reusable();
     (keep.then_some(conn), r)
+}
+
+#[cfg(test)]
+mod tests {
+    //! The driver against a scripted in-process server speaking the wire format through the
+    //! shared core (wire::http, wire::ws), so each behaviour is pinned without node.
+
+    use super::*;
+    use crate::wire::http as wh;
+    use crate::wire::ws::{self, Opcode, Role};
+    use bytes::BytesMut;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+
+    /// The server end of one WebSocket connection.
+    struct Peer {
+        s: TcpStream,
+        buf: BytesMut,
+        reader: ws::Reader,
+    }
+
+    impl Peer {
+        async fn accept(l: &TcpListener) -> Peer {
+            let (mut s, _) = l.accept().await.unwrap();
+            let mut buf = BytesMut::new();
+            let (key, len) = loop {
+                s.read_buf(&mut buf).await.unwrap();
+                if let Some((head, len)) = wh::RequestHead::parse(&buf).unwrap() {
+                    assert!(
+                        head.path
+                            .starts_with("/socket.io/?EIO=4&transport=websocket"),
+                        "{}",
+                        head.path
+                    );
+                    break (head.websocket_key().unwrap().to_string(), len);
+                }
+            };
+            let _ = buf.split_to(len);
+            s.write_all(wh::server_response_101(&wh::accept_key(&key), None, None).as_bytes())
+                .await
+                .unwrap();
+            Peer {
+                s,
+                buf,
+                reader: ws::Reader::new(Role::Server, 1 << 20),
+            }
+        }
+
+        async fn send(&mut self, text: &str) {
+            let mut out = Vec::new();
+            ws::encode_frame(&mut out, true, Opcode::Text, None, text.as_bytes());
+            self.s.write_all(&out).await.unwrap();
+        }
+
+        async fn send_binary(&mut self, data: &[u8]) {
+            let mut out = Vec::new();
+            ws::encode_frame(&mut out, true, Opcode::Binary, None, data);
+            self.s.write_all(&out).await.unwrap();
+        }
+
+        /// The next text message from the client (masked frames, unmasked by the reader).
+        async fn recv(&mut self) -> String {
+            loop {
+                if let Some(m) = self.reader.decode(&mut self.buf).unwrap() {
+                    match m {
+                        ws::Message::Text(t) => return t.as_str().to_string(),
+                        other => return format!("{other:?}"),
+                    }
+                }
+                assert!(
+                    self.s.read_buf(&mut self.buf).await.unwrap() > 0,
+                    "client closed"
+                );
+            }
+        }
+
+        /// Open the Engine.IO session and answer the CONNECT of `/`.
+        async fn open(l: &TcpListener, ping_interval: u64, ping_timeout: u64) -> Peer {
+            let mut p = Peer::accept(l).await;
+            p.send(&format!(
+                r#"0{{"sid":"eio1","upgrades":[],"pingInterval":{ping_interval},"pingTimeout":{ping_timeout},"maxPayload":1000000}}"#
+            ))
+            .await;
+            assert_eq!(p.recv().await, "40");
+            p.send(r#"40{"sid":"sock1"}"#).await;
+            p
+        }
+    }
+
+    async fn listener() -> (TcpListener, ClientOptions) {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        let opts = ClientOptions {
+            endpoint: Endpoint::parse(&format!("http://127.0.0.1:{port}")).unwrap(),
+            handshake_timeout: Duration::from_secs(5),
+            ..ClientOptions::default()
+        };
+        (l, opts)
+    }
+
+    #[tokio::test]
+    async fn connects_answers_pings_and_hands_over_events_as_raw_json() {
+        let (l, opts) = listener().await;
+        let server = tokio::spawn(async move {
+            let mut p = Peer::open(&l, 25000, 20000).await;
+            // Several packets in one write: the client takes them from one read.
+            p.send("2").await;
+            p.send(r#"42["receive_message",{"room":"1","message":"Olá"},2]"#)
+                .await;
+            p.send(r#"42/other,["not_ours"]"#).await;
+            p.send(r#"427["needs_ack"]"#).await;
+            assert_eq!(p.recv().await, "3", "pong");
+            assert_eq!(p.recv().await, r#"42["hello","x"]"#);
+            assert_eq!(p.recv().await, r#"420["with_ack",{"a":1}]"#);
+            p.send(r#"430[{"ok":true}]"#).await;
+            assert_eq!(p.recv().await, r#"437["done"]"#);
+            p
+        });
+        let (mut conn, info) = Conn::connect(&opts).await.unwrap();
+        assert_eq!(
+            (info.sid.as_str(), info.engine_sid.as_str(), info.transport),
+            ("sock1", "eio1", "websocket")
+        );
+        let mut seen = Vec::new();
+        while seen.len() < 2 {
+            conn.recv(&mut |r| seen.push(format!("{r:?}")))
+                .await
+                .unwrap();
+        }
+        assert_eq!(
+            seen,
+            [
+                r#"Event { name: "receive_message", args: "{\"room\":\"1\",\"message\":\"Olá\"},2", ack_id: None }"#,
+                r#"Event { name: "needs_ack", args: "", ack_id: Some(7) }"#,
+            ]
+        );
+        conn.emit("hello", r#""x""#).unwrap();
+        let id = conn.emit_with_ack("with_ack", r#"{"a":1}"#).unwrap();
+        conn.flush().await.unwrap();
+        assert_eq!(conn.written(), conn.queued());
+        let mut acks = Vec::new();
+        while acks.is_empty() {
+            conn.recv(&mut |r| {
+                if let Received::Ack { id, args } = r {
+                    acks.push((id, args.to_string()));
+                }
+            })
+            .await
+            .unwrap();
+        }
+        assert_eq!(acks, [(id, r#"{"ok":true}"#.to_string())]);
+        conn.ack(7, r#""done""#).unwrap();
+        conn.flush().await.unwrap();
+        server.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_server_that_stops_pinging_is_dead_after_interval_plus_timeout() {
+        let (l, opts) = listener().await;
+        let server = tokio::spawn(async move { Peer::open(&l, 100, 50).await });
+        let (mut conn, _) = Conn::connect(&opts).await.unwrap();
+        let _peer = server.await.unwrap();
+        let start = Instant::now();
+        let deadline = conn.poll_timeout().expect("a dead-server deadline");
+        assert!(deadline <= start + Duration::from_millis(150));
+        tokio::time::sleep_until(deadline.into()).await;
+        let err = conn.handle_timeout(Instant::now()).unwrap_err();
+        assert!(matches!(err, ClientError::PingTimeout { .. }), "{err}");
+        assert!(err.to_string().contains("150ms"), "{err}");
+        assert!(conn.is_closed());
+    }
+
+    #[tokio::test]
+    async fn refused_namespace_is_a_typed_error_with_the_servers_message() {
+        let (l, mut opts) = listener().await;
+        opts.namespace = "/admin".into();
+        opts.auth = Some(serde_json::json!({"token": "x"}));
+        tokio::spawn(async move {
+            let mut p = Peer::accept(&l).await;
+            p.send(r#"0{"sid":"e","upgrades":[],"pingInterval":25000,"pingTimeout":20000,"maxPayload":1000000}"#)
+                .await;
+            assert_eq!(p.recv().await, r#"40/admin,{"token":"x"}"#);
+            p.send(r#"44/admin,{"message":"Not authorized","data":{"code":7}}"#)
+                .await;
+            let _ = p.recv().await;
+        });
+        let err = Conn::connect(&opts).await.unwrap_err();
+        match &err {
+            ClientError::ConnectRefused {
+                namespace,
+                message,
+                data,
+            } => {
+                assert_eq!(
+                    (namespace.as_str(), message.as_str()),
+                    ("/admin", "Not authorized")
+                );
+                assert_eq!(data.as_deref(), Some(r#"{"code":7}"#));
+            }
+            other => panic!("{other}"),
+        }
+        assert_eq!(
+            err.to_string(),
+            "namespace /admin refused the connection: Not authorized"
+        );
+    }
+
+    #[tokio::test]
+    async fn binary_events_are_reassembled_and_events_sent_with_the_connect_answer_are_kept() {
+        let (l, opts) = listener().await;
+        tokio::spawn(async move {
+            let mut p = Peer::accept(&l).await;
+            p.send(r#"0{"sid":"e","upgrades":[],"pingInterval":25000,"pingTimeout":20000,"maxPayload":1000000}"#)
+                .await;
+            assert_eq!(p.recv().await, "40");
+            p.send(r#"40{"sid":"s"}"#).await;
+            p.send(r#"42["welcome"]"#).await;
+            p.send(r#"451-["file",{"name":"a","data":{"_placeholder":true,"num":0}}]"#)
+                .await;
+            p.send_binary(&[1, 2, 3]).await;
+            let _ = p.recv().await;
+        });
+        let (mut conn, _) = Conn::connect(&opts).await.unwrap();
+        let mut seen = Vec::new();
+        while seen.len() < 2 {
+            conn.recv(&mut |r| match r {
+                Received::Event { name, .. } => seen.push(name.to_string()),
+                Received::Binary(p) => {
+                    let args = p.args_with_binary().unwrap();
+                    seen.push(format!(
+                        "{} {:?} {:?}",
+                        p.event_name().unwrap(),
+                        args.len(),
+                        p.attachments
+                    ));
+                }
+                Received::Ack { .. } => {}
+            })
+            .await
+            .unwrap();
+        }
+        assert_eq!(seen, ["welcome", "file 1 [b\"\\x01\\x02\\x03\"]"]);
+    }
+
+    #[tokio::test]
+    async fn server_close_ends_the_connection_with_a_clear_error() {
+        let (l, opts) = listener().await;
+        tokio::spawn(async move {
+            let mut p = Peer::open(&l, 25000, 20000).await;
+            assert_eq!(p.recv().await, r#"42["bye"]"#);
+            p.send("41").await;
+        });
+        let (mut conn, _) = Conn::connect(&opts).await.unwrap();
+        conn.emit("bye", "").unwrap();
+        conn.flush().await.unwrap();
+        let err = loop {
+            if let Err(e) = conn.recv(&mut |_| {}).await {
+                break e;
+            }
+        };
+        assert_eq!(err.to_string(), "the server disconnected namespace /");
+    }
+
+    #[tokio::test]
+    async fn a_dropped_tcp_connection_is_reported_as_closed_by_the_server() {
+        let (l, opts) = listener().await;
+        tokio::spawn(async move {
+            let p = Peer::open(&l, 25000, 20000).await;
+            drop(p);
+        });
+        let (mut conn, _) = Conn::connect(&opts).await.unwrap();
+        let err = loop {
+            if let Err(e) = conn.recv(&mut |_| {}).await {
+                break e;
+            }
+        };
+        assert_eq!(err.to_string(), "the server closed the connection");
+        assert!(matches!(
+            conn.emit("x", ""),
+            Err(ClientError::Closed { .. })
+        ));
+    }
 }

@@ -13,12 +13,10 @@ use super::url::Endpoint;
 use crate::wire::http as wh;
 use crate::wire::ws::{self, Message, Opcode, ProtocolError, Role};
 
-/// First read buffer size; it grows (in the reader's steps) only for larger frames.
-const READ_CHUNK: usize = 4096;
-/// A read buffer emptied with more capacity than this is released, so idle connections stay small.
-const KEEP_READ_CAPACITY: usize = 16 * 1024;
-/// A write buffer flushed with more capacity than this is released.
-const KEEP_WRITE_CAPACITY: usize = 16 * 1024;
+/// Room made for one read; the reader reserves more (in steps) only for larger frames.
+const READ_CHUNK: usize = 16 * 1024;
+/// A write buffer flushed with more capacity than this is released (small ones are reused).
+const KEEP_WRITE_CAPACITY: usize = 4096;
 /// Largest handshake response head.
 const MAX_RESPONSE_HEAD: usize = 16 * 1024;
 
@@ -132,6 +130,12 @@ impl WsIo {
         }
         verdict.map_err(|e| ClientError::Handshake(e.to_string()))?;
         let rest = rbuf.split_off(head_len.min(rbuf.len()));
+        // Frames that came with the answer stay; otherwise no buffer until data arrives.
+        let rest = if rest.is_empty() {
+            BytesMut::new()
+        } else {
+            rest
+        };
         Ok(WsIo {
             wpos: 0,
             undecoded: !rest.is_empty(),
@@ -153,9 +157,11 @@ impl WsIo {
         let r = self.reader.decode(&mut self.rbuf);
         if !matches!(r, Ok(Some(_))) {
             self.undecoded = false;
-        }
-        if self.rbuf.is_empty() && self.rbuf.capacity() > KEEP_READ_CAPACITY {
-            self.rbuf = BytesMut::new();
+            if self.rbuf.is_empty() {
+                // Nothing pending: give the buffer back, so an idle connection holds none (the
+                // next read allocates one; that is per read, not per message).
+                self.rbuf = BytesMut::new();
+            }
         }
         r
     }
@@ -285,11 +291,31 @@ impl WsIo {
     }
 }
 
+/// One read. On plain TCP it waits for readability first and only then makes room, so a connection
+/// waiting for data holds no read buffer.
 async fn read_more(stream: &mut Stream, buf: &mut BytesMut) -> Result<usize, ClientError> {
-    if buf.capacity() - buf.len() < 512 {
-        buf.reserve(READ_CHUNK);
-    }
-    match stream.read_buf(buf).await {
+    let reserve = |buf: &mut BytesMut| {
+        if buf.capacity() - buf.len() < 512 {
+            buf.reserve(READ_CHUNK);
+        }
+    };
+    let r = match stream {
+        Stream::Plain(tcp) => loop {
+            if let Err(e) = tcp.readable().await {
+                break Err(e);
+            }
+            reserve(buf);
+            match tcp.try_read_buf(buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                other => break other,
+            }
+        },
+        Stream::Tls(_) => {
+            reserve(buf);
+            stream.read_buf(buf).await
+        }
+    };
+    match r {
         Ok(n) => Ok(n),
         Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(0),
         Err(e) => Err(ClientError::io(e)),
