@@ -212,6 +212,15 @@ pub struct SendArgs {
     /// Reconnect with backoff and rejoin the room when the connection drops.
     #[arg(long)]
     pub reconnect: bool,
+    /// How long to wait for each ack with --ack.
+    #[arg(long, value_parser = parse_duration, default_value = "5s")]
+    pub ack_timeout: Duration,
+    /// The server's Engine.IO path.
+    #[arg(long, default_value = "/socket.io/")]
+    pub path: String,
+    /// Write `time` as the original app did (`16:5`) instead of zero-padded `16:05`.
+    #[arg(long)]
+    pub app_time: bool,
 }
 
 /// `wschat bench`
