@@ -56,7 +56,9 @@ impl Global {
         match self.color {
             ColorChoice::Always => true,
             ColorChoice::Never => false,
-            ColorChoice::Auto => is_terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
+            ColorChoice::Auto => {
+                is_terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+            }
         }
     }
 }
@@ -325,9 +327,12 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         if secs.is_finite() && secs >= 0.0 {
             return Ok(Duration::from_secs_f64(secs));
         }
-        return Err(format!("invalid duration `{s}`: must be a non-negative number of seconds"));
+        return Err(format!(
+            "invalid duration `{s}`: must be a non-negative number of seconds"
+        ));
     }
-    humantime::parse_duration(s).map_err(|e| format!("invalid duration `{s}` ({e}); try 500ms, 10s or 2m"))
+    humantime::parse_duration(s)
+        .map_err(|e| format!("invalid duration `{s}` ({e}); try 500ms, 10s or 2m"))
 }
 
 /// Parse a rate such as `20/s`, `1200/m`, `0.5/s` or a bare number per second; must be > 0.
@@ -339,7 +344,11 @@ pub fn parse_rate(s: &str) -> Result<f64, String> {
                 "s" | "sec" | "second" => 1.0,
                 "m" | "min" | "minute" => 60.0,
                 "h" | "hour" => 3600.0,
-                other => return Err(format!("invalid rate `{s}`: unknown unit `{other}` (use /s, /m or /h)")),
+                other => {
+                    return Err(format!(
+                        "invalid rate `{s}`: unknown unit `{other}` (use /s, /m or /h)"
+                    ));
+                }
             };
             (n.trim(), per)
         }

@@ -1,8 +1,16 @@
 //! The `wschat decode` command: captures into TCP streams, handshakes, frames and Socket.IO packets.
 
+pub mod body;
+pub mod capture;
+pub mod net;
+pub mod tcp;
+
 use std::process::ExitCode;
 
 /// Run the command. (Placeholder until the decode issue lands; replaced by the real implementation.)
-pub fn run(_args: &crate::cli::DecodeArgs, _global: &crate::cli::Global) -> anyhow::Result<ExitCode> {
+pub fn run(
+    _args: &crate::cli::DecodeArgs,
+    _global: &crate::cli::Global,
+) -> anyhow::Result<ExitCode> {
     anyhow::bail!("`wschat decode` is not built yet")
 }
