@@ -248,17 +248,18 @@ impl Conversation {
         self.dirs[0].pending_bytes + self.dirs[1].pending_bytes
     }
 
-    /// Feed a segment; in-order stream data (and gaps, FIN, RST) go to `deliver` in order.
-    pub fn segment<F>(
-        &mut self,
-        dir: usize,
-        seg: &Segment<'_>,
-        limit: usize,
-        mut deliver: F,
-    ) -> SegmentResult
+    /// Feed a segment: [`Conversation::analyze`] then [`Conversation::reassemble`].
+    pub fn segment<F>(&mut self, dir: usize, seg: &Segment<'_>, limit: usize, deliver: F) -> SegmentResult
     where
         F: FnMut(Delivery<'_>),
     {
+        let r = self.analyze(dir, seg);
+        self.reassemble(dir, seg, limit, deliver);
+        r
+    }
+
+    /// Sequence analysis of a segment (call before [`Conversation::reassemble`] with the same one).
+    pub fn analyze(&mut self, dir: usize, seg: &Segment<'_>) -> SegmentResult {
         let other = 1 - dir;
         self.packets += 1;
         self.last_ns = seg.time_ns;
@@ -369,7 +370,33 @@ impl Conversation {
             d.last_ack = Some((seg.ack, seg.window));
         }
 
-        // Reassembly.
+        SegmentResult {
+            index: self.index,
+            dir,
+            rel_seq: if seg.flags.syn { 0 } else { start },
+            rel_ack,
+            next_rel_seq: if seg.flags.syn {
+                1
+            } else {
+                seg_end_with_fin.max(if len == 0 { start } else { end })
+            },
+            analysis,
+            new_stream: self.packets == 1,
+        }
+    }
+
+    /// Put the segment's data in order; in-order bytes (and gaps, FIN, RST) go to `deliver`.
+    pub fn reassemble<F>(&mut self, dir: usize, seg: &Segment<'_>, limit: usize, mut deliver: F)
+    where
+        F: FnMut(Delivery<'_>),
+    {
+        let len = seg.payload.len() as u64;
+        let start = {
+            let d = &self.dirs[dir];
+            if seg.flags.syn { d.rel(seg.seq.wrapping_add(1)) } else { d.rel(seg.seq) }
+        };
+        let end = start + len;
+        let next_rel = self.dirs[dir].next.map_or(0, |(_, r)| r);
         let d = &mut self.dirs[dir];
         if seg.flags.fin {
             d.fin_at = Some(end);
@@ -401,20 +428,6 @@ impl Conversation {
             self.reset = true;
             flush_dir(&mut self.dirs[dir], &mut deliver);
             deliver(Delivery::Reset);
-        }
-
-        SegmentResult {
-            index: self.index,
-            dir,
-            rel_seq: if seg.flags.syn { 0 } else { start },
-            rel_ack,
-            next_rel_seq: if seg.flags.syn {
-                1
-            } else {
-                seg_end_with_fin.max(if len == 0 { start } else { end })
-            },
-            analysis,
-            new_stream: self.packets == 1,
         }
     }
 
