@@ -333,8 +333,13 @@ impl Deflater {
                 break;
             }
         }
-        // RFC 7692 §7.2.1: remove the 4-octet 00 00 ff ff tail of the sync flush.
-        if out.len() >= start + TAIL.len() && out.ends_with(&TAIL) {
+        if out.len() == start {
+            // Nothing was pending, so zlib wrote no flush block at all (an empty message right
+            // after another flush). Send the single 0x00 of RFC 7692 §7.2.3.6, which with the
+            // receiver's appended 00 00 ff ff is an empty stored block.
+            out.push(0x00);
+        } else if out.len() >= start + TAIL.len() && out.ends_with(&TAIL) {
+            // RFC 7692 §7.2.1: remove the 4-octet 00 00 ff ff tail of the sync flush.
             out.truncate(out.len() - TAIL.len());
         }
         if !self.context_takeover {
@@ -342,5 +347,421 @@ impl Deflater {
             self.inner.reset();
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const HELLO: [u8; 7] = [0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00];
+
+    #[test]
+    fn rfc7692_7_2_3_1_and_2_deflate_hello_with_and_without_context_takeover() {
+        let mut with = Deflater::new(15, true).unwrap();
+        assert_eq!(with.deflate_message(b"Hello").unwrap(), HELLO);
+        // §7.2.3.2: the second "Hello" refers back into the shared window.
+        assert_eq!(
+            with.deflate_message(b"Hello").unwrap(),
+            [0xf2, 0x00, 0x11, 0x00, 0x00]
+        );
+        let mut without = Deflater::new(15, false).unwrap();
+        assert_eq!(without.deflate_message(b"Hello").unwrap(), HELLO);
+        assert_eq!(without.deflate_message(b"Hello").unwrap(), HELLO);
+    }
+
+    #[test]
+    fn rfc7692_7_2_3_examples_inflate() {
+        let mut inf = Inflater::new(15, true).unwrap();
+        assert_eq!(inf.inflate_message(&HELLO, 100).unwrap(), b"Hello");
+        assert_eq!(
+            inf.inflate_message(&[0xf2, 0x00, 0x11, 0x00, 0x00], 100)
+                .unwrap(),
+            b"Hello"
+        );
+        // §7.2.3.3 (stored block), §7.2.3.4 (BFINAL), §7.2.3.5 (two blocks).
+        for payload in [
+            &[
+                0x00, 0x05, 0x00, 0xfa, 0xff, 0x48, 0x65, 0x6c, 0x6c, 0x6f, 0x00,
+            ][..],
+            &[0xf3, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00, 0x00][..],
+            &[
+                0xf2, 0x48, 0x05, 0x00, 0x00, 0x00, 0xff, 0xff, 0xca, 0xc9, 0xc9, 0x07, 0x00,
+            ][..],
+        ] {
+            let mut inf = Inflater::new(15, true).unwrap();
+            assert_eq!(
+                inf.inflate_message(payload, 100).unwrap(),
+                b"Hello",
+                "{payload:02x?}"
+            );
+            // The inflater is still usable for a following message.
+            assert_eq!(inf.inflate_message(&HELLO, 100).unwrap(), b"Hello");
+        }
+    }
+
+    #[test]
+    fn a_message_after_a_bfinal_message_may_refer_back_to_it() {
+        // §7.2.3.4 payload, then §7.2.3.2's second message, which copies 5 bytes from 5 back.
+        let mut inf = Inflater::new(15, true).unwrap();
+        let first = [0xf3, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00, 0x00];
+        assert_eq!(inf.inflate_message(&first, 100).unwrap(), b"Hello");
+        assert_eq!(
+            inf.inflate_message(&[0xf2, 0x00, 0x11, 0x00, 0x00], 100)
+                .unwrap(),
+            b"Hello"
+        );
+    }
+
+    #[test]
+    fn without_context_takeover_a_back_reference_to_the_previous_message_fails() {
+        let mut inf = Inflater::new(15, false).unwrap();
+        assert_eq!(inf.inflate_message(&HELLO, 100).unwrap(), b"Hello");
+        let err = inf
+            .inflate_message(&[0xf2, 0x00, 0x11, 0x00, 0x00], 100)
+            .unwrap_err();
+        assert!(matches!(err, DeflateError::Corrupt { .. }), "{err}");
+        // Each message stands alone, so the next good one works.
+        assert_eq!(inf.inflate_message(&HELLO, 100).unwrap(), b"Hello");
+    }
+
+    #[test]
+    fn a_corrupt_message_poisons_a_shared_window_until_reset() {
+        let mut inf = Inflater::new(15, true).unwrap();
+        let err = inf.inflate_message(&[0xff, 0xff, 0xff], 100).unwrap_err();
+        assert!(matches!(err, DeflateError::Corrupt { .. }), "{err}");
+        assert_eq!(
+            inf.inflate_message(&HELLO, 100),
+            Err(DeflateError::ContextLost)
+        );
+        inf.reset();
+        assert_eq!(inf.inflate_message(&HELLO, 100).unwrap(), b"Hello");
+    }
+
+    #[test]
+    fn inflate_stops_at_the_limit() {
+        let mut def = Deflater::new(15, false).unwrap();
+        let bomb = def.deflate_message(&vec![b'a'; 1 << 20]).unwrap();
+        assert!(bomb.len() < 2048, "{}", bomb.len());
+        let mut inf = Inflater::new(15, false).unwrap();
+        assert_eq!(
+            inf.inflate_message(&bomb, 4096),
+            Err(DeflateError::TooLarge { limit: 4096 })
+        );
+        assert_eq!(
+            DeflateError::TooLarge { limit: 4096 }.to_string(),
+            "decompressed message exceeds the limit of 4096 bytes"
+        );
+        // Exactly the limit is fine.
+        let exact = def.deflate_message(&[b'b'; 4096]).unwrap();
+        assert_eq!(inf.inflate_message(&exact, 4096).unwrap().len(), 4096);
+        // And the limit counts only this message's bytes when appending.
+        let mut out = vec![0; 10];
+        inf.inflate_message_into(&exact, 4096, &mut out).unwrap();
+        assert_eq!(out.len(), 4106);
+    }
+
+    #[test]
+    fn window_bits_are_checked() {
+        assert_eq!(
+            Inflater::new(7, true).unwrap_err(),
+            DeflateError::InvalidWindowBits(7)
+        );
+        assert_eq!(
+            Deflater::new(16, true).unwrap_err(),
+            DeflateError::InvalidWindowBits(16)
+        );
+        assert_eq!(Deflater::new(8, true).unwrap().window_bits(), 8);
+        assert_eq!(Inflater::new(8, false).unwrap().window_bits(), 8);
+    }
+
+    /// A small, independent RFC 1951 decoder for the tests: it decodes a raw DEFLATE stream
+    /// and reports the largest back-reference distance used (zlib-rs always keeps a 32 KiB
+    /// window, so it cannot check a 256-byte limit).
+    mod reference {
+        struct Bits<'a> {
+            data: &'a [u8],
+            bit: usize,
+        }
+
+        impl Bits<'_> {
+            fn get(&mut self, n: u32) -> Option<u32> {
+                let mut v = 0;
+                for i in 0..n {
+                    let byte = *self.data.get(self.bit / 8)?;
+                    v |= u32::from((byte >> (self.bit % 8)) & 1) << i;
+                    self.bit += 1;
+                }
+                Some(v)
+            }
+            fn align(&mut self) {
+                self.bit = self.bit.div_ceil(8) * 8;
+            }
+            fn at_end(&self) -> bool {
+                self.bit.div_ceil(8) >= self.data.len()
+            }
+        }
+
+        /// Canonical Huffman code: symbols by code length, counts per length.
+        struct Huffman {
+            counts: [u16; 16],
+            symbols: Vec<u16>,
+        }
+
+        impl Huffman {
+            fn new(lengths: &[u8]) -> Huffman {
+                let mut counts = [0u16; 16];
+                for &l in lengths {
+                    counts[l as usize] += 1;
+                }
+                counts[0] = 0;
+                let mut symbols = Vec::new();
+                for len in 1..16u8 {
+                    for (sym, &l) in lengths.iter().enumerate() {
+                        if l == len {
+                            symbols.push(sym as u16);
+                        }
+                    }
+                }
+                Huffman { counts, symbols }
+            }
+            fn decode(&self, bits: &mut Bits<'_>) -> Option<u16> {
+                let (mut code, mut first, mut index) = (0i32, 0i32, 0i32);
+                for len in 1..16 {
+                    code |= bits.get(1)? as i32;
+                    let count = i32::from(self.counts[len]);
+                    if code - first < count {
+                        return self.symbols.get((index + code - first) as usize).copied();
+                    }
+                    index += count;
+                    first = (first + count) << 1;
+                    code <<= 1;
+                }
+                None
+            }
+        }
+
+        const LEN_BASE: [u16; 29] = [
+            3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 15, 17, 19, 23, 27, 31, 35, 43, 51, 59, 67, 83, 99,
+            115, 131, 163, 195, 227, 258,
+        ];
+        const LEN_EXTRA: [u8; 29] = [
+            0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5, 0,
+        ];
+        const DIST_BASE: [u16; 30] = [
+            1, 2, 3, 4, 5, 7, 9, 13, 17, 25, 33, 49, 65, 97, 129, 193, 257, 385, 513, 769, 1025,
+            1537, 2049, 3073, 4097, 6145, 8193, 12289, 16385, 24577,
+        ];
+        const DIST_EXTRA: [u8; 30] = [
+            0, 0, 0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7, 8, 8, 9, 9, 10, 10, 11, 11, 12,
+            12, 13, 13,
+        ];
+
+        /// Decodes blocks until the input ends, appending to `out` (which holds the history of
+        /// earlier messages with context takeover); returns the largest distance used.
+        pub fn inflate(stream: &[u8], out: &mut Vec<u8>) -> Option<usize> {
+            let mut bits = Bits {
+                data: stream,
+                bit: 0,
+            };
+            let mut max_dist = 0;
+            while !bits.at_end() {
+                let last = bits.get(1)? == 1;
+                match bits.get(2)? {
+                    0 => {
+                        bits.align();
+                        let len = bits.get(16)?;
+                        let nlen = bits.get(16)?;
+                        if len != !nlen & 0xffff {
+                            return None;
+                        }
+                        for _ in 0..len {
+                            out.push(bits.get(8)? as u8);
+                        }
+                    }
+                    btype @ (1 | 2) => {
+                        let (lit, dist) = if btype == 1 {
+                            let mut l = [8u8; 288];
+                            l[144..256].fill(9);
+                            l[256..280].fill(7);
+                            (Huffman::new(&l), Huffman::new(&[5u8; 30]))
+                        } else {
+                            let hlit = bits.get(5)? as usize + 257;
+                            let hdist = bits.get(5)? as usize + 1;
+                            let hclen = bits.get(4)? as usize + 4;
+                            const ORDER: [usize; 19] = [
+                                16, 17, 18, 0, 8, 7, 9, 6, 10, 5, 11, 4, 12, 3, 13, 2, 14, 1, 15,
+                            ];
+                            let mut cl = [0u8; 19];
+                            for &i in ORDER.iter().take(hclen) {
+                                cl[i] = bits.get(3)? as u8;
+                            }
+                            let clh = Huffman::new(&cl);
+                            let mut lengths = Vec::new();
+                            while lengths.len() < hlit + hdist {
+                                match clh.decode(&mut bits)? {
+                                    s @ 0..=15 => lengths.push(s as u8),
+                                    16 => {
+                                        let prev = *lengths.last()?;
+                                        for _ in 0..3 + bits.get(2)? {
+                                            lengths.push(prev);
+                                        }
+                                    }
+                                    17 => lengths
+                                        .extend(std::iter::repeat_n(0, 3 + bits.get(3)? as usize)),
+                                    _ => lengths
+                                        .extend(std::iter::repeat_n(0, 11 + bits.get(7)? as usize)),
+                                }
+                            }
+                            (
+                                Huffman::new(&lengths[..hlit]),
+                                Huffman::new(&lengths[hlit..]),
+                            )
+                        };
+                        loop {
+                            let sym = lit.decode(&mut bits)? as usize;
+                            if sym < 256 {
+                                out.push(sym as u8);
+                            } else if sym == 256 {
+                                break;
+                            } else {
+                                let i = sym - 257;
+                                let len = LEN_BASE[i] as usize
+                                    + bits.get(u32::from(LEN_EXTRA[i]))? as usize;
+                                let d = dist.decode(&mut bits)? as usize;
+                                let distance = DIST_BASE[d] as usize
+                                    + bits.get(u32::from(DIST_EXTRA[d]))? as usize;
+                                if distance > out.len() {
+                                    return None;
+                                }
+                                max_dist = max_dist.max(distance);
+                                for _ in 0..len {
+                                    out.push(out[out.len() - distance]);
+                                }
+                            }
+                        }
+                    }
+                    _ => return None,
+                }
+                if last {
+                    break;
+                }
+            }
+            Some(max_dist)
+        }
+    }
+
+    /// Decodes one message payload with the reference decoder: (bytes, largest distance).
+    fn reference_inflate(history: &mut Vec<u8>, payload: &[u8]) -> (Vec<u8>, usize) {
+        let mut stream = payload.to_vec();
+        stream.extend_from_slice(&TAIL);
+        let start = history.len();
+        let max = reference::inflate(&stream, history).expect("reference decoder failed");
+        (history[start..].to_vec(), max)
+    }
+
+    #[test]
+    fn deflate_8_bits_is_readable_with_256_byte_window() {
+        // Random blocks repeated with a period of 300 bytes (only matchable from 300 back) and
+        // of 100 bytes (matchable within 256).
+        let mut x: u32 = 1;
+        let mut random = |n: usize| -> Vec<u8> {
+            (0..n)
+                .map(|_| {
+                    x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+                    (x >> 23) as u8
+                })
+                .collect()
+        };
+        let mut data = Vec::new();
+        for _ in 0..3 {
+            let far = random(300);
+            let near = random(100);
+            for _ in 0..10 {
+                data.extend_from_slice(&far);
+            }
+            for _ in 0..30 {
+                data.extend_from_slice(&near);
+            }
+        }
+        let mut def = Deflater::new(8, false).unwrap();
+        let compressed = def.deflate_message(&data).unwrap();
+        assert!(compressed.len() < data.len() * 3 / 4, "the data compresses");
+        let (decoded, max_dist) = reference_inflate(&mut Vec::new(), &compressed);
+        assert_eq!(decoded, data);
+        assert!(
+            max_dist <= 256,
+            "8-bit window exceeded: distance {max_dist}"
+        );
+        // Compressed with 15 bits, the same data does use the 300-byte distance: the check
+        // above can fail.
+        let mut wide = Deflater::new(15, false).unwrap();
+        let far = wide.deflate_message(&data).unwrap();
+        let (decoded, max_dist) = reference_inflate(&mut Vec::new(), &far);
+        assert_eq!(decoded, data);
+        assert!(max_dist >= 300, "{max_dist}");
+        let mut nine = Inflater::new(9, false).unwrap();
+        assert_eq!(nine.inflate_message(&compressed, data.len()).unwrap(), data);
+    }
+
+    fn messages() -> impl Strategy<Value = Vec<Vec<u8>>> {
+        let message = prop_oneof![
+            proptest::collection::vec(any::<u8>(), 0..300),
+            // Repetitive text, which makes back-references (also across messages).
+            proptest::collection::vec(prop::sample::select(b"ab cd\"{}:,42".to_vec()), 0..3000),
+        ];
+        proptest::collection::vec(message, 1..6)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn deflate_inflate_round_trip(
+            msgs in messages(),
+            bits in 8u8..=15,
+            takeover in any::<bool>(),
+            level in 0u32..=9,
+        ) {
+            let mut def = Deflater::with_level(bits, takeover, level).unwrap();
+            let mut inf = Inflater::new(bits, takeover).unwrap();
+            let mut history = Vec::new();
+            for m in &msgs {
+                let c = def.deflate_message(m).unwrap();
+                prop_assert_eq!(&inf.inflate_message(&c, m.len()).unwrap(), m);
+                // The independent decoder agrees, and the window limit holds.
+                if !takeover {
+                    history.clear();
+                }
+                let (decoded, max_dist) = reference_inflate(&mut history, &c);
+                prop_assert_eq!(&decoded, m);
+                prop_assert!(max_dist <= 1 << bits, "distance {} with {} bits", max_dist, bits);
+            }
+        }
+
+        #[test]
+        fn without_takeover_each_message_inflates_alone(msgs in messages(), bits in 8u8..=15) {
+            let mut def = Deflater::new(bits, false).unwrap();
+            for m in &msgs {
+                let c = def.deflate_message(m).unwrap();
+                let mut fresh = Inflater::new(bits, false).unwrap();
+                prop_assert_eq!(&fresh.inflate_message(&c, m.len()).unwrap(), m);
+            }
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic_the_inflater(
+            payloads in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..200), 1..4),
+            takeover in any::<bool>(),
+        ) {
+            let mut inf = Inflater::new(15, takeover).unwrap();
+            for p in &payloads {
+                if let Ok(out) = inf.inflate_message(p, 1000) {
+                    prop_assert!(out.len() <= 1000);
+                }
+            }
+        }
     }
 }

@@ -1,0 +1,524 @@
+//! Byte-exact tests of the Socket.IO parser and encoder, on the wire examples of the protocol
+//! notes (§2.3) and the reference parser's validation rules.
+
+use super::*;
+use serde_json::json;
+
+fn p(s: &str) -> PacketRef<'_> {
+    match PacketRef::parse(s) {
+        Ok(p) => p,
+        Err(e) => panic!("{s:?}: {e}"),
+    }
+}
+
+fn err(s: &str) -> SocketIoError {
+    match PacketRef::parse(s) {
+        Ok(p) => panic!("{s:?} parsed as {p:?}"),
+        Err(e) => e,
+    }
+}
+
+/// Parses a WebSocket text frame as seen on the wire (`4` = Engine.IO message, then Socket.IO).
+fn pf(frame: &str) -> PacketRef<'_> {
+    match engineio::PacketRef::parse_text(frame) {
+        Ok(engineio::PacketRef::Message(t)) => p(t),
+        other => panic!("{frame:?}: {other:?}"),
+    }
+}
+
+/// The WebSocket text frame carrying an owned packet.
+fn ws(packet: &Packet) -> String {
+    packet.to_engineio()[0].to_text()
+}
+
+fn reencode(s: &str) -> String {
+    let mut out = String::new();
+    p(s).encode(&mut out);
+    out
+}
+
+#[test]
+fn connect_examples() {
+    let c = pf("40");
+    assert_eq!(c.packet_type(), PacketType::Connect);
+    assert_eq!(c.nsp(), "/");
+    assert_eq!(c.data(), None);
+    assert_eq!(ws(&Packet::connect("/", None)), "40");
+
+    let c = pf(r#"40{"sid":"wZX3oN0bSVIhsaknAAAI"}"#);
+    assert_eq!(c.data(), Some(r#"{"sid":"wZX3oN0bSVIhsaknAAAI"}"#));
+    assert_eq!(
+        ws(&Packet::connect_ok("/", "wZX3oN0bSVIhsaknAAAI")),
+        r#"40{"sid":"wZX3oN0bSVIhsaknAAAI"}"#
+    );
+
+    let c = pf(r#"40{"token":"123"}"#);
+    assert_eq!(
+        c.to_packet().unwrap(),
+        Packet::connect("/", Some(json!({"token":"123"})))
+    );
+
+    let c = pf("40/admin,");
+    assert_eq!((c.nsp(), c.data()), ("/admin", None));
+    assert_eq!(reencode("0/admin,"), "0/admin,");
+
+    let c = pf(r#"40/admin,{"token":"abc"}"#);
+    assert_eq!(c.nsp(), "/admin");
+    assert_eq!(c.data(), Some(r#"{"token":"abc"}"#));
+    assert_eq!(
+        ws(&Packet::connect_ok("/admin", "oSO0OpakMV_3jnilAAAA")),
+        r#"40/admin,{"sid":"oSO0OpakMV_3jnilAAAA"}"#
+    );
+}
+
+#[test]
+fn namespace_without_trailing_comma_is_accepted() {
+    for (s, nsp) in [
+        ("40/custom", "/custom"),
+        ("41/custom", "/custom"),
+        ("40/random", "/random"),
+    ] {
+        let c = pf(s);
+        assert_eq!(c.nsp(), nsp);
+        assert_eq!(c.data(), None);
+    }
+    assert_eq!(reencode("0/custom"), "0/custom,");
+    assert_eq!(
+        pf("40/custom").to_packet().unwrap(),
+        pf("40/custom,").to_packet().unwrap()
+    );
+}
+
+#[test]
+fn connect_error_examples() {
+    assert_eq!(
+        ws(&Packet::connect_error("/", "Not authorized")),
+        r#"44{"message":"Not authorized"}"#
+    );
+    assert_eq!(
+        ws(&Packet::connect_error("/admin", "Not authorized")),
+        r#"44/admin,{"message":"Not authorized"}"#
+    );
+    assert_eq!(
+        ws(&Packet::connect_error("/random", "Invalid namespace")),
+        r#"44/random,{"message":"Invalid namespace"}"#
+    );
+    let e = pf(r#"44/random,{"message":"Invalid namespace"}"#);
+    assert_eq!(e.packet_type(), PacketType::ConnectError);
+    assert_eq!(e.nsp(), "/random");
+    // v4 legacy: a plain string is tolerated.
+    assert_eq!(
+        pf(r#"44"Not authorized""#).data(),
+        Some(r#""Not authorized""#)
+    );
+}
+
+#[test]
+fn event_examples() {
+    let e = pf(r#"42["foo"]"#);
+    assert_eq!(e.packet_type(), PacketType::Event);
+    assert_eq!(e.event(), Some("foo"));
+    assert_eq!((e.args(), e.arg_count(), e.first_arg()), ("", 0, None));
+    assert_eq!(ws(&Packet::event("/", "foo", vec![])), r#"42["foo"]"#);
+
+    let e = pf(r#"42/admin,["bar"]"#);
+    assert_eq!((e.nsp(), e.event()), ("/admin", Some("bar")));
+    assert_eq!(
+        ws(&Packet::event("/admin", "bar", vec![])),
+        r#"42/admin,["bar"]"#
+    );
+
+    let s = r#"42["message",1,"2",{"3":[true]}]"#;
+    let e = pf(s);
+    assert_eq!(e.event(), Some("message"));
+    assert_eq!(e.args(), r#"1,"2",{"3":[true]}"#);
+    assert_eq!(e.arg_count(), 3);
+    assert_eq!(e.first_arg(), Some("1"));
+    let owned = e.to_packet().unwrap();
+    assert_eq!(owned.args(), &[json!(1), json!("2"), json!({"3":[true]})]);
+    assert_eq!(ws(&owned), s);
+    assert_eq!(
+        ws(&Packet::event(
+            "/",
+            "message",
+            vec![json!(1), json!("2"), json!({"3":[true]})]
+        )),
+        s
+    );
+}
+
+#[test]
+fn acks_and_ack_ids() {
+    let e = pf(r#"42456["message-with-ack",1,"2"]"#);
+    assert_eq!(e.id(), Some(456));
+    assert_eq!(e.event(), Some("message-with-ack"));
+    assert_eq!(e.args(), r#"1,"2""#);
+
+    let a = pf(r#"43456[1,"2"]"#);
+    assert_eq!((a.packet_type(), a.id()), (PacketType::Ack, Some(456)));
+    assert_eq!(a.args(), r#"1,"2""#);
+    assert_eq!(
+        ws(&Packet::ack("/", 456, vec![json!(1), json!("2")])),
+        r#"43456[1,"2"]"#
+    );
+
+    let a = pf(r#"43/admin,13["bar"]"#);
+    assert_eq!(
+        (a.nsp(), a.id(), a.args()),
+        ("/admin", Some(13), r#""bar""#)
+    );
+    assert_eq!(reencode(r#"3/admin,13["bar"]"#), r#"3/admin,13["bar"]"#);
+    assert_eq!(pf("43[]").arg_count(), 0, "an ack may be empty");
+
+    let mut out = String::new();
+    encode_ack_raw(&mut out, "/admin", 13, r#""bar""#);
+    assert_eq!(out, r#"3/admin,13["bar"]"#);
+}
+
+#[test]
+fn binary_event_examples_reassemble() {
+    let mut r = Reassembler::new();
+    assert_eq!(
+        r.push_text(r#"51-["baz",{"_placeholder":true,"num":0}]"#),
+        Ok(None)
+    );
+    assert!(r.is_waiting());
+    assert_eq!(r.missing(), 1);
+    let packet = r.push_binary(vec![1u8, 2, 3, 4]).unwrap().unwrap();
+    assert_eq!(packet.packet_type, PacketType::BinaryEvent);
+    assert_eq!(packet.event_name(), Some("baz"));
+    assert_eq!(
+        packet.args_with_binary().unwrap(),
+        vec![BinValue::Binary(Bytes::from_static(&[1, 2, 3, 4]))]
+    );
+    assert_eq!(
+        packet.to_text(),
+        r#"51-["baz",{"_placeholder":true,"num":0}]"#
+    );
+
+    let h = p(r#"52-789["x",{"_placeholder":true,"num":0},{"_placeholder":true,"num":1}]"#);
+    assert_eq!(
+        (h.attachments(), h.id(), h.event()),
+        (2, Some(789), Some("x"))
+    );
+
+    let h = p(r#"61-15["bar",{"_placeholder":true,"num":0}]"#);
+    assert_eq!(
+        (h.packet_type(), h.attachments(), h.id()),
+        (PacketType::BinaryAck, 1, Some(15))
+    );
+    let mut r = Reassembler::new();
+    assert_eq!(r.push_ref(&h), Ok(None));
+    let ack = r.push_binary(vec![9u8]).unwrap().unwrap();
+    assert_eq!(
+        ack.to_text(),
+        r#"61-15["bar",{"_placeholder":true,"num":0}]"#
+    );
+    assert_eq!(
+        ack.to_engineio(),
+        vec![
+            engineio::Packet::message(r#"61-15["bar",{"_placeholder":true,"num":0}]"#),
+            engineio::Packet::binary(vec![9u8])
+        ]
+    );
+}
+
+#[test]
+fn echoing_a_binary_event_as_message_back_keeps_placeholders_and_frames() {
+    // Suite: `message` re-emitted as `message-back` with all arguments (§2.4).
+    let mut r = Reassembler::new();
+    r.push_text(r#"52-["message",{"_placeholder":true,"num":0},{"_placeholder":true,"num":1}]"#)
+        .unwrap();
+    r.push_binary(vec![1u8, 2]).unwrap();
+    let got = r.push_binary(vec![3u8, 4]).unwrap().unwrap();
+    let echo = Packet::event_with_binary("/", "message-back", got.args_with_binary().unwrap());
+    assert_eq!(
+        echo.to_text(),
+        r#"52-["message-back",{"_placeholder":true,"num":0},{"_placeholder":true,"num":1}]"#
+    );
+    assert_eq!(
+        echo.attachments,
+        vec![Bytes::from_static(&[1, 2]), Bytes::from_static(&[3, 4])]
+    );
+}
+
+#[test]
+fn placeholders_are_numbered_depth_first() {
+    let args = vec![
+        BinValue::Object(vec![
+            ("a".into(), BinValue::Binary(Bytes::from_static(b"A"))),
+            (
+                "b".into(),
+                BinValue::Array(vec![
+                    BinValue::Json(json!(1)),
+                    BinValue::Binary(Bytes::from_static(b"B")),
+                ]),
+            ),
+        ]),
+        BinValue::Binary(Bytes::from_static(b"C")),
+    ];
+    let packet = Packet::ack_with_binary("/", 7, args.clone());
+    assert_eq!(packet.packet_type, PacketType::BinaryAck);
+    assert_eq!(
+        packet.to_text(),
+        r#"63-7[{"a":{"_placeholder":true,"num":0},"b":[1,{"_placeholder":true,"num":1}]},{"_placeholder":true,"num":2}]"#
+    );
+    assert_eq!(
+        packet.attachments,
+        vec![
+            Bytes::from_static(b"A"),
+            Bytes::from_static(b"B"),
+            Bytes::from_static(b"C")
+        ]
+    );
+    assert_eq!(packet.args_with_binary().unwrap(), args);
+    // No buffers: a plain EVENT / ACK.
+    let plain = Packet::event_with_binary("/", "x", vec![BinValue::Json(json!("y"))]);
+    assert_eq!(plain.to_text(), r#"2["x","y"]"#);
+}
+
+#[test]
+fn reassembler_errors_like_the_reference() {
+    let mut r = Reassembler::new();
+    assert_eq!(
+        r.push_binary(vec![1u8]),
+        Err(SocketIoError::UnexpectedBinary)
+    );
+    r.push_text(r#"51-["baz",{"_placeholder":true,"num":0}]"#)
+        .unwrap();
+    assert_eq!(
+        r.push_text(r#"2["foo"]"#),
+        Err(SocketIoError::UnexpectedText { missing: 1 })
+    );
+    assert!(!r.is_waiting(), "an error resets it");
+    r.push_text(r#"51-["baz",{"_placeholder":true,"num":1}]"#)
+        .unwrap();
+    assert!(matches!(
+        r.push_binary(vec![1u8]),
+        Err(SocketIoError::IllegalPlaceholder { count: 1, .. })
+    ));
+    r.push_text(r#"51-["baz",{"_placeholder":true,"num":"0"}]"#)
+        .unwrap();
+    assert!(r.push_binary(vec![1u8]).is_err());
+    // A non-binary packet passes straight through.
+    assert_eq!(
+        r.push_text("1/admin,").unwrap(),
+        Some(Packet::disconnect("/admin"))
+    );
+}
+
+#[test]
+fn disconnect_examples() {
+    assert_eq!(pf("41").packet_type(), PacketType::Disconnect);
+    assert_eq!(pf("41/admin,").nsp(), "/admin");
+    assert_eq!(ws(&Packet::disconnect("/")), "41");
+    assert_eq!(ws(&Packet::disconnect("/admin")), "41/admin,");
+}
+
+#[test]
+fn invalid_packets_are_refused_with_offsets() {
+    assert_eq!(err(""), SocketIoError::Empty);
+    assert_eq!(err("7"), SocketIoError::UnknownPacketType { found: '7' });
+    assert_eq!(err("x[]"), SocketIoError::UnknownPacketType { found: 'x' });
+    // Non-digit junk before the JSON.
+    let e = err(r#"2abc["a"]"#);
+    assert!(
+        matches!(e, SocketIoError::InvalidJson { offset: 1, .. }),
+        "{e:?}"
+    );
+    let e = err(r#"2["a"]x"#);
+    assert!(
+        matches!(e, SocketIoError::InvalidJson { offset: 6, .. }),
+        "{e:?}"
+    );
+    let e = err(r#"3["a""#);
+    assert!(
+        matches!(e, SocketIoError::InvalidJson { offset: 5, .. }),
+        "{e:?}"
+    );
+    // isPayloadValid.
+    for (s, t) in [
+        ("2", PacketType::Event),
+        ("2[]", PacketType::Event),
+        ("2[true]", PacketType::Event),
+        ("2[null,1]", PacketType::Event),
+        ("2[[\"a\"]]", PacketType::Event),
+        (r#"2{"a":1}"#, PacketType::Event),
+        (r#"2"foo""#, PacketType::Event),
+        ("3", PacketType::Ack),
+        (r#"3{"a":1}"#, PacketType::Ack),
+        ("1{}", PacketType::Disconnect),
+        ("1/admin,[]", PacketType::Disconnect),
+        ("0[]", PacketType::Connect),
+        (r#"0"x""#, PacketType::Connect),
+        ("0null", PacketType::Connect),
+        ("4[]", PacketType::ConnectError),
+    ] {
+        match err(s) {
+            SocketIoError::InvalidPayload { packet_type, .. } => assert_eq!(packet_type, t, "{s}"),
+            other => panic!("{s}: {other:?}"),
+        }
+    }
+    for name in RESERVED_EVENTS {
+        let s = format!(r#"2["{name}",1]"#);
+        assert_eq!(
+            err(&s),
+            SocketIoError::ReservedEventName {
+                name: name.into(),
+                offset: 2
+            }
+        );
+    }
+    // Escaped reserved names are still reserved.
+    assert!(matches!(
+        err(r#"2["conn\u0065ct"]"#),
+        SocketIoError::ReservedEventName { .. }
+    ));
+    // Attachment counts.
+    assert_eq!(
+        err(r#"5-["a"]"#),
+        SocketIoError::IllegalAttachments { offset: 1 }
+    );
+    assert_eq!(
+        err(r#"50-["a"]"#),
+        SocketIoError::IllegalAttachments { offset: 1 }
+    );
+    assert_eq!(
+        err(r#"51["a"]"#),
+        SocketIoError::IllegalAttachments { offset: 1 }
+    );
+    assert_eq!(err("5"), SocketIoError::IllegalAttachments { offset: 1 });
+    assert_eq!(
+        err(r#"511-["a"]"#),
+        SocketIoError::TooManyAttachments {
+            count: 11,
+            offset: 1
+        }
+    );
+    assert!(p(r#"510-["a"]"#).attachments() == 10);
+    assert_eq!(
+        err(r#"299999999999999999999["a"]"#),
+        SocketIoError::InvalidAckId { offset: 1 }
+    );
+    assert_eq!(
+        PacketRef::parse_bytes(b"2[\"\xff\"]"),
+        Err(SocketIoError::InvalidUtf8 { offset: 3 })
+    );
+}
+
+#[test]
+fn numeric_event_names_are_accepted() {
+    let e = p("2[42,\"x\"]");
+    assert_eq!(
+        (e.event(), e.event_json(), e.args()),
+        (Some("42"), Some("42"), r#""x""#)
+    );
+    assert_eq!(
+        e.to_packet().unwrap().event_name(),
+        None,
+        "not a string name"
+    );
+}
+
+#[test]
+fn escaped_event_names_are_unescaped() {
+    let e = p(r#"2["send\u005fmessage",1]"#);
+    assert_eq!(e.event(), Some("send_message"));
+    assert_eq!(e.event_json(), Some(r#""send\u005fmessage""#));
+}
+
+#[test]
+fn fast_path_slices_borrow_from_the_input() {
+    let s = String::from(
+        r#"42["send_message",{"room":"1","author":"Celular","message":"Olá mundo!","time":"16:10"}]"#,
+    );
+    let text = &s[1..];
+    let e = p(text);
+    assert_eq!(e.event(), Some("send_message"));
+    assert_eq!(
+        e.first_arg(),
+        Some(r#"{"room":"1","author":"Celular","message":"Olá mundo!","time":"16:10"}"#)
+    );
+    let args = e.args();
+    let start = args.as_ptr() as usize - s.as_ptr() as usize;
+    assert_eq!(&s[start..start + args.len()], args);
+    assert!(matches!(e.event, Some(Cow::Borrowed(_))));
+
+    // Relay: re-encode as receive_message by concatenation.
+    let mut out = String::from("4");
+    encode_event_raw(&mut out, e.nsp(), None, "receive_message", e.args());
+    assert_eq!(
+        out,
+        r#"42["receive_message",{"room":"1","author":"Celular","message":"Olá mundo!","time":"16:10"}]"#
+    );
+}
+
+#[test]
+fn whitespace_inside_the_json_is_kept_raw() {
+    let e = p("2[ \"a\" , 1 ,\n{\"b\": 2} ]");
+    assert_eq!(e.event(), Some("a"));
+    assert_eq!(e.args(), "1 ,\n{\"b\": 2}");
+    assert_eq!(e.to_packet().unwrap().to_text(), r#"2["a",1,{"b":2}]"#);
+}
+
+#[test]
+fn owned_encoding_preserves_key_order_and_is_compact() {
+    let text = r#"2["x",{"z":1,"a":[1,2,{"m":null,"b":"\n"}],"é":"ü"}]"#;
+    assert_eq!(Packet::decode(text).unwrap().to_text(), text);
+    assert!(matches!(
+        Packet::decode(r#"51-["a",{"_placeholder":true,"num":0}]"#),
+        Err(SocketIoError::AttachmentsFollow { count: 1, .. })
+    ));
+}
+
+#[test]
+fn validate_mirrors_is_packet_valid() {
+    assert!(Packet::event("/", "foo", vec![]).validate().is_ok());
+    assert!(matches!(
+        Packet::event("/a,b", "foo", vec![]).validate(),
+        Err(SocketIoError::InvalidNamespace { .. })
+    ));
+    assert!(matches!(
+        Packet::event("/", "connect", vec![]).validate(),
+        Err(SocketIoError::ReservedEventName { .. })
+    ));
+    let mut bad = Packet::event("/", "foo", vec![]);
+    bad.packet_type = PacketType::BinaryEvent;
+    assert!(bad.validate().is_err(), "binary type without attachments");
+}
+
+#[test]
+fn summaries() {
+    let cases = [
+        ("0", "CONNECT nsp=/"),
+        (
+            r#"0/admin,{"token":"abc"}"#,
+            r#"CONNECT nsp=/admin {"token":"abc"}"#,
+        ),
+        ("1/admin,", "DISCONNECT nsp=/admin"),
+        (r#"2["foo"]"#, "EVENT foo nsp=/"),
+        (
+            r#"2/admin,456["bar",1,"2"]"#,
+            r#"EVENT bar nsp=/admin id=456 1,"2""#,
+        ),
+        (r#"3/admin,13["bar"]"#, r#"ACK nsp=/admin id=13 ["bar"]"#),
+        (
+            r#"4/random,{"message":"Invalid namespace"}"#,
+            r#"CONNECT_ERROR nsp=/random {"message":"Invalid namespace"}"#,
+        ),
+        (
+            r#"52-789["x",{"_placeholder":true,"num":0},{"a":{"_placeholder":true,"num":1}}]"#,
+            r#"BINARY_EVENT x nsp=/ id=789 <binary #0>,{"a":<binary #1>}"#,
+        ),
+    ];
+    for (text, want) in cases {
+        assert_eq!(p(text).summary(), want, "{text}");
+    }
+    let mut r = Reassembler::new();
+    r.push_text(r#"51-["baz",{"_placeholder":true,"num":0}]"#)
+        .unwrap();
+    let packet = r.push_binary(vec![1u8, 2, 3, 4]).unwrap().unwrap();
+    assert_eq!(packet.summary(), "BINARY_EVENT baz nsp=/ <binary 4 B>");
+    let long = format!(r#"2["x","{}"]"#, "a".repeat(300));
+    assert!(p(&long).summary().ends_with('…'));
+}
