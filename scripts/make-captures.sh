@@ -54,5 +54,6 @@ run fragments && record lo EN10MB pcap fragments.pcap fragments
 run deflate && record lo EN10MB pcapng deflate.pcapng deflate
 run deflate-no-context && record lo EN10MB pcapng deflate-no-context.pcapng deflate-no-context
 run ping-close && record lo EN10MB pcap ping-close.pcap ping-close
+run anomalies && python3 scripts/pcaptool.py anomalies "$out/anomalies.pcap"
 run polling && record lo EN10MB pcapng polling-upgrade.pcapng polling
 exit 0

@@ -11,6 +11,8 @@ Subcommands (input and output are legacy pcap files with Ethernet II link type):
   reorder IN OUT PORT         on the client->server direction of PORT: swap two data segments,
                               repeat one at once (retransmission) and one after it was ACKed
                               (spurious retransmission)
+  anomalies OUT               synthesize a Socket.IO-over-WebSocket conversation in which every
+                              frame breaks one rule (for the anomaly and --strict tests)
   bench OUT MEGABYTES         synthesize a capture of small Socket.IO chat frames over several
                               connections (for the performance benchmark; not committed)
 """
@@ -107,12 +109,13 @@ def cmd_cut(src, dst, min_len):
 def cmd_reorder(src, dst, port):
     port = int(port)
     magic, snaplen, lt, recs = read_pcap(src)
-    # Client -> server data segments after the handshake.
-    data_idx = []
+    # Client -> server data segments after the handshake, of the first connection that has 4.
+    by_client = {}
     for i, r in enumerate(recs):
         t = tcp_of(r[2])
         if t and t[1] == port and t[5] and not t[5].startswith(b"GET "):
-            data_idx.append(i)
+            by_client.setdefault(t[0], []).append(i)
+    data_idx = next((v for v in by_client.values() if len(v) >= 4), [])
     if len(data_idx) < 4:
         sys.exit("need at least 4 client data segments")
     a, b, c, d = data_idx[0], data_idx[1], data_idx[2], data_idx[3]
@@ -168,6 +171,78 @@ def ws_frame(payload, opcode=1, mask=None):
     return head + payload
 
 
+def ws_raw(b0, payload, mask=None, length_form=None):
+    """A frame with byte 0 given as is (FIN/RSV/opcode) and an optional forced length form."""
+    n = len(payload)
+    mbit = 0x80 if mask else 0
+    form = length_form or (7 if n < 126 else 16 if n < 65536 else 64)
+    head = bytes([b0])
+    if form == 7:
+        head += bytes([mbit | n])
+    elif form == 16:
+        head += bytes([mbit | 126]) + struct.pack(">H", n)
+    else:
+        head += bytes([mbit | 127]) + struct.pack(">Q", n)
+    if mask:
+        payload = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+        head += mask
+    return head + payload
+
+
+def cmd_anomalies(dst):
+    cli, srv = (10, 0, 0, 1), (10, 0, 0, 2)
+    cport, sport = 40000, 3001
+    seq = {0: 1000, 1: 9000}
+    recs = []
+    t = [1_700_000_000, 0]
+
+    def send(direction, payload, flags=0x18, skip=0):
+        seq[direction] = (seq[direction] + skip) & 0xFFFFFFFF
+        if direction == 0:
+            pkt = eth_ipv4_tcp(cli, srv, cport, sport, seq[0], seq[1], flags, payload)
+        else:
+            pkt = eth_ipv4_tcp(srv, cli, sport, cport, seq[1], seq[0], flags, payload)
+        seq[direction] = (seq[direction] + len(payload) + (1 if flags & 0x03 else 0)) & 0xFFFFFFFF
+        t[1] += 1000
+        recs.append([t[0], t[1], pkt, len(pkt)])
+
+    m = b"\x01\x02\x03\x04"
+    seq[0] -= 1
+    seq[1] -= 1
+    send(0, b"", flags=0x02)  # SYN
+    send(1, b"", flags=0x12)  # SYN, ACK
+    send(0, b"", flags=0x10)
+    send(0, b"GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: 10.0.0.2:3001\r\n"
+            b"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            b"Sec-WebSocket-Version: 13\r\n\r\n")
+    # RFC 6455's example key calls for s3pPLMBiTxaQ9kYGzzhZRbK+xOo=; this Accept is wrong.
+    send(1, b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Accept: AAAAAAAAAAAAAAAAAAAAAAAAAAA=\r\n\r\n")
+    send(1, ws_frame(b'0{"sid":"abc","upgrades":[],"pingInterval":25000,"pingTimeout":20000,"maxPayload":1000000}'))
+    send(0, ws_frame(b"40", mask=m))
+    send(1, ws_frame(b'40{"sid":"def"}'))
+    send(0, ws_frame(b'42["hi"]'))  # unmasked client frame
+    send(1, ws_frame(b'42["hey"]', mask=m))  # masked server frame
+    send(0, ws_raw(0x80 | 0x40 | 0x20 | 0x1, b'42["rsv"]', mask=m))  # RSV1+RSV2, nothing negotiated
+    send(0, ws_frame(b'42["\xff\xfe"]', mask=m))  # invalid UTF-8
+    send(0, ws_raw(0x89, b"p" * 126, mask=m))  # control frame too long
+    send(0, ws_raw(0x09, b"ping", mask=m))  # fragmented control frame
+    send(0, ws_raw(0x81, b'42["len"]', mask=m, length_form=16))  # non-minimal length
+    send(0, ws_raw(0x83, b"??", mask=m))  # reserved opcode
+    send(0, ws_frame(b"9oops", mask=m))  # Engine.IO: unknown packet type
+    send(0, ws_frame(b"4x", mask=m))  # Socket.IO: unknown packet type
+    send(0, ws_raw(0x80, b"more", mask=m))  # continuation without a message
+    # Ten bytes never captured, then a frame: the decoder reports the gap and resynchronises.
+    send(0, ws_frame(b'42["after the gap"]', mask=m), skip=10)
+    send(1, b"", flags=0x10)  # the server ACKs past the hole: it got the bytes, the capture did not
+    # Bytes that cannot be a frame header (64-bit length with the top bit set), then a good frame.
+    send(0, b"\x81\xff\x80\x00\x00\x00\x00\x00\x00\x05" + m + b"junk!")
+    send(0, ws_frame(b'42["recovered"]', mask=m))
+    send(0, ws_frame(struct.pack(">H", 1000) + b"bye", opcode=8, mask=m))
+    send(1, ws_frame(struct.pack(">H", 1000) + b"bye", opcode=8))
+    write_pcap(dst, 0xA1B2C3D4, 262144, LINKTYPE_ETHERNET, recs)
+
+
 def cmd_bench(dst, megabytes):
     """Chat traffic: N connections to port 3001, clients send 42["send_message",...] masked,
     the server relays 42["receive_message",...] to the other clients; ACK-less, one frame per segment."""
@@ -215,6 +290,7 @@ if __name__ == "__main__":
         "cut": cmd_cut,
         "reorder": cmd_reorder,
         "bench": cmd_bench,
+        "anomalies": cmd_anomalies,
     }
     if len(sys.argv) < 2 or sys.argv[1] not in cmds:
         sys.exit(__doc__)

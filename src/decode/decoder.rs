@@ -59,8 +59,6 @@ pub struct Decoder<'r> {
     pub stats: Stats,
     first_ts: Option<Timestamp>,
     packets_seen: u64,
-    /// Error from the renderer (stdout closed, ...), reported after the callback.
-    io_error: Option<io::Error>,
 }
 
 impl<'r> Decoder<'r> {
@@ -72,8 +70,12 @@ impl<'r> Decoder<'r> {
             stats: Stats::default(),
             first_ts: None,
             packets_seen: 0,
-            io_error: None,
         }
+    }
+
+    /// Flush what was rendered so far (live capture).
+    pub fn flush_output(&mut self) -> io::Result<()> {
+        self.renderer.flush()
     }
 
     /// Number of packets handled so far.
@@ -94,7 +96,11 @@ impl<'r> Decoder<'r> {
             Ok(d) => d,
             Err(skip) => {
                 self.stats.skipped(&skip);
-                if self.opts.all && self.opts.stream.is_none() && self.opts.port.is_none() && self.opts.event.is_none() {
+                if self.opts.all
+                    && self.opts.stream.is_none()
+                    && self.opts.port.is_none()
+                    && self.opts.event.is_none()
+                {
                     let ctx = Ctx {
                         packet: Some(pkt),
                         net: None,
@@ -125,12 +131,26 @@ impl<'r> Decoder<'r> {
             cwr: tcp.cwr(),
         };
         let seg = tcp::Segment {
-            src: Endpoint { ip: net.src(), port: tcp.source_port() },
-            dst: Endpoint { ip: net.dst(), port: tcp.destination_port() },
+            src: Endpoint {
+                ip: net.src(),
+                port: tcp.source_port(),
+            },
+            dst: Endpoint {
+                ip: net.dst(),
+                port: tcp.destination_port(),
+            },
             seq: tcp.sequence_number(),
             ack: tcp.acknowledgment_number(),
             flags,
             window: tcp.window_size(),
+            wscale: if flags.syn {
+                tcp.options_iterator().find_map(|o| match o {
+                    Ok(etherparse::TcpOptionElement::WindowScale(s)) => Some(s),
+                    _ => None,
+                })
+            } else {
+                None
+            },
             payload: net.payload,
             time_ns: pkt.ts.as_nanos(),
         };
@@ -145,14 +165,22 @@ impl<'r> Decoder<'r> {
                 None
             };
             let syn_from = (flags.syn && !flags.ack).then_some(0);
-            AppState::new(Setup { ws_port_side, syn_from })
+            AppState::new(Setup {
+                ws_port_side,
+                syn_from,
+            })
         });
         if new {
             self.stats.new_stream();
         }
-        let Some((conv, app)) = self.table.get_mut(slot) else { return Ok(Flow::Continue) };
+        let Some((conv, app)) = self.table.get_mut(slot) else {
+            return Ok(Flow::Continue);
+        };
         let visible = self.opts.stream.is_none_or(|s| s == conv.index)
-            && self.opts.port.is_none_or(|p| conv.endpoints.iter().any(|e| e.port == p));
+            && self
+                .opts
+                .port
+                .is_none_or(|p| conv.endpoints.iter().any(|e| e.port == p));
         let result = conv.analyze(dir, &seg);
         if app.client.is_none() {
             app.client = conv.syn_from;
@@ -176,7 +204,9 @@ impl<'r> Decoder<'r> {
         let show_tcp = visible && event_filter.is_none();
         let mut shown = false;
         if show_tcp && (result.analysis.any() || flags.syn || flags.fin || flags.rst) {
-            let note = super::event::TcpNote { labels: result.analysis.labels() };
+            let note = super::event::TcpNote {
+                labels: result.analysis.labels(),
+            };
             stats.tcp_note(&result);
             renderer.event(&ctx, &Event::Tcp(&note))?;
             shown = true;
@@ -184,7 +214,8 @@ impl<'r> Decoder<'r> {
         let mut io_error: Option<io::Error> = None;
         let number = pkt.number;
         {
-            let mut emit = |ev: &Event<'_>| {
+            // `reversed`: data of the other direction, released by this packet's ACK.
+            let mut emit = |ev: &Event<'_>, reversed: bool| {
                 if io_error.is_some() || !visible {
                     return;
                 }
@@ -193,7 +224,13 @@ impl<'r> Decoder<'r> {
                         return;
                     }
                 }
-                let ctx = Ctx { from_client: app_from_client(ev, from_client), ..ctx };
+                let mut ctx = Ctx {
+                    from_client: app_from_client(ev, from_client.map(|c| c != reversed)),
+                    ..ctx
+                };
+                if reversed {
+                    std::mem::swap(&mut ctx.src, &mut ctx.dst);
+                }
                 stats.event(&ctx, ev);
                 shown = true;
                 if let Err(e) = renderer.event(&ctx, ev) {
@@ -201,9 +238,12 @@ impl<'r> Decoder<'r> {
                 }
             };
             if visible {
-                conv.reassemble(dir, &seg, tcp::DEFAULT_PENDING_LIMIT, |d| app.deliver(dir, d, number, &mut emit));
+                conv.reassemble(dir, &seg, tcp::DEFAULT_PENDING_LIMIT, |d_dir, d| {
+                    let reversed = d_dir != dir;
+                    app.deliver(d_dir, d, number, &mut |ev| emit(ev, reversed));
+                });
             } else {
-                conv.reassemble(dir, &seg, tcp::DEFAULT_PENDING_LIMIT, |_| {});
+                conv.reassemble(dir, &seg, tcp::DEFAULT_PENDING_LIMIT, |_, _| {});
             }
         }
         if let Some(e) = io_error {
@@ -240,9 +280,14 @@ impl<'r> Decoder<'r> {
         let mut slots = self.table.slots();
         slots.sort_by_key(|&s| self.table.get(s).map_or(0, |(c, _)| c.index));
         for slot in slots {
-            let Some((conv, app)) = self.table.get_mut(slot) else { continue };
+            let Some((conv, app)) = self.table.get_mut(slot) else {
+                continue;
+            };
             let visible = self.opts.stream.is_none_or(|s| s == conv.index)
-                && self.opts.port.is_none_or(|p| conv.endpoints.iter().any(|e| e.port == p));
+                && self
+                    .opts
+                    .port
+                    .is_none_or(|p| conv.endpoints.iter().any(|e| e.port == p));
             if !visible {
                 continue;
             }
@@ -302,12 +347,21 @@ fn app_from_client(ev: &Event<'_>, fallback: Option<bool>) -> Option<bool> {
 pub fn carries_event(ev: &Event<'_>, name: &str) -> bool {
     let named = |p: &sio::EioPacket<'_>| {
         p.sio.as_ref().is_some_and(|s| {
-            s.packet.as_ref().and_then(|r| r.event()).is_some_and(|e| e == name)
-                || s.completed.as_ref().and_then(|c| c.event.as_deref()).is_some_and(|e| e == name)
+            s.packet
+                .as_ref()
+                .and_then(|r| r.event())
+                .is_some_and(|e| e == name)
+                || s.completed
+                    .as_ref()
+                    .and_then(|c| c.event.as_deref())
+                    .is_some_and(|e| e == name)
         })
     };
     match ev {
-        Event::Ws(f) => f.message.as_ref().is_some_and(|m| m.engineio.iter().any(named)),
+        Event::Ws(f) => f
+            .message
+            .as_ref()
+            .is_some_and(|m| m.engineio.iter().any(named)),
         Event::Http(_, packets) => packets.iter().any(named),
         _ => false,
     }

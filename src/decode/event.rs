@@ -17,7 +17,10 @@ pub struct Anomaly {
 
 impl Anomaly {
     pub fn new(code: &'static str, text: impl Into<String>) -> Self {
-        Anomaly { code, text: text.into() }
+        Anomaly {
+            code,
+            text: text.into(),
+        }
     }
 }
 
@@ -50,7 +53,10 @@ pub struct HttpMessage {
 
 impl HttpMessage {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -124,12 +130,20 @@ pub enum Event<'a> {
     /// An HTTP message, with the Engine.IO packets of its long-polling body.
     Http(&'a HttpMessage, &'a [EioPacket<'a>]),
     /// A problem with the conversation as a whole (e.g. bad extension parameters).
-    Note { anomaly: Anomaly },
+    Note {
+        anomaly: Anomaly,
+    },
     Ws(&'a WsFrame<'a>),
     /// Bytes missing from a stream (never captured or given up on).
-    Gap { bytes: u64 },
+    Gap {
+        bytes: u64,
+    },
     /// Payload of a stream we do not decode (not HTTP, not a WebSocket port).
-    Data { len: usize },
+    Data {
+        len: usize,
+    },
     /// The capture ended inside a frame or message.
-    Truncated { what: String },
+    Truncated {
+        what: String,
+    },
 }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::{self, Write};
 
-use crate::wire::ws::{FrameHeader, LengthForm, Opcode, Role, close_code_name};
+use crate::wire::ws::{FrameHeader, LengthForm, Opcode, close_code_name};
 
 use super::capture::Timestamp;
 use super::decoder::Ctx;
@@ -34,7 +34,11 @@ struct Style {
 
 impl Style {
     fn paint(&self, code: &str, text: &str) -> String {
-        if self.on { format!("\x1b[{code}m{text}\x1b[0m") } else { text.to_string() }
+        if self.on {
+            format!("\x1b[{code}m{text}\x1b[0m")
+        } else {
+            text.to_string()
+        }
     }
     fn bad(&self, t: &str) -> String {
         self.paint("1;31", t)
@@ -78,10 +82,19 @@ pub struct Renderer {
     json: Vec<u8>,
     /// Print a summary at the end.
     pub stats: bool,
+    /// The summary as one JSON object.
+    json_stats: bool,
 }
 
 impl Renderer {
-    pub fn new(out: Box<dyn Write>, view: View, hex: bool, color: bool, stats: bool) -> Self {
+    pub fn new(
+        out: Box<dyn Write>,
+        view: View,
+        hex: bool,
+        color: bool,
+        stats: bool,
+        json_stats: bool,
+    ) -> Self {
         Renderer {
             out: io::BufWriter::with_capacity(1 << 16, out),
             view,
@@ -92,6 +105,7 @@ impl Renderer {
             follow: BTreeMap::new(),
             json: Vec::with_capacity(4096),
             stats,
+            json_stats,
         }
     }
 
@@ -178,7 +192,7 @@ impl Renderer {
             }
         }
         if self.stats {
-            if self.view == View::Json {
+            if self.json_stats {
                 self.json_stats(stats)?;
             } else {
                 self.text_stats(stats)?;
@@ -201,14 +215,22 @@ impl Renderer {
             let stream = ctx.stream.map_or(String::new(), |s| format!("stream {s} "));
             return writeln!(self.out, "    - {:>10} {stream}{info}", "(end)");
         }
-        writeln!(self.out, "{no:>5} {:>10.6} {src:>21} → {dst:<21} {proto} {len} {info}", ctx.rel_time)
+        writeln!(
+            self.out,
+            "{no:>5} {:>10.6} {src:>21} → {dst:<21} {proto} {len} {info}",
+            ctx.rel_time
+        )
     }
 
     fn list_event(&mut self, ctx: &Ctx<'_>, ev: &Event<'_>) -> io::Result<()> {
         match ev {
             Event::Tcp(note) => {
                 let info = tcp_info(ctx, &note.labels);
-                let info = if note.labels.is_empty() { info } else { self.style.tcp_bad(&info) };
+                let info = if note.labels.is_empty() {
+                    info
+                } else {
+                    self.style.tcp_bad(&info)
+                };
                 self.list_line(ctx, "TCP", &info)
             }
             Event::Http(m, packets) => {
@@ -226,10 +248,20 @@ impl Renderer {
                     }
                 }
                 if !packets.is_empty() {
-                    let parts: Vec<String> = packets.iter().map(|p| eio_summary(p, &self.style)).collect();
+                    let parts: Vec<String> = packets
+                        .iter()
+                        .map(|p| eio_summary(p, &self.style))
+                        .collect();
                     let _ = write!(info, "  {}", parts.join(" | "));
                 } else if !m.body.is_empty() {
-                    let _ = write!(info, "  ({} bytes body)", m.body.len());
+                    match std::str::from_utf8(&m.body) {
+                        Ok(t) if m.body.len() <= 64 => {
+                            let _ = write!(info, "  \"{}\"", one_line(t, 64));
+                        }
+                        _ => {
+                            let _ = write!(info, "  ({} bytes body)", m.body.len());
+                        }
+                    }
                 }
                 push_anomalies(&mut info, &m.anomalies, &self.style);
                 self.list_line(ctx, "HTTP", &info)
@@ -240,7 +272,9 @@ impl Renderer {
                 self.list_line(ctx, "WebSocket", &info)
             }
             Event::Gap { bytes } => {
-                let info = self.style.bad(&format!("[{bytes} bytes missing from the stream (not captured)]"));
+                let info = self.style.bad(&format!(
+                    "[{bytes} bytes missing from the stream (not captured)]"
+                ));
                 self.list_line(ctx, "TCP", &info)
             }
             Event::Data { len } => {
@@ -260,12 +294,17 @@ impl Renderer {
 
     fn collect_unmasked(&mut self, f: &WsFrame<'_>) {
         if self.hex && f.header.mask.is_some() && !f.payload_skipped {
-            self.hex_extra.push(("Unmasked data".into(), f.payload.to_vec()));
+            self.hex_extra
+                .push(("Unmasked data".into(), f.payload.to_vec()));
         }
         if self.hex {
             if let Some(m) = &f.message {
                 if m.compressed || m.frames > 1 {
-                    let title = if m.compressed { "Uncompressed entire message" } else { "Reassembled message" };
+                    let title = if m.compressed {
+                        "Uncompressed entire message"
+                    } else {
+                        "Reassembled message"
+                    };
                     self.hex_extra.push((title.into(), m.data.to_vec()));
                 }
             }
@@ -274,7 +313,12 @@ impl Renderer {
 
     /// Wireshark's Info text for a frame, then what wschat adds.
     fn ws_info(&self, f: &WsFrame<'_>) -> String {
-        let mut info = ws_wireshark_info(&f.header);
+        let malformed = f.anomalies.iter().any(|a| a.code == "malformed_frame");
+        let mut info = if malformed {
+            "WebSocket [Malformed frame]".to_string()
+        } else {
+            ws_wireshark_info(&f.header)
+        };
         let detail = ws_detail(f, &self.style);
         if !detail.is_empty() {
             info.push_str("  ");
@@ -308,10 +352,24 @@ impl Renderer {
         writeln!(o, "    Encapsulation type: {}", p.linktype)?;
         writeln!(o, "    Arrival Time: {}", arrival_time(p.ts))?;
         writeln!(o, "    Epoch Time: {}.{:09} seconds", p.ts.secs, p.ts.nanos)?;
-        writeln!(o, "    [Time since reference or first frame: {:.9} seconds]", ctx.rel_time)?;
+        writeln!(
+            o,
+            "    [Time since reference or first frame: {:.9} seconds]",
+            ctx.rel_time
+        )?;
         writeln!(o, "    Frame Number: {}", p.number)?;
-        writeln!(o, "    Frame Length: {} bytes ({} bits)", p.orig_len, bits(p.orig_len as usize))?;
-        writeln!(o, "    Capture Length: {} bytes ({} bits)", p.data.len(), bits(p.data.len()))?;
+        writeln!(
+            o,
+            "    Frame Length: {} bytes ({} bits)",
+            p.orig_len,
+            bits(p.orig_len as usize)
+        )?;
+        writeln!(
+            o,
+            "    Capture Length: {} bytes ({} bits)",
+            p.data.len(),
+            bits(p.data.len())
+        )?;
         if let Some(skip) = ctx.skip {
             writeln!(o, "    [{}]", skip_text(skip))?;
         }
@@ -325,7 +383,9 @@ impl Renderer {
 
     fn tree_event(&mut self, ctx: &Ctx<'_>, ev: &Event<'_>) -> io::Result<()> {
         if ctx.packet.is_none() {
-            let stream = ctx.stream.map_or(String::new(), |s| format!("stream {s}: "));
+            let stream = ctx
+                .stream
+                .map_or(String::new(), |s| format!("stream {s}: "));
             let text = match ev {
                 Event::Truncated { what } => what.clone(),
                 Event::Gap { bytes } => format!("{bytes} bytes missing from the stream"),
@@ -333,7 +393,11 @@ impl Renderer {
                 _ => String::new(),
             };
             if !text.is_empty() {
-                writeln!(self.out, "[End of capture] {stream}{}", self.style.bad(&text))?;
+                writeln!(
+                    self.out,
+                    "[End of capture] {stream}{}",
+                    self.style.bad(&text)
+                )?;
             }
             if let Event::Ws(f) = ev {
                 self.tree_ws(f)?;
@@ -352,10 +416,22 @@ impl Renderer {
                 self.tree_ws(f)
             }
             Event::Gap { bytes } => {
-                writeln!(self.out, "    {}", self.style.bad(&format!("[Previous {bytes} bytes of this stream were not captured]")))
+                writeln!(
+                    self.out,
+                    "    {}",
+                    self.style.bad(&format!(
+                        "[Previous {bytes} bytes of this stream were not captured]"
+                    ))
+                )
             }
-            Event::Truncated { what } => writeln!(self.out, "    {}", self.style.bad(&format!("[{what}]"))),
-            Event::Note { anomaly } => writeln!(self.out, "    {}", self.style.bad(&format!("[{}]", anomaly.text))),
+            Event::Truncated { what } => {
+                writeln!(self.out, "    {}", self.style.bad(&format!("[{what}]")))
+            }
+            Event::Note { anomaly } => writeln!(
+                self.out,
+                "    {}",
+                self.style.bad(&format!("[{}]", anomaly.text))
+            ),
         }
     }
 
@@ -381,22 +457,35 @@ impl Renderer {
             if !m.is_request {
                 if let (Some(acc), Some(ok)) = (&hs.accept, hs.accept_ok) {
                     if ok {
-                        writeln!(o, "    [Sec-WebSocket-Accept {acc}: verified against the key]")?;
+                        writeln!(
+                            o,
+                            "    [Sec-WebSocket-Accept {acc}: verified against the key]"
+                        )?;
                     } else {
                         let exp = hs.expected_accept.as_deref().unwrap_or("?");
-                        let line = format!("[Sec-WebSocket-Accept {acc} does NOT match the key: expected {exp}]");
+                        let line = format!(
+                            "[Sec-WebSocket-Accept {acc} does NOT match the key: expected {exp}]"
+                        );
                         writeln!(o, "    {}", self.style.bad(&line))?;
                     }
                 }
                 if !hs.extensions.is_empty() {
-                    writeln!(o, "    [Negotiated extensions: {}]", hs.extensions.join(", "))?;
+                    writeln!(
+                        o,
+                        "    [Negotiated extensions: {}]",
+                        hs.extensions.join(", ")
+                    )?;
                 }
                 if !hs.protocols.is_empty() {
                     writeln!(o, "    [Subprotocol: {}]", hs.protocols.join(", "))?;
                 }
             } else {
                 if let Some(k) = &hs.key {
-                    writeln!(o, "    [WebSocket key: {k}, expected accept {}]", hs.expected_accept.as_deref().unwrap_or("?"))?;
+                    writeln!(
+                        o,
+                        "    [WebSocket key: {k}, expected accept {}]",
+                        hs.expected_accept.as_deref().unwrap_or("?")
+                    )?;
                 }
                 if !hs.extensions.is_empty() {
                     writeln!(o, "    [Offered extensions: {}]", hs.extensions.join(", "))?;
@@ -411,8 +500,17 @@ impl Renderer {
             if let Some(e) = &m.content_encoding {
                 how.push(format!("Content-Encoding {e}"));
             }
-            let how = if how.is_empty() { String::new() } else { format!(", {}", how.join(", ")) };
-            writeln!(o, "    [Body: {} bytes on the wire{how}, {} bytes decoded]", m.body_wire_len, m.body.len())?;
+            let how = if how.is_empty() {
+                String::new()
+            } else {
+                format!(", {}", how.join(", "))
+            };
+            writeln!(
+                o,
+                "    [Body: {} bytes on the wire{how}, {} bytes decoded]",
+                m.body_wire_len,
+                m.body.len()
+            )?;
             if packets.is_empty() {
                 if let Ok(t) = std::str::from_utf8(&m.body) {
                     writeln!(o, "Line-based text data")?;
@@ -423,7 +521,11 @@ impl Renderer {
             }
         }
         for a in &m.anomalies {
-            writeln!(o, "    {}", self.style.bad(&format!("[Anomaly {}: {}]", a.code, a.text)))?;
+            writeln!(
+                o,
+                "    {}",
+                self.style.bad(&format!("[Anomaly {}: {}]", a.code, a.text))
+            )?;
         }
         if !packets.is_empty() {
             writeln!(o, "Engine.IO payload ({} packets)", packets.len())?;
@@ -440,14 +542,36 @@ impl Renderer {
         writeln!(o, "WebSocket")?;
         let b0 = u8::from(h.fin) << 7 | h.rsv().bits() | h.opcode.as_u8();
         let _ = b0;
-        writeln!(o, "    {}... .... = Fin: {}", u8::from(h.fin), title_bool(h.fin))?;
-        writeln!(o, "    .{}{}{} .... = Reserved: 0x{:x}", u8::from(h.rsv1), u8::from(h.rsv2), u8::from(h.rsv3), h.rsv().value())?;
+        writeln!(
+            o,
+            "    {}... .... = Fin: {}",
+            u8::from(h.fin),
+            title_bool(h.fin)
+        )?;
+        writeln!(
+            o,
+            "    .{}{}{} .... = Reserved: 0x{:x}",
+            u8::from(h.rsv1),
+            u8::from(h.rsv2),
+            u8::from(h.rsv3),
+            h.rsv().value()
+        )?;
         if h.rsv1 {
             writeln!(o, "    .1.. .... = Per-Message Compressed: True")?;
         }
         let op = h.opcode.as_u8();
-        writeln!(o, "    .... {:04b} = Opcode: {} ({op})", op, opcode_title(h.opcode))?;
-        writeln!(o, "    {}... .... = Mask: {}", u8::from(h.mask.is_some()), title_bool(h.mask.is_some()))?;
+        writeln!(
+            o,
+            "    .... {:04b} = Opcode: {} ({op})",
+            op,
+            opcode_title(h.opcode)
+        )?;
+        writeln!(
+            o,
+            "    {}... .... = Mask: {}",
+            u8::from(h.mask.is_some()),
+            title_bool(h.mask.is_some())
+        )?;
         let len7 = match h.length_form {
             LengthForm::Short7 => h.payload_len.min(125) as u8,
             LengthForm::Ext16 => 126,
@@ -458,12 +582,26 @@ impl Renderer {
         match h.length_form {
             LengthForm::Short7 => writeln!(o, "    .{a} {b} = Payload length: {}", h.payload_len)?,
             LengthForm::Ext16 => {
-                writeln!(o, "    .{a} {b} = Payload length: 126 Extended Payload Length (16 bits)")?;
-                writeln!(o, "    Extended Payload length (16 bits): {}", h.payload_len)?;
+                writeln!(
+                    o,
+                    "    .{a} {b} = Payload length: 126 Extended Payload Length (16 bits)"
+                )?;
+                writeln!(
+                    o,
+                    "    Extended Payload length (16 bits): {}",
+                    h.payload_len
+                )?;
             }
             LengthForm::Ext64 => {
-                writeln!(o, "    .{a} {b} = Payload length: 127 Extended Payload Length (64 bits)")?;
-                writeln!(o, "    Extended Payload length (64 bits): {}", h.payload_len)?;
+                writeln!(
+                    o,
+                    "    .{a} {b} = Payload length: 127 Extended Payload Length (64 bits)"
+                )?;
+                writeln!(
+                    o,
+                    "    Extended Payload length (64 bits): {}",
+                    h.payload_len
+                )?;
             }
         }
         if let Some(k) = h.mask {
@@ -488,14 +626,24 @@ impl Renderer {
                 }
                 Opcode::Text | Opcode::Continuation | Opcode::Ping | Opcode::Pong if !h.rsv1 => {
                     match std::str::from_utf8(f.payload) {
-                        Ok(t) if !t.is_empty() => writeln!(o, "        Text: {}", one_line(t, 400))?,
+                        Ok(t) if !t.is_empty() => {
+                            writeln!(o, "        Text: {}", one_line(t, 400))?
+                        }
                         Ok(_) => {}
-                        Err(_) => writeln!(o, "        Data ({} bytes): {}", f.payload.len(), sio::hex_prefix(f.payload, 32))?,
+                        Err(_) => writeln!(
+                            o,
+                            "        Data ({} bytes): {}",
+                            f.payload.len(),
+                            sio::hex_prefix(f.payload, 32)
+                        )?,
                     }
                 }
-                _ if !f.payload.is_empty() => {
-                    writeln!(o, "        Data ({} bytes): {}", f.payload.len(), sio::hex_prefix(f.payload, 32))?
-                }
+                _ if !f.payload.is_empty() => writeln!(
+                    o,
+                    "        Data ({} bytes): {}",
+                    f.payload.len(),
+                    sio::hex_prefix(f.payload, 32)
+                )?,
                 _ => {}
             }
         }
@@ -505,12 +653,22 @@ impl Renderer {
             }
         }
         for a in &f.anomalies {
-            writeln!(o, "    {}", self.style.bad(&format!("[Anomaly {}: {}]", a.code, a.text)))?;
+            writeln!(
+                o,
+                "    {}",
+                self.style.bad(&format!("[Anomaly {}: {}]", a.code, a.text))
+            )?;
         }
         if let Some(m) = &f.message {
             if m.frames > 1 {
                 let list: Vec<String> = m.parts.iter().map(|(p, l)| format!("#{p}({l})")).collect();
-                writeln!(o, "[{} Reassembled websocket Fragments ({} bytes): {}]", m.frames, m.wire_len, list.join(", "))?;
+                writeln!(
+                    o,
+                    "[{} Reassembled websocket Fragments ({} bytes): {}]",
+                    m.frames,
+                    m.wire_len,
+                    list.join(", ")
+                )?;
                 let mut at = 0usize;
                 for (p, l) in &m.parts {
                     let end = (at + l).saturating_sub(1);
@@ -518,10 +676,19 @@ impl Renderer {
                     at += l;
                 }
                 writeln!(o, "    [Fragment count: {}]", m.frames)?;
-                writeln!(o, "    [Reassembled websocket Payload length: {}]", m.wire_len)?;
+                writeln!(
+                    o,
+                    "    [Reassembled websocket Payload length: {}]",
+                    m.wire_len
+                )?;
             }
             if m.compressed {
-                writeln!(o, "[Uncompressed entire message ({} bytes from {} compressed)]", m.data.len(), m.wire_len)?;
+                writeln!(
+                    o,
+                    "[Uncompressed entire message ({} bytes from {} compressed)]",
+                    m.data.len(),
+                    m.wire_len
+                )?;
             }
             if let Some(t) = m.text {
                 let lines: Vec<&str> = t.split('\n').collect();
@@ -574,7 +741,13 @@ impl Renderer {
             Event::Gap { bytes } => {
                 json_common(j, ctx, "gap");
                 let _ = write!(Bw(j), ",\"bytes\":{bytes}");
-                json_anomalies(j, &[Anomaly::new("tcp_gap", format!("{bytes} bytes missing from the stream"))]);
+                json_anomalies(
+                    j,
+                    &[Anomaly::new(
+                        "tcp_gap",
+                        format!("{bytes} bytes missing from the stream"),
+                    )],
+                );
             }
             Event::Data { len } => {
                 json_common(j, ctx, "data");
@@ -611,16 +784,29 @@ impl Renderer {
         let _ = write!(
             Bw(j),
             ",\"websocket\":{{\"frames\":{},\"client_frames\":{},\"server_frames\":{},\"payload_bytes\":{},\"messages\":{},\"message_bytes\":{},\"compressed_messages\":{},\"fragmented_messages\":{},\"by_opcode\":",
-            s.ws_frames, s.ws_frames_client, s.ws_frames_server, s.ws_payload_bytes, s.ws_messages, s.ws_message_bytes, s.ws_compressed, s.ws_fragmented
+            s.ws_frames,
+            s.ws_frames_client,
+            s.ws_frames_server,
+            s.ws_payload_bytes,
+            s.ws_messages,
+            s.ws_message_bytes,
+            s.ws_compressed,
+            s.ws_fragmented
         );
         json_map(j, s.ws_frames_by_opcode.iter().map(|(k, v)| (*k, *v)));
         j.extend_from_slice(b",\"close_codes\":");
-        let codes: Vec<(String, u64)> = s.close_codes.iter().map(|(k, v)| (k.to_string(), *v)).collect();
+        let codes: Vec<(String, u64)> = s
+            .close_codes
+            .iter()
+            .map(|(k, v)| (k.to_string(), *v))
+            .collect();
         json_map(j, codes.iter().map(|(k, v)| (k.as_str(), *v)));
         let _ = write!(
             Bw(j),
             "}},\"http\":{{\"requests\":{},\"responses\":{},\"upgrades\":{}}}",
-            s.http_requests, s.http_responses, s.http_upgrades
+            s.http_requests,
+            s.http_responses,
+            s.http_upgrades
         );
         j.extend_from_slice(b",\"engineio_by_type\":");
         json_map(j, s.eio_by_type.iter().map(|(k, v)| (*k, *v)));
@@ -632,7 +818,13 @@ impl Renderer {
         json_map(j, events.iter().map(|(k, v)| (k.as_str(), **v)));
         j.extend_from_slice(b",\"tcp_analysis\":");
         json_map(j, s.tcp_notes.iter().map(|(k, v)| (k.as_str(), *v)));
-        let _ = write!(Bw(j), ",\"gaps\":{},\"gap_bytes\":{},\"anomalies\":{},\"anomalies_by_code\":", s.gaps, s.gap_bytes, s.anomalies);
+        let _ = write!(
+            Bw(j),
+            ",\"gaps\":{},\"gap_bytes\":{},\"anomalies\":{},\"anomalies_by_code\":",
+            s.gaps,
+            s.gap_bytes,
+            s.anomalies
+        );
         json_map(j, s.anomalies_by_code.iter().map(|(k, v)| (*k, *v)));
         j.extend_from_slice(b",\"stream_list\":[");
         let mut lines = s.stream_lines.clone();
@@ -655,7 +847,10 @@ impl Renderer {
             let _ = write!(
                 Bw(j),
                 ",\"packets\":{},\"bytes_a_to_b\":{},\"bytes_b_to_a\":{},\"frames\":{}}}",
-                l.packets, l.bytes[0], l.bytes[1], l.frames
+                l.packets,
+                l.bytes[0],
+                l.bytes[1],
+                l.frames
             );
         }
         j.extend_from_slice(b"]}\n");
@@ -669,8 +864,13 @@ impl Renderer {
         let t = self.follow.entry(stream).or_default();
         if t.title.is_empty() {
             if let (Some(a), Some(b)) = (ctx.src, ctx.dst) {
-                let (client, server) = if ctx.from_client == Some(false) { (b, a) } else { (a, b) };
-                t.title = format!("=== stream {stream}: {client} (client) <-> {server} (server) ===");
+                let (client, server) = if ctx.from_client == Some(false) {
+                    (b, a)
+                } else {
+                    (a, b)
+                };
+                t.title =
+                    format!("=== stream {stream}: {client} (client) <-> {server} (server) ===");
             }
         }
         let who = match ctx.from_client {
@@ -678,7 +878,10 @@ impl Renderer {
             Some(false) => "server → client",
             None => "?",
         };
-        let when = ctx.packet.map_or_else(|| "end of capture ".to_string(), |p| format!("{} ", time_of_day(p.ts)));
+        let when = ctx.packet.map_or_else(
+            || "end of capture ".to_string(),
+            |p| format!("{} ", time_of_day(p.ts)),
+        );
         let style = self.style;
         let mut push = |text: String| t.lines.push(format!("{when}{who}  {text}"));
         match ev {
@@ -703,11 +906,24 @@ impl Renderer {
                 match f.header.opcode {
                     Opcode::Close => {
                         let (code, reason) = f.close.clone().unwrap_or((None, String::new()));
-                        let code = code.map_or("(no code)".to_string(), |c| format!("{c} {}", close_code_name(c)));
-                        push(format!("close {code}{}", if reason.is_empty() { String::new() } else { format!(" \"{reason}\"") }));
+                        let code = code.map_or("(no code)".to_string(), |c| {
+                            format!("{c} {}", close_code_name(c))
+                        });
+                        push(format!(
+                            "close {code}{}",
+                            if reason.is_empty() {
+                                String::new()
+                            } else {
+                                format!(" \"{reason}\"")
+                            }
+                        ));
                     }
                     Opcode::Ping | Opcode::Pong => {
-                        let name = if f.header.opcode == Opcode::Ping { "ping" } else { "pong" };
+                        let name = if f.header.opcode == Opcode::Ping {
+                            "ping"
+                        } else {
+                            "pong"
+                        };
                         push(format!("{name} {}", quoted_or_hex(f.payload)));
                     }
                     _ => {}
@@ -716,7 +932,11 @@ impl Renderer {
                     if m.engineio.is_empty() {
                         match m.text {
                             Some(t) => push(one_line(t, 400)),
-                            None => push(format!("binary {} B {}", m.data.len(), sio::hex_prefix(m.data, 16))),
+                            None => push(format!(
+                                "binary {} B {}",
+                                m.data.len(),
+                                sio::hex_prefix(m.data, 16)
+                            )),
                         }
                     }
                     for p in &m.engineio {
@@ -729,7 +949,9 @@ impl Renderer {
                     push(style.bad(&format!("! {}", a.text)));
                 }
             }
-            Event::Gap { bytes } => push(style.bad(&format!("! {bytes} bytes missing (not captured)"))),
+            Event::Gap { bytes } => {
+                push(style.bad(&format!("! {bytes} bytes missing (not captured)")))
+            }
             Event::Truncated { what } => push(style.bad(&format!("! {what}"))),
             Event::Note { anomaly } => push(style.bad(&format!("! {}", anomaly.text))),
             Event::Tcp(_) | Event::Data { .. } => {}
@@ -740,7 +962,13 @@ impl Renderer {
 
     fn text_stats(&mut self, s: &Stats) -> io::Result<()> {
         let o = &mut self.out;
-        writeln!(o, "Packets: {} ({} bytes) over {:.3} s", s.packets, s.bytes, duration(s))?;
+        writeln!(
+            o,
+            "Packets: {} ({} bytes) over {:.3} s",
+            s.packets,
+            s.bytes,
+            duration(s)
+        )?;
         if !s.not_tcp.is_empty() {
             let parts: Vec<String> = s.not_tcp.iter().map(|(k, v)| format!("{k} {v}")).collect();
             writeln!(o, "  not decoded: {}", parts.join(", "))?;
@@ -749,7 +977,10 @@ impl Renderer {
         let mut lines = s.stream_lines.clone();
         lines.sort_by_key(|l| l.index);
         for l in &lines {
-            let target = l.target.as_deref().map_or(String::new(), |t| format!(" {t}"));
+            let target = l
+                .target
+                .as_deref()
+                .map_or(String::new(), |t| format!(" {t}"));
             writeln!(
                 o,
                 "  #{:<4} {} <-> {}  {}{target}  {} packets, {} + {} bytes, {} frames",
@@ -760,7 +991,11 @@ impl Renderer {
             writeln!(o, "  ... {} more streams", s.streams_omitted)?;
         }
         if !s.tcp_notes.is_empty() {
-            let parts: Vec<String> = s.tcp_notes.iter().map(|(k, v)| format!("{k} {v}")).collect();
+            let parts: Vec<String> = s
+                .tcp_notes
+                .iter()
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect();
             writeln!(o, "  TCP analysis: {}", parts.join(", "))?;
         }
         writeln!(
@@ -782,16 +1017,27 @@ impl Renderer {
             s.ws_messages, s.ws_message_bytes, s.ws_compressed, s.ws_fragmented
         )?;
         if !s.close_codes.is_empty() {
-            let parts: Vec<String> =
-                s.close_codes.iter().map(|(k, v)| format!("{k} {} ×{v}", close_code_name(*k))).collect();
+            let parts: Vec<String> = s
+                .close_codes
+                .iter()
+                .map(|(k, v)| format!("{k} {} ×{v}", close_code_name(*k)))
+                .collect();
             writeln!(o, "  close codes: {}", parts.join(", "))?;
         }
         if !s.eio_by_type.is_empty() {
-            let parts: Vec<String> = s.eio_by_type.iter().map(|(k, v)| format!("{k} {v}")).collect();
+            let parts: Vec<String> = s
+                .eio_by_type
+                .iter()
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect();
             writeln!(o, "Engine.IO packets: {}", parts.join(", "))?;
         }
         if !s.sio_by_type.is_empty() {
-            let parts: Vec<String> = s.sio_by_type.iter().map(|(k, v)| format!("{k} {v}")).collect();
+            let parts: Vec<String> = s
+                .sio_by_type
+                .iter()
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect();
             writeln!(o, "Socket.IO packets: {}", parts.join(", "))?;
         }
         if !s.sio_events.is_empty() {
@@ -853,7 +1099,8 @@ fn tcp_info(ctx: &Ctx<'_>, labels: &[String]) -> String {
         }
     }
     if let Some(d) = ctx.net {
-        let _ = write!(s, " Win={} Len={}", d.tcp.window_size(), d.payload.len());
+        let win = ctx.seg.map_or(u32::from(d.tcp.window_size()), |r| r.window);
+        let _ = write!(s, " Win={win} Len={}", d.payload.len());
     }
     s
 }
@@ -889,7 +1136,7 @@ pub fn ws_wireshark_info(h: &FrameHeader) -> String {
 /// What wschat adds after Wireshark's Info: the Socket.IO summary, close code, ping payload, ...
 fn ws_detail(f: &WsFrame<'_>, style: &Style) -> String {
     let mut d = String::new();
-    if f.header.rsv1 && f.message.as_ref().is_some_and(|m| m.compressed) {
+    if f.message.as_ref().is_some_and(|m| m.compressed) {
         d.push_str("[COMPRESSED] ");
     }
     match f.header.opcode {
@@ -906,7 +1153,9 @@ fn ws_detail(f: &WsFrame<'_>, style: &Style) -> String {
                 }
             }
         }
-        Opcode::Ping | Opcode::Pong if !f.payload.is_empty() => d.push_str(&quoted_or_hex(f.payload)),
+        Opcode::Ping | Opcode::Pong if !f.payload.is_empty() => {
+            d.push_str(&quoted_or_hex(f.payload))
+        }
         _ => {}
     }
     if let Some(n) = f.fragment_no {
@@ -1004,22 +1253,24 @@ fn hex_dump(o: &mut impl Write, data: &[u8]) -> io::Result<()> {
     for (i, chunk) in data.chunks(16).enumerate() {
         let mut line = String::with_capacity(80);
         let _ = write!(line, "{:04x}  ", i * 16);
-        for j in 0..16 {
-            match chunk.get(j) {
-                Some(b) => {
-                    let _ = write!(line, "{b:02x} ");
-                }
-                None => line.push_str("   "),
-            }
-            if j == 7 {
+        for (j, b) in chunk.iter().enumerate() {
+            if j > 0 {
                 line.push(' ');
             }
+            let _ = write!(line, "{b:02x}");
         }
-        line.push_str("  ");
+        for _ in chunk.len()..16 {
+            line.push_str("   ");
+        }
+        line.push_str("   ");
         for &b in chunk {
-            line.push(if b.is_ascii_graphic() || b == b' ' { b as char } else { '.' });
+            line.push(if b.is_ascii_graphic() || b == b' ' {
+                b as char
+            } else {
+                '.'
+            });
         }
-        writeln!(o, "{}", line.trim_end())?;
+        writeln!(o, "{line}")?;
     }
     Ok(())
 }
@@ -1047,35 +1298,90 @@ fn duration(s: &Stats) -> f64 {
 
 fn tree_link(o: &mut impl Write, d: &Dissected<'_>) -> io::Result<()> {
     match d.link {
-        Link::Ethernet { dst, src, ethertype, vlans } => {
-            writeln!(o, "Ethernet II, Src: {}, Dst: {}", net::mac(&src), net::mac(&dst))?;
+        Link::Ethernet {
+            dst,
+            src,
+            ethertype,
+            vlans,
+        } => {
+            writeln!(
+                o,
+                "Ethernet II, Src: {}, Dst: {}",
+                net::mac(&src),
+                net::mac(&dst)
+            )?;
             writeln!(o, "    Destination: {}", net::mac(&dst))?;
             writeln!(o, "    Source: {}", net::mac(&src))?;
             for v in vlans.iter().flatten() {
                 writeln!(o, "    802.1Q Virtual LAN, ID: {v}")?;
             }
-            writeln!(o, "    Type: {} (0x{ethertype:04x})", ethertype_name(ethertype))?;
+            writeln!(
+                o,
+                "    Type: {} (0x{ethertype:04x})",
+                ethertype_name(ethertype)
+            )?;
         }
-        Link::Sll { packet_type, arphrd, addr, addr_len, protocol } => {
+        Link::Sll {
+            packet_type,
+            arphrd,
+            addr,
+            addr_len,
+            protocol,
+        } => {
             writeln!(o, "Linux cooked capture v1")?;
-            writeln!(o, "    Packet type: {} ({packet_type})", sll_packet_type(packet_type as u8))?;
+            writeln!(
+                o,
+                "    Packet type: {} ({packet_type})",
+                sll_packet_type(packet_type as u8)
+            )?;
             writeln!(o, "    Link-layer address type: {arphrd}")?;
             writeln!(o, "    Link-layer address length: {addr_len}")?;
-            writeln!(o, "    Source: {}", net::mac(addr.get(..(addr_len as usize).min(8)).unwrap_or_default()))?;
-            writeln!(o, "    Protocol: {} (0x{protocol:04x})", ethertype_name(protocol))?;
+            writeln!(
+                o,
+                "    Source: {}",
+                net::mac(addr.get(..(addr_len as usize).min(8)).unwrap_or_default())
+            )?;
+            writeln!(
+                o,
+                "    Protocol: {} (0x{protocol:04x})",
+                ethertype_name(protocol)
+            )?;
         }
-        Link::Sll2 { protocol, ifindex, arphrd, packet_type, addr, addr_len } => {
+        Link::Sll2 {
+            protocol,
+            ifindex,
+            arphrd,
+            packet_type,
+            addr,
+            addr_len,
+        } => {
             writeln!(o, "Linux cooked capture v2")?;
-            writeln!(o, "    Protocol: {} (0x{protocol:04x})", ethertype_name(protocol))?;
+            writeln!(
+                o,
+                "    Protocol: {} (0x{protocol:04x})",
+                ethertype_name(protocol)
+            )?;
             writeln!(o, "    Interface index: {ifindex}")?;
             writeln!(o, "    Link-layer address type: {arphrd}")?;
-            writeln!(o, "    Packet type: {} ({packet_type})", sll_packet_type(packet_type))?;
+            writeln!(
+                o,
+                "    Packet type: {} ({packet_type})",
+                sll_packet_type(packet_type)
+            )?;
             writeln!(o, "    Link-layer address length: {addr_len}")?;
-            writeln!(o, "    Source: {}", net::mac(addr.get(..(addr_len as usize).min(8)).unwrap_or_default()))?;
+            writeln!(
+                o,
+                "    Source: {}",
+                net::mac(addr.get(..(addr_len as usize).min(8)).unwrap_or_default())
+            )?;
         }
         Link::Null { family } => {
             writeln!(o, "Null/Loopback")?;
-            writeln!(o, "    Family: {} ({family})", if family == 2 { "IP" } else { "IPv6" })?;
+            writeln!(
+                o,
+                "    Family: {} ({family})",
+                if family == 2 { "IP" } else { "IPv6" }
+            )?;
         }
         Link::Raw => writeln!(o, "Raw packet data")?,
     }
@@ -1107,13 +1413,34 @@ fn tree_ip(o: &mut impl Write, d: &Dissected<'_>) -> io::Result<()> {
     match &d.ip {
         LaxIpSlice::Ipv4(v4) => {
             let h = v4.header();
-            writeln!(o, "Internet Protocol Version 4, Src: {}, Dst: {}", h.source_addr(), h.destination_addr())?;
+            writeln!(
+                o,
+                "Internet Protocol Version 4, Src: {}, Dst: {}",
+                h.source_addr(),
+                h.destination_addr()
+            )?;
             writeln!(o, "    0100 .... = Version: 4")?;
-            writeln!(o, "    .... {:04b} = Header Length: {} bytes ({})", h.ihl(), u32::from(h.ihl()) * 4, h.ihl())?;
+            writeln!(
+                o,
+                "    .... {:04b} = Header Length: {} bytes ({})",
+                h.ihl(),
+                u32::from(h.ihl()) * 4,
+                h.ihl()
+            )?;
             let tos = h.slice().get(1).copied().unwrap_or(0);
-            writeln!(o, "    Differentiated Services Field: 0x{tos:02x} (DSCP: {}, ECN: {})", tos >> 2, tos & 3)?;
+            writeln!(
+                o,
+                "    Differentiated Services Field: 0x{tos:02x} (DSCP: {}, ECN: {})",
+                tos >> 2,
+                tos & 3
+            )?;
             writeln!(o, "    Total Length: {}", h.total_len())?;
-            writeln!(o, "    Identification: 0x{:04x} ({})", h.identification(), h.identification())?;
+            writeln!(
+                o,
+                "    Identification: 0x{:04x} ({})",
+                h.identification(),
+                h.identification()
+            )?;
             let flags = (u8::from(h.dont_fragment()) << 1) | u8::from(h.more_fragments());
             let names = match (h.dont_fragment(), h.more_fragments()) {
                 (true, false) => ", Don't fragment",
@@ -1131,7 +1458,12 @@ fn tree_ip(o: &mut impl Write, d: &Dissected<'_>) -> io::Result<()> {
         }
         LaxIpSlice::Ipv6(v6) => {
             let h = v6.header();
-            writeln!(o, "Internet Protocol Version 6, Src: {}, Dst: {}", h.source_addr(), h.destination_addr())?;
+            writeln!(
+                o,
+                "Internet Protocol Version 6, Src: {}, Dst: {}",
+                h.source_addr(),
+                h.destination_addr()
+            )?;
             writeln!(o, "    0110 .... = Version: 6")?;
             writeln!(o, "    Traffic Class: 0x{:02x}", h.traffic_class())?;
             writeln!(o, "    Flow Label: 0x{:05x}", h.flow_label().value())?;
@@ -1148,7 +1480,9 @@ fn tree_ip(o: &mut impl Write, d: &Dissected<'_>) -> io::Result<()> {
 fn tree_tcp(o: &mut impl Write, ctx: &Ctx<'_>, d: &Dissected<'_>) -> io::Result<()> {
     let t = &d.tcp;
     let len = d.payload.len();
-    let (seq, ack, next) = ctx.seg.map_or((0, 0, 0), |r| (r.rel_seq, r.rel_ack, r.next_rel_seq));
+    let (seq, ack, next) = ctx
+        .seg
+        .map_or((0, 0, 0), |r| (r.rel_seq, r.rel_ack, r.next_rel_seq));
     writeln!(
         o,
         "Transmission Control Protocol, Src Port: {}, Dst Port: {}, Seq: {seq}, Ack: {ack}, Len: {len}",
@@ -1161,16 +1495,42 @@ fn tree_tcp(o: &mut impl Write, ctx: &Ctx<'_>, d: &Dissected<'_>) -> io::Result<
         writeln!(o, "    [Stream index: {s}]")?;
     }
     writeln!(o, "    [TCP Segment Len: {len}]")?;
-    writeln!(o, "    Sequence Number: {seq}    (relative sequence number)")?;
+    writeln!(
+        o,
+        "    Sequence Number: {seq}    (relative sequence number)"
+    )?;
     writeln!(o, "    Sequence Number (raw): {}", t.sequence_number())?;
-    writeln!(o, "    [Next Sequence Number: {next}    (relative sequence number)]")?;
-    writeln!(o, "    Acknowledgment Number: {ack}    (relative ack number)")?;
-    writeln!(o, "    Acknowledgment number (raw): {}", t.acknowledgment_number())?;
+    writeln!(
+        o,
+        "    [Next Sequence Number: {next}    (relative sequence number)]"
+    )?;
+    writeln!(
+        o,
+        "    Acknowledgment Number: {ack}    (relative ack number)"
+    )?;
+    writeln!(
+        o,
+        "    Acknowledgment number (raw): {}",
+        t.acknowledgment_number()
+    )?;
     let off = t.data_offset();
-    writeln!(o, "    {:04b} .... = Header Length: {} bytes ({off})", off, u32::from(off) * 4)?;
+    writeln!(
+        o,
+        "    {:04b} .... = Header Length: {} bytes ({off})",
+        off,
+        u32::from(off) * 4
+    )?;
     let names = ctx.flags.bracketed();
-    writeln!(o, "    Flags: 0x{:03x} ({})", ctx.flags.bits(), names.trim_start_matches('[').trim_end_matches(']'))?;
+    writeln!(
+        o,
+        "    Flags: 0x{:03x} ({})",
+        ctx.flags.bits(),
+        names.trim_start_matches('[').trim_end_matches(']')
+    )?;
     writeln!(o, "    Window: {}", t.window_size())?;
+    if let Some(r) = ctx.seg {
+        writeln!(o, "    [Calculated window size: {}]", r.window)?;
+    }
     writeln!(o, "    Checksum: 0x{:04x}", t.checksum())?;
     writeln!(o, "    Urgent Pointer: {}", t.urgent_pointer())?;
     if !t.options().is_empty() {
@@ -1184,7 +1544,10 @@ fn tree_tcp(o: &mut impl Write, ctx: &Ctx<'_>, d: &Dissected<'_>) -> io::Result<
                 writeln!(o, "        [{l}]")?;
             }
             if let Some(n) = r.analysis.previous_segment_not_captured {
-                writeln!(o, "        [{n} bytes before this segment were not captured]")?;
+                writeln!(
+                    o,
+                    "        [{n} bytes before this segment were not captured]"
+                )?;
             }
         }
     }
@@ -1203,9 +1566,12 @@ fn tree_eio(o: &mut impl Write, p: &EioPacket<'_>, indent: &str, style: &Style) 
         Some(pk) => {
             writeln!(o, "{indent}    Type: {} ({})", p.type_name(), p.type_char())?;
             match pk {
-                crate::proto::engineio::PacketRef::Binary(b) => {
-                    writeln!(o, "{indent}    Data ({} bytes): {}", b.len(), sio::hex_prefix(b, 32))?
-                }
+                crate::proto::engineio::PacketRef::Binary(b) => writeln!(
+                    o,
+                    "{indent}    Data ({} bytes): {}",
+                    b.len(),
+                    sio::hex_prefix(b, 32)
+                )?,
                 _ => {
                     let data = p.raw.get(1..).unwrap_or_default();
                     if !data.is_empty() {
@@ -1215,7 +1581,11 @@ fn tree_eio(o: &mut impl Write, p: &EioPacket<'_>, indent: &str, style: &Style) 
             }
             writeln!(o, "{indent}    [Summary: {}]", one_line(&pk.summary(), 200))?;
         }
-        None => writeln!(o, "{indent}    {}", style.bad(&format!("[Invalid: {}]", p.error.as_deref().unwrap_or("?"))))?,
+        None => writeln!(
+            o,
+            "{indent}    {}",
+            style.bad(&format!("[Invalid: {}]", p.error.as_deref().unwrap_or("?")))
+        )?,
     }
     if let Some(s) = &p.sio {
         writeln!(o, "{indent}Socket.IO")?;
@@ -1230,10 +1600,19 @@ fn tree_eio(o: &mut impl Write, p: &EioPacket<'_>, indent: &str, style: &Style) 
                 writeln!(o, "{indent}    Ack id: {id}")?;
             }
             if r.attachments() > 0 {
-                writeln!(o, "{indent}    Attachments: {} (binary messages follow)", r.attachments())?;
+                writeln!(
+                    o,
+                    "{indent}    Attachments: {} (binary messages follow)",
+                    r.attachments()
+                )?;
             }
             if t.is_event() || t.is_ack() {
-                writeln!(o, "{indent}    Arguments ({}): {}", r.arg_count(), one_line(r.args(), 400))?;
+                writeln!(
+                    o,
+                    "{indent}    Arguments ({}): {}",
+                    r.arg_count(),
+                    one_line(r.args(), 400)
+                )?;
             } else if let Some(data) = r.data() {
                 writeln!(o, "{indent}    Data: {}", one_line(data, 400))?;
             }
@@ -1241,7 +1620,12 @@ fn tree_eio(o: &mut impl Write, p: &EioPacket<'_>, indent: &str, style: &Style) 
             writeln!(o, "{indent}    Binary attachment {} of {n}", i + 1)?;
         }
         if let Some(c) = &s.completed {
-            writeln!(o, "{indent}    [Completes {} with {} attachment(s)]", c.summary, c.attachments.len())?;
+            writeln!(
+                o,
+                "{indent}    [Completes {} with {} attachment(s)]",
+                c.summary,
+                c.attachments.len()
+            )?;
             for (i, (len, hexp)) in c.attachments.iter().enumerate() {
                 writeln!(o, "{indent}        [Attachment #{i}: {len} bytes: {hexp}]")?;
             }
@@ -1269,23 +1653,41 @@ fn follow_eio(p: &EioPacket<'_>, style: &Style) -> Option<String> {
     };
     if let Some(r) = &s.packet {
         if let (Some(event), Some(first)) = (r.event(), r.first_arg()) {
-            if let Ok(serde_json::Value::Object(o)) = serde_json::from_str::<serde_json::Value>(first) {
+            if let Ok(serde_json::Value::Object(o)) =
+                serde_json::from_str::<serde_json::Value>(first)
+            {
                 if let Some(serde_json::Value::String(msg)) = o.get("message") {
                     let author = o.get("author").and_then(|a| a.as_str()).unwrap_or("?");
                     let mut where_ = Vec::new();
                     if let Some(room) = o.get("room") {
-                        where_.push(format!("room {}", room.as_str().map_or(room.to_string(), str::to_string)));
+                        where_.push(format!(
+                            "room {}",
+                            room.as_str().map_or(room.to_string(), str::to_string)
+                        ));
                     }
                     if let Some(serde_json::Value::String(t)) = o.get("time") {
                         where_.push(t.clone());
                     }
-                    let where_ = if where_.is_empty() { String::new() } else { format!(" ({})", where_.join(", ")) };
-                    return Some(format!("{}  {}{where_}: {}", style.event(event), style.event(author), one_line(msg, 400)));
+                    let where_ = if where_.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({})", where_.join(", "))
+                    };
+                    return Some(format!(
+                        "{}  {}{where_}: {}",
+                        style.event(event),
+                        style.event(author),
+                        one_line(msg, 400)
+                    ));
                 }
             }
         }
         let name = r.packet_type().name();
-        return Some(format!("{}{}", style.event(name), s.summary.strip_prefix(name).unwrap_or(&s.summary)));
+        return Some(format!(
+            "{}{}",
+            style.event(name),
+            s.summary.strip_prefix(name).unwrap_or(&s.summary)
+        ));
     }
     if s.completed.is_some() || s.attachment.is_some() {
         return Some(s.summary.clone());
@@ -1359,7 +1761,14 @@ fn json_common(j: &mut Vec<u8>, ctx: &Ctx<'_>, kind: &str) {
     j.extend_from_slice(b"\",\"frame\":");
     match ctx.packet {
         Some(p) => {
-            let _ = write!(Bw(j), "{},\"time\":{}.{:09},\"rel_time\":{:.9}", p.number, p.ts.secs, p.ts.nanos, ctx.rel_time);
+            let _ = write!(
+                Bw(j),
+                "{},\"time\":{}.{:09},\"rel_time\":{:.9}",
+                p.number,
+                p.ts.secs,
+                p.ts.nanos,
+                ctx.rel_time
+            );
         }
         None => j.extend_from_slice(b"null,\"time\":null,\"rel_time\":null"),
     }
@@ -1434,9 +1843,17 @@ fn json_ws(j: &mut Vec<u8>, f: &WsFrame<'_>) {
         LengthForm::Ext16 => 16,
         LengthForm::Ext64 => 64,
     };
-    let _ = write!(Bw(j), ",\"payload_length\":{},\"length_form\":{form}", h.payload_len);
+    let _ = write!(
+        Bw(j),
+        ",\"payload_length\":{},\"length_form\":{form}",
+        h.payload_len
+    );
     if !f.payload_skipped {
-        let text_like = !h.rsv1 && matches!(h.opcode, Opcode::Text | Opcode::Continuation | Opcode::Ping | Opcode::Pong);
+        let text_like = !h.rsv1
+            && matches!(
+                h.opcode,
+                Opcode::Text | Opcode::Continuation | Opcode::Ping | Opcode::Pong
+            );
         json_bytes_field(j, "payload", f.payload, text_like);
     }
     if let Some((code, reason)) = &f.close {
@@ -1495,10 +1912,15 @@ fn json_engineio(j: &mut Vec<u8>, packets: &[EioPacket<'_>]) {
                 let _ = write!(
                     Bw(j),
                     ",\"ping_interval\":{},\"ping_timeout\":{},\"max_payload\":{}",
-                    h.ping_interval, h.ping_timeout, h.max_payload
+                    h.ping_interval,
+                    h.ping_timeout,
+                    h.max_payload
                 );
             }
-            Some(crate::proto::engineio::PacketRef::Ping(d) | crate::proto::engineio::PacketRef::Pong(d)) if !d.is_empty() => {
+            Some(
+                crate::proto::engineio::PacketRef::Ping(d)
+                | crate::proto::engineio::PacketRef::Pong(d),
+            ) if !d.is_empty() => {
                 j.extend_from_slice(b",\"data\":");
                 json_str(j, d);
             }
@@ -1536,7 +1958,10 @@ fn json_engineio(j: &mut Vec<u8>, packets: &[EioPacket<'_>]) {
                     None => j.extend_from_slice(b"null"),
                 }
             } else if let Some((i, n)) = s.attachment {
-                let _ = write!(Bw(j), "\"type\":\"attachment\",\"attachment\":{i},\"of\":{n}");
+                let _ = write!(
+                    Bw(j),
+                    "\"type\":\"attachment\",\"attachment\":{i},\"of\":{n}"
+                );
             } else {
                 j.extend_from_slice(b"\"type\":null,\"error\":");
                 json_str(j, s.error.as_deref().unwrap_or(""));
@@ -1591,7 +2016,13 @@ fn json_http(j: &mut Vec<u8>, m: &HttpMessage, packets: &[EioPacket<'_>]) {
         json_str(j, v);
         j.push(b']');
     }
-    let _ = write!(Bw(j), "],\"body_wire_length\":{},\"body_length\":{},\"chunked\":{}", m.body_wire_len, m.body.len(), m.chunked);
+    let _ = write!(
+        Bw(j),
+        "],\"body_wire_length\":{},\"body_length\":{},\"chunked\":{}",
+        m.body_wire_len,
+        m.body.len(),
+        m.chunked
+    );
     if let Some(e) = &m.content_encoding {
         j.extend_from_slice(b",\"content_encoding\":");
         json_str(j, e);
@@ -1671,7 +2102,7 @@ mod tests {
         let s = String::from_utf8(out).unwrap();
         assert_eq!(
             s,
-            "0000  34 32 5b 22 73 65 6e 64  5f 6d 65 73 73 61 67 65   42[\"send_message\n0010  22 2c 7b 7d 5d                                     \",{}]\n"
+            "0000  34 32 5b 22 73 65 6e 64 5f 6d 65 73 73 61 67 65   42[\"send_message\n0010  22 2c 7b 7d 5d                                      \",{}]\n"
         );
     }
 }

@@ -87,7 +87,12 @@ pub struct SioDir {
 
 impl SioDir {
     pub fn new(mode: Mode) -> Self {
-        SioDir { mode, reassembler: Reassembler::new(), expected: 0, received: 0 }
+        SioDir {
+            mode,
+            reassembler: Reassembler::new(),
+            expected: 0,
+            received: 0,
+        }
     }
 
     /// A WebSocket message: one Engine.IO packet (text frame) or a binary message (binary frame).
@@ -107,7 +112,12 @@ impl SioDir {
             }
             let packet = EioRef::parse_binary(data);
             let sio = self.binary_attachment(data, anomalies);
-            return vec![EioPacket { packet: Some(packet), raw: "", error: None, sio }];
+            return vec![EioPacket {
+                packet: Some(packet),
+                raw: "",
+                error: None,
+                sio,
+            }];
         }
         let Some(text) = text else { return Vec::new() };
         match EioRef::parse_text(text) {
@@ -122,19 +132,31 @@ impl SioDir {
                     return Vec::new();
                 }
                 anomalies.push(Anomaly::new("engineio_error", format!("Engine.IO: {e}")));
-                vec![EioPacket { packet: None, raw: text, error: Some(e.to_string()), sio: None }]
+                vec![EioPacket {
+                    packet: None,
+                    raw: text,
+                    error: Some(e.to_string()),
+                    sio: None,
+                }]
             }
         }
     }
 
     /// A long-polling body: packets separated by `\x1e`, binary as `b<base64>`.
-    pub fn polling_body<'a>(&mut self, body: &'a [u8], anomalies: &mut Vec<Anomaly>) -> Vec<EioPacket<'a>> {
+    pub fn polling_body<'a>(
+        &mut self,
+        body: &'a [u8],
+        anomalies: &mut Vec<Anomaly>,
+    ) -> Vec<EioPacket<'a>> {
         let text = match std::str::from_utf8(body) {
             Ok(t) => t,
             Err(e) => {
                 anomalies.push(Anomaly::new(
                     "engineio_error",
-                    format!("Engine.IO: polling body is not UTF-8 at byte {}", e.valid_up_to()),
+                    format!(
+                        "Engine.IO: polling body is not UTF-8 at byte {}",
+                        e.valid_up_to()
+                    ),
                 ));
                 return Vec::new();
             }
@@ -143,30 +165,52 @@ impl SioDir {
         let mut rest = text;
         for item in Payload::iter(text) {
             // The raw text of this segment: up to the next separator.
-            let end = rest.find(char::from(engineio::SEPARATOR)).unwrap_or(rest.len());
+            let end = rest
+                .find(char::from(engineio::SEPARATOR))
+                .unwrap_or(rest.len());
             let raw = rest.get(..end).unwrap_or_default();
             rest = rest.get(end + 1..).unwrap_or_default();
             match item {
                 Ok(EioRef::Binary(bytes)) => {
                     let sio = self.binary_attachment(&bytes, anomalies);
-                    out.push(EioPacket { packet: Some(EioRef::Binary(bytes)), raw, error: None, sio });
+                    out.push(EioPacket {
+                        packet: Some(EioRef::Binary(bytes)),
+                        raw,
+                        error: None,
+                        sio,
+                    });
                 }
                 Ok(p) => out.push(self.packet(p, raw, anomalies)),
                 Err(e) => {
                     anomalies.push(Anomaly::new("engineio_error", format!("Engine.IO: {e}")));
-                    out.push(EioPacket { packet: None, raw, error: Some(e.to_string()), sio: None });
+                    out.push(EioPacket {
+                        packet: None,
+                        raw,
+                        error: Some(e.to_string()),
+                        sio: None,
+                    });
                 }
             }
         }
         out
     }
 
-    fn packet<'a>(&mut self, p: EioRef<'a>, raw: &'a str, anomalies: &mut Vec<Anomaly>) -> EioPacket<'a> {
+    fn packet<'a>(
+        &mut self,
+        p: EioRef<'a>,
+        raw: &'a str,
+        anomalies: &mut Vec<Anomaly>,
+    ) -> EioPacket<'a> {
         let sio = match &p {
             EioRef::Message(m) => Some(self.text_packet(m, anomalies)),
             _ => None,
         };
-        EioPacket { packet: Some(p), raw, error: None, sio }
+        EioPacket {
+            packet: Some(p),
+            raw,
+            error: None,
+            sio,
+        }
     }
 
     /// A Socket.IO packet in an Engine.IO message.
@@ -191,12 +235,19 @@ impl SioDir {
                             self.received = 0;
                         }
                         Err(e) => {
-                            anomalies.push(Anomaly::new("socketio_error", format!("Socket.IO: {e}")));
+                            anomalies
+                                .push(Anomaly::new("socketio_error", format!("Socket.IO: {e}")));
                             self.reset();
                         }
                     }
                 }
-                SioPacket { packet: Some(r), summary, error: None, attachment: None, completed: None }
+                SioPacket {
+                    packet: Some(r),
+                    summary,
+                    error: None,
+                    attachment: None,
+                    completed: None,
+                }
             }
             Err(e) => {
                 anomalies.push(Anomaly::new("socketio_error", format!("Socket.IO: {e}")));
@@ -212,7 +263,11 @@ impl SioDir {
     }
 
     /// A binary Engine.IO message: the next attachment of the waiting packet.
-    fn binary_attachment<'a>(&mut self, data: &[u8], anomalies: &mut Vec<Anomaly>) -> Option<SioPacket<'a>> {
+    fn binary_attachment<'a>(
+        &mut self,
+        data: &[u8],
+        anomalies: &mut Vec<Anomaly>,
+    ) -> Option<SioPacket<'a>> {
         if self.expected == 0 {
             if self.mode == Mode::Yes {
                 anomalies.push(Anomaly::new(
@@ -236,7 +291,11 @@ impl SioDir {
             Ok(Some(p)) => {
                 self.expected = 0;
                 self.received = 0;
-                let attachments = p.attachments.iter().map(|a| (a.len(), hex_prefix(a, 16))).collect();
+                let attachments = p
+                    .attachments
+                    .iter()
+                    .map(|a| (a.len(), hex_prefix(a, 16)))
+                    .collect();
                 let completed = Completed {
                     summary: p.summary(),
                     event: p.event_name().map(str::to_string),
@@ -246,7 +305,12 @@ impl SioDir {
                 };
                 Some(SioPacket {
                     packet: None,
-                    summary: format!("attachment {} of {total} ({} B), completes {}", index + 1, data.len(), completed.summary),
+                    summary: format!(
+                        "attachment {} of {total} ({} B), completes {}",
+                        index + 1,
+                        data.len(),
+                        completed.summary
+                    ),
                     error: None,
                     attachment: Some((index, total)),
                     completed: Some(completed),

@@ -127,7 +127,10 @@ impl Stats {
         match ev {
             Event::Ws(f) => {
                 self.ws_frames += 1;
-                *self.ws_frames_by_opcode.entry(opcode_name(f.header.opcode)).or_default() += 1;
+                *self
+                    .ws_frames_by_opcode
+                    .entry(opcode_name(f.header.opcode))
+                    .or_default() += 1;
                 if f.sender == crate::wire::ws::Role::Client {
                     self.ws_frames_client += 1;
                 } else {

@@ -90,12 +90,17 @@ const MAX_HEAD: usize = whttp::MAX_HEAD_LEN;
 
 /// Whether bytes start like an HTTP/1.x request line (`TOKEN SP`).
 fn looks_like_request(data: &[u8]) -> bool {
-    let method_len = data.iter().take(16).take_while(|b| b.is_ascii_uppercase()).count();
+    let method_len = data
+        .iter()
+        .take(16)
+        .take_while(|b| b.is_ascii_uppercase())
+        .count();
     method_len >= 3 && data.get(method_len) == Some(&b' ')
 }
 
 fn looks_like_response(data: &[u8]) -> bool {
-    data.starts_with(b"HTTP/1.") || (data.len() < 7 && b"HTTP/1.".starts_with(data) && !data.is_empty())
+    data.starts_with(b"HTTP/1.")
+        || (data.len() < 7 && b"HTTP/1.".starts_with(data) && !data.is_empty())
 }
 
 /// Whether a request target is Engine.IO (`/socket.io/?EIO=4...`, `/engine.io/...`).
@@ -124,14 +129,21 @@ impl AppState {
 
     /// The role of the endpoint that sends in direction `dir`.
     pub fn role(&self, dir: usize) -> Option<Role> {
-        self.client.map(|c| if c == dir { Role::Client } else { Role::Server })
+        self.client
+            .map(|c| if c == dir { Role::Client } else { Role::Server })
     }
 
     /// Start decoding WebSocket frames (after a 101, or on a `--ws-port`).
     fn start_websocket(&mut self, inflaters: [Option<Inflater>; 2], mode: Mode) {
         let client = self.client.unwrap_or(0);
         let [i0, i1] = inflaters;
-        let role = |d: usize| if d == client { Role::Client } else { Role::Server };
+        let role = |d: usize| {
+            if d == client {
+                Role::Client
+            } else {
+                Role::Server
+            }
+        };
         self.ws = Some(Box::new([
             WsDir::new(role(0), i0, SioDir::new(mode)),
             WsDir::new(role(1), i1, SioDir::new(mode)),
@@ -141,7 +153,13 @@ impl AppState {
     }
 
     /// In-order stream bytes, a gap, FIN or RST from direction `dir`.
-    pub fn deliver(&mut self, dir: usize, d: Delivery<'_>, packet: u64, emit: &mut dyn FnMut(&Event<'_>)) {
+    pub fn deliver(
+        &mut self,
+        dir: usize,
+        d: Delivery<'_>,
+        packet: u64,
+        emit: &mut dyn FnMut(&Event<'_>),
+    ) {
         match d {
             Delivery::Data(data) => self.data(dir, data, packet, emit),
             Delivery::Gap(n) => {
@@ -166,7 +184,10 @@ impl AppState {
             return;
         }
         if self.proto == Proto::Unknown {
-            if self.ws_port_server.is_some() && !looks_like_request(data) && !looks_like_response(data) {
+            if self.ws_port_server.is_some()
+                && !looks_like_request(data)
+                && !looks_like_response(data)
+            {
                 // Wireshark's "Decode As": frames from the first byte, the ws-port side is the server.
                 self.start_websocket([None, None], Mode::Maybe);
             } else if looks_like_request(data) {
@@ -194,13 +215,25 @@ impl AppState {
         }
     }
 
-    fn http_data(&mut self, dir: usize, data: &[u8], packet: u64, emit: &mut dyn FnMut(&Event<'_>)) {
+    fn http_data(
+        &mut self,
+        dir: usize,
+        data: &[u8],
+        packet: u64,
+        emit: &mut dyn FnMut(&Event<'_>),
+    ) {
         let is_client = self.client.is_none_or(|c| c == dir);
         {
-            let Some(h) = self.http.get_mut(dir) else { return };
+            let Some(h) = self.http.get_mut(dir) else {
+                return;
+            };
             if h.broken {
                 // After a gap or a parse error: resume at something that starts a message.
-                let starts = if is_client { looks_like_request(data) } else { looks_like_response(data) };
+                let starts = if is_client {
+                    looks_like_request(data)
+                } else {
+                    looks_like_response(data)
+                };
                 if !starts {
                     emit(&Event::Data { len: data.len() });
                     return;
@@ -213,14 +246,17 @@ impl AppState {
             h.buf.extend_from_slice(data);
         }
         loop {
-            let Some(h) = self.http.get_mut(dir) else { return };
+            let Some(h) = self.http.get_mut(dir) else {
+                return;
+            };
             // A body in progress.
             if let Some((reader, _, _)) = h.body.as_mut() {
                 let fed = match reader.feed(&h.buf) {
                     Ok(f) => f,
                     Err(e) => {
-                        let (_, mut msg, _) = h.body.take().unwrap_or_else(|| unreachable_body());
-                        msg.anomalies.push(Anomaly::new("http_body_error", format!("HTTP body: {e}")));
+                        let (_, mut msg, _) = h.body.take().unwrap_or_else(unreachable_body);
+                        msg.anomalies
+                            .push(Anomaly::new("http_body_error", format!("HTTP body: {e}")));
                         h.buf.clear();
                         h.broken = true;
                         emit_http(&msg, &mut self.polling, false, dir, emit);
@@ -242,12 +278,22 @@ impl AppState {
                 }
                 continue;
             }
-            let Some(h) = self.http.get_mut(dir) else { return };
+            let Some(h) = self.http.get_mut(dir) else {
+                return;
+            };
             if h.buf.is_empty() {
                 return;
             }
-            h.first_packet = if h.first_packet == 0 { packet } else { h.first_packet };
-            let parsed = if is_client { self.parse_request(dir) } else { self.parse_response(dir) };
+            h.first_packet = if h.first_packet == 0 {
+                packet
+            } else {
+                h.first_packet
+            };
+            let parsed = if is_client {
+                self.parse_request(dir)
+            } else {
+                self.parse_response(dir)
+            };
             match parsed {
                 Ok(true) => continue,
                 Ok(false) => return,
@@ -264,17 +310,29 @@ impl AppState {
     }
 
     /// Parse a request head from the buffer. Ok(true): a message was started (or completed).
-    fn parse_request(&mut self, dir: usize) -> Result<bool, HttpMessage> {
-        let Some(h) = self.http.get_mut(dir) else { return Ok(false) };
+    fn parse_request(&mut self, dir: usize) -> Result<bool, Box<HttpMessage>> {
+        let Some(h) = self.http.get_mut(dir) else {
+            return Ok(false);
+        };
         let first_packet = h.first_packet;
         let (msg, framing, pending, used) = match RequestHead::parse(&h.buf) {
             Ok(None) => {
                 if h.buf.len() > MAX_HEAD {
-                    return Err(error_message(true, first_packet, format!("request head longer than {MAX_HEAD} bytes")));
+                    return Err(error_message(
+                        true,
+                        first_packet,
+                        format!("request head longer than {MAX_HEAD} bytes"),
+                    ));
                 }
                 return Ok(false);
             }
-            Err(e) => return Err(error_message(true, first_packet, format!("HTTP request: {e}"))),
+            Err(e) => {
+                return Err(error_message(
+                    true,
+                    first_packet,
+                    format!("HTTP request: {e}"),
+                ));
+            }
             Ok(Some((head, used))) => {
                 let mut msg = new_message(true, first_packet, used);
                 msg.method = head.method.to_string();
@@ -283,10 +341,18 @@ impl AppState {
                 msg.headers = head
                     .headers
                     .iter()
-                    .map(|hd| (hd.name.to_string(), String::from_utf8_lossy(hd.value).into_owned()))
+                    .map(|hd| {
+                        (
+                            hd.name.to_string(),
+                            String::from_utf8_lossy(hd.value).into_owned(),
+                        )
+                    })
                     .collect();
                 let mut upgrade = None;
-                if head.header("upgrade").is_some_and(|u| u.to_ascii_lowercase().contains("websocket")) {
+                if head
+                    .header("upgrade")
+                    .is_some_and(|u| u.to_ascii_lowercase().contains("websocket"))
+                {
                     let mut hs = Handshake {
                         key: head.websocket_key().map(str::to_string),
                         version: head.websocket_version().map(str::to_string),
@@ -295,10 +361,16 @@ impl AppState {
                     };
                     match head.extensions() {
                         Ok(exts) => hs.extensions = exts.iter().map(|e| e.to_string()).collect(),
-                        Err(e) => msg.anomalies.push(Anomaly::new("bad_extensions", format!("Sec-WebSocket-Extensions: {e}"))),
+                        Err(e) => msg.anomalies.push(Anomaly::new(
+                            "bad_extensions",
+                            format!("Sec-WebSocket-Extensions: {e}"),
+                        )),
                     }
                     if let Err(e) = head.validate_websocket_upgrade() {
-                        msg.anomalies.push(Anomaly::new("bad_upgrade_request", format!("WebSocket upgrade request: {e} (RFC 6455 §4.2.1)")));
+                        msg.anomalies.push(Anomaly::new(
+                            "bad_upgrade_request",
+                            format!("WebSocket upgrade request: {e} (RFC 6455 §4.2.1)"),
+                        ));
                     }
                     hs.expected_accept = hs.key.as_deref().map(whttp::accept_key);
                     msg.websocket = Some(hs.clone());
@@ -319,25 +391,39 @@ impl AppState {
         if is_engineio_target(&msg.target) {
             self.eio = Mode::Yes;
         }
-        let Some(h) = self.http.get_mut(dir) else { return Ok(false) };
+        let Some(h) = self.http.get_mut(dir) else {
+            return Ok(false);
+        };
         h.buf.drain(..used.min(h.buf.len()));
         h.body = Some((BodyReader::new(framing), msg, polling));
         h.first_packet = 0;
         Ok(true)
     }
 
-    fn parse_response(&mut self, dir: usize) -> Result<bool, HttpMessage> {
-        let Some(h) = self.http.get_mut(dir) else { return Ok(false) };
+    fn parse_response(&mut self, dir: usize) -> Result<bool, Box<HttpMessage>> {
+        let Some(h) = self.http.get_mut(dir) else {
+            return Ok(false);
+        };
         let first_packet = h.first_packet;
         let request = self.pending.front().cloned();
         let (msg, framing, used) = match ResponseHead::parse(&h.buf) {
             Ok(None) => {
                 if h.buf.len() > MAX_HEAD {
-                    return Err(error_message(false, first_packet, format!("response head longer than {MAX_HEAD} bytes")));
+                    return Err(error_message(
+                        false,
+                        first_packet,
+                        format!("response head longer than {MAX_HEAD} bytes"),
+                    ));
                 }
                 return Ok(false);
             }
-            Err(e) => return Err(error_message(false, first_packet, format!("HTTP response: {e}"))),
+            Err(e) => {
+                return Err(error_message(
+                    false,
+                    first_packet,
+                    format!("HTTP response: {e}"),
+                ));
+            }
             Ok(Some((head, used))) => {
                 let mut msg = new_message(false, first_packet, used);
                 msg.status = head.status;
@@ -346,7 +432,12 @@ impl AppState {
                 msg.headers = head
                     .headers
                     .iter()
-                    .map(|hd| (hd.name.to_string(), String::from_utf8_lossy(hd.value).into_owned()))
+                    .map(|hd| {
+                        (
+                            hd.name.to_string(),
+                            String::from_utf8_lossy(hd.value).into_owned(),
+                        )
+                    })
                     .collect();
                 if let Some(req) = &request {
                     msg.in_response_to = Some(format!("{} {}", req.method, req.target));
@@ -357,7 +448,10 @@ impl AppState {
                 }
                 if head.status == 101 {
                     self.ws_target = request.as_ref().map(|r| r.target.clone());
-                    let mut hs = request.as_ref().and_then(|r| r.upgrade.clone()).unwrap_or_default();
+                    let mut hs = request
+                        .as_ref()
+                        .and_then(|r| r.upgrade.clone())
+                        .unwrap_or_default();
                     hs.accept = head.websocket_accept().map(str::to_string);
                     hs.protocols = head.protocols().iter().map(|s| s.to_string()).collect();
                     match (&hs.key, &hs.accept) {
@@ -387,19 +481,26 @@ impl AppState {
                     hs.extensions = match head.extensions() {
                         Ok(exts) => exts.iter().map(|e| e.to_string()).collect(),
                         Err(e) => {
-                            msg.anomalies.push(Anomaly::new("bad_extensions", format!("Sec-WebSocket-Extensions: {e}")));
+                            msg.anomalies.push(Anomaly::new(
+                                "bad_extensions",
+                                format!("Sec-WebSocket-Extensions: {e}"),
+                            ));
                             Vec::new()
                         }
                     };
                     msg.websocket = Some(hs);
                 }
-                let head_request = request.as_ref().is_some_and(|r| r.method.eq_ignore_ascii_case("HEAD"));
+                let head_request = request
+                    .as_ref()
+                    .is_some_and(|r| r.method.eq_ignore_ascii_case("HEAD"));
                 let framing = response_framing(&head, head_request);
                 (msg, framing, used)
             }
         };
         let polling = request.as_ref().is_some_and(|r| r.polling) && msg.status == 200;
-        let Some(h) = self.http.get_mut(dir) else { return Ok(false) };
+        let Some(h) = self.http.get_mut(dir) else {
+            return Ok(false);
+        };
         h.buf.drain(..used.min(h.buf.len()));
         h.body = Some((BodyReader::new(framing), msg, polling));
         h.first_packet = 0;
@@ -408,11 +509,21 @@ impl AppState {
 
     /// A complete message: the handshake when it switches the conversation to WebSocket.
     fn after_message(&self, msg: &HttpMessage) -> Option<Handshake> {
-        if !msg.is_request && msg.status == 101 { msg.websocket.clone() } else { None }
+        if !msg.is_request && msg.status == 101 {
+            msg.websocket.clone()
+        } else {
+            None
+        }
     }
 
     /// After a 101: the rest of both directions' buffers are WebSocket frames.
-    fn switch_to_websocket(&mut self, server_dir: usize, hs: &Handshake, packet: u64, emit: &mut dyn FnMut(&Event<'_>)) {
+    fn switch_to_websocket(
+        &mut self,
+        server_dir: usize,
+        hs: &Handshake,
+        packet: u64,
+        emit: &mut dyn FnMut(&Event<'_>),
+    ) {
         let client_dir = 1 - server_dir;
         self.client = Some(client_dir);
         // permessage-deflate parameters from the response (RFC 7692 §7.1).
@@ -427,30 +538,55 @@ impl AppState {
                         }
                         match PerMessageDeflateParams::from_extension(&e) {
                             Ok(p) => {
-                                let client = Inflater::new(p.client_window_bits(), !p.client_no_context_takeover);
-                                let server = Inflater::new(p.server_window_bits(), !p.server_no_context_takeover);
-                                if let (Some(slot), Ok(inf)) = (inflaters.get_mut(client_dir), client) {
+                                let client = Inflater::new(
+                                    p.client_window_bits(),
+                                    !p.client_no_context_takeover,
+                                );
+                                let server = Inflater::new(
+                                    p.server_window_bits(),
+                                    !p.server_no_context_takeover,
+                                );
+                                if let (Some(slot), Ok(inf)) =
+                                    (inflaters.get_mut(client_dir), client)
+                                {
                                     *slot = Some(inf);
                                 }
-                                if let (Some(slot), Ok(inf)) = (inflaters.get_mut(server_dir), server) {
+                                if let (Some(slot), Ok(inf)) =
+                                    (inflaters.get_mut(server_dir), server)
+                                {
                                     *slot = Some(inf);
                                 }
                             }
-                            Err(e) => anomalies.push(Anomaly::new("bad_extensions", format!("permessage-deflate: {e}"))),
+                            Err(e) => anomalies.push(Anomaly::new(
+                                "bad_extensions",
+                                format!("permessage-deflate: {e}"),
+                            )),
                         }
                     }
                 }
-                Err(e) => anomalies.push(Anomaly::new("bad_extensions", format!("Sec-WebSocket-Extensions: {e}"))),
+                Err(e) => anomalies.push(Anomaly::new(
+                    "bad_extensions",
+                    format!("Sec-WebSocket-Extensions: {e}"),
+                )),
             }
         }
-        let mode = if self.ws_target.as_deref().is_some_and(is_engineio_target) { Mode::Yes } else { Mode::No };
+        // Engine.IO when the handshake asked for it; unknown when the request was not captured.
+        let mode = match self.ws_target.as_deref() {
+            Some(t) if is_engineio_target(t) => Mode::Yes,
+            Some(_) => Mode::No,
+            None => Mode::Maybe,
+        };
         self.start_websocket(inflaters, mode);
         for a in anomalies {
             emit(&Event::Note { anomaly: a });
         }
         // Bytes that followed the heads are frames.
         for d in [server_dir, client_dir] {
-            let rest = self.http.get_mut(d).map(|h| std::mem::take(&mut h.buf)).unwrap_or_default();
+            let rest = self
+                .http
+                .get_mut(d)
+                .map(|h| std::mem::take(&mut h.buf))
+                .unwrap_or_default();
             if !rest.is_empty() {
                 self.data(d, &rest, packet, emit);
             }
@@ -462,7 +598,9 @@ impl AppState {
         if self.proto != Proto::Http {
             return;
         }
-        let Some(h) = self.http.get_mut(dir) else { return };
+        let Some(h) = self.http.get_mut(dir) else {
+            return;
+        };
         if let Some((mut reader, msg, polling)) = h.body.take() {
             if reader.close() {
                 let msg = finish_body(msg, reader);
@@ -483,13 +621,17 @@ impl AppState {
                 let missing = w.sio.missing_attachments();
                 if missing > 0 {
                     emit(&Event::Truncated {
-                        what: format!("capture ends while {missing} Socket.IO binary attachment(s) were expected"),
+                        what: format!(
+                            "capture ends while {missing} Socket.IO binary attachment(s) were expected"
+                        ),
                     });
                 }
             }
         }
         for dir in 0..2 {
-            let Some(h) = self.http.get_mut(dir) else { continue };
+            let Some(h) = self.http.get_mut(dir) else {
+                continue;
+            };
             if let Some((reader, msg, _)) = h.body.take() {
                 emit(&Event::Truncated {
                     what: format!(
@@ -499,7 +641,10 @@ impl AppState {
                 });
             } else if !h.buf.is_empty() && !h.broken {
                 emit(&Event::Truncated {
-                    what: format!("capture ends inside an HTTP head ({} bytes seen)", h.buf.len()),
+                    what: format!(
+                        "capture ends inside an HTTP head ({} bytes seen)",
+                        h.buf.len()
+                    ),
                 });
             }
         }
@@ -507,12 +652,18 @@ impl AppState {
 
     /// Frames decoded so far (both directions).
     pub fn ws_frames(&self) -> u64 {
-        self.ws.as_ref().map_or(0, |ws| ws.iter().map(|w| w.frames).sum())
+        self.ws
+            .as_ref()
+            .map_or(0, |ws| ws.iter().map(|w| w.frames).sum())
     }
 }
 
 fn unreachable_body() -> (BodyReader, HttpMessage, bool) {
-    (BodyReader::new(Framing::None), new_message(false, 0, 0), false)
+    (
+        BodyReader::new(Framing::None),
+        new_message(false, 0, 0),
+        false,
+    )
 }
 
 fn new_message(is_request: bool, first_packet: u64, head_len: usize) -> HttpMessage {
@@ -536,19 +687,30 @@ fn new_message(is_request: bool, first_packet: u64, head_len: usize) -> HttpMess
     }
 }
 
-fn error_message(is_request: bool, first_packet: u64, text: String) -> HttpMessage {
-    let mut m = new_message(is_request, first_packet, 0);
-    m.start_line = if is_request { "[malformed HTTP request]".into() } else { "[malformed HTTP response]".into() };
+fn error_message(is_request: bool, first_packet: u64, text: String) -> Box<HttpMessage> {
+    let mut m = Box::new(new_message(is_request, first_packet, 0));
+    m.start_line = if is_request {
+        "[malformed HTTP request]".into()
+    } else {
+        "[malformed HTTP response]".into()
+    };
     m.anomalies.push(Anomaly::new("http_parse_error", text));
     m
 }
 
 /// Body framing of a request (RFC 9112 §6.3): chunked, Content-Length, or none.
 fn request_framing(head: &RequestHead<'_>) -> Framing {
-    if head.header_list("transfer-encoding").iter().any(|t| t.eq_ignore_ascii_case("chunked")) {
+    if head
+        .header_list("transfer-encoding")
+        .iter()
+        .any(|t| t.eq_ignore_ascii_case("chunked"))
+    {
         return Framing::Chunked;
     }
-    match head.header("content-length").and_then(|v| v.trim().parse::<u64>().ok()) {
+    match head
+        .header("content-length")
+        .and_then(|v| v.trim().parse::<u64>().ok())
+    {
         Some(n) => Framing::Length(n),
         None => Framing::None,
     }
@@ -560,10 +722,17 @@ fn response_framing(head: &ResponseHead<'_>, head_request: bool) -> Framing {
     if head_request || head.status < 200 || head.status == 204 || head.status == 304 {
         return Framing::None;
     }
-    if head.header_list("transfer-encoding").iter().any(|t| t.eq_ignore_ascii_case("chunked")) {
+    if head
+        .header_list("transfer-encoding")
+        .iter()
+        .any(|t| t.eq_ignore_ascii_case("chunked"))
+    {
         return Framing::Chunked;
     }
-    match head.header("content-length").and_then(|v| v.trim().parse::<u64>().ok()) {
+    match head
+        .header("content-length")
+        .and_then(|v| v.trim().parse::<u64>().ok())
+    {
         Some(n) => Framing::Length(n),
         None => Framing::UntilClose,
     }
@@ -574,7 +743,10 @@ fn finish_body(mut msg: HttpMessage, reader: BodyReader) -> HttpMessage {
     msg.body_wire_len = reader.wire_len;
     msg.chunked = reader.framing() == Framing::Chunked;
     if reader.overflow {
-        msg.anomalies.push(Anomaly::new("http_body_too_large", format!("body over {} bytes: not decoded", body::MAX_BODY)));
+        msg.anomalies.push(Anomaly::new(
+            "http_body_too_large",
+            format!("body over {} bytes: not decoded", body::MAX_BODY),
+        ));
     }
     let encoding = msg.header("content-encoding").map(str::to_string);
     let coding = Coding::from_header(encoding.as_deref());
@@ -582,7 +754,8 @@ fn finish_body(mut msg: HttpMessage, reader: BodyReader) -> HttpMessage {
     msg.body = match body::decode_content(coding, &reader.body) {
         Ok(b) => b,
         Err(e) => {
-            msg.anomalies.push(Anomaly::new("http_body_error", format!("HTTP body: {e}")));
+            msg.anomalies
+                .push(Anomaly::new("http_body_error", format!("HTTP body: {e}")));
             reader.body
         }
     };
@@ -590,14 +763,25 @@ fn finish_body(mut msg: HttpMessage, reader: BodyReader) -> HttpMessage {
 }
 
 /// Emit an HTTP message, with the Engine.IO packets of a long-polling body.
-fn emit_http(msg: &HttpMessage, polling: &mut [SioDir; 2], is_polling: bool, dir: usize, emit: &mut dyn FnMut(&Event<'_>)) {
-    if is_polling && !msg.body.is_empty() && !(msg.is_request && msg.method.eq_ignore_ascii_case("GET")) {
+fn emit_http(
+    msg: &HttpMessage,
+    polling: &mut [SioDir; 2],
+    is_polling: bool,
+    dir: usize,
+    emit: &mut dyn FnMut(&Event<'_>),
+) {
+    if is_polling
+        && !msg.body.is_empty()
+        && !(msg.is_request && msg.method.eq_ignore_ascii_case("GET"))
+    {
         // A POST answer is `ok`, not a payload.
         if !msg.is_request && msg.body == b"ok" {
             emit(&Event::Http(msg, &[]));
             return;
         }
-        let Some(sio) = polling.get_mut(dir) else { return };
+        let Some(sio) = polling.get_mut(dir) else {
+            return;
+        };
         let mut anomalies = Vec::new();
         let packets = sio.polling_body(&msg.body, &mut anomalies);
         if anomalies.is_empty() {

@@ -87,6 +87,8 @@ pub struct Segment<'a> {
     pub ack: u32,
     pub flags: Flags,
     pub window: u16,
+    /// The window scale option of a SYN (RFC 7323 §2.2).
+    pub wscale: Option<u8>,
     pub payload: &'a [u8],
     /// Capture time in nanoseconds (for closing idle conversations).
     pub time_ns: i128,
@@ -174,6 +176,8 @@ struct Dir {
     max_ack: Option<u64>,
     last_ack: Option<(u32, u16)>,
     dup_acks: u32,
+    /// Window scale announced in this side's SYN.
+    wscale: Option<u8>,
 }
 
 impl Dir {
@@ -218,6 +222,8 @@ pub struct SegmentResult {
     pub analysis: Analysis,
     /// The conversation is new with this packet.
     pub new_stream: bool,
+    /// The window, scaled when both SYNs carried the window scale option (RFC 7323 §2.3).
+    pub window: u32,
 }
 
 /// Out-of-order bytes buffered per direction before a hole is given up on.
@@ -249,9 +255,15 @@ impl Conversation {
     }
 
     /// Feed a segment: [`Conversation::analyze`] then [`Conversation::reassemble`].
-    pub fn segment<F>(&mut self, dir: usize, seg: &Segment<'_>, limit: usize, deliver: F) -> SegmentResult
+    pub fn segment<F>(
+        &mut self,
+        dir: usize,
+        seg: &Segment<'_>,
+        limit: usize,
+        deliver: F,
+    ) -> SegmentResult
     where
-        F: FnMut(Delivery<'_>),
+        F: FnMut(usize, Delivery<'_>),
     {
         let r = self.analyze(dir, seg);
         self.reassemble(dir, seg, limit, deliver);
@@ -274,6 +286,7 @@ impl Conversation {
                 self.syn_from = Some(other);
             }
             let d = &mut self.dirs[dir];
+            d.wscale = seg.wscale;
             if d.base == Some(seg.seq) && d.next.is_some() {
                 analysis.retransmission = true;
             }
@@ -382,26 +395,39 @@ impl Conversation {
             },
             analysis,
             new_stream: self.packets == 1,
+            window: match (self.dirs[dir].wscale, self.dirs[other].wscale) {
+                // RFC 7323 §2.2: the window field of a SYN is never scaled.
+                (Some(shift), Some(_)) if !seg.flags.syn => u32::from(seg.window) << shift.min(14),
+                _ => u32::from(seg.window),
+            },
         }
     }
 
-    /// Put the segment's data in order; in-order bytes (and gaps, FIN, RST) go to `deliver`.
+    /// Put the segment's data in order; in-order bytes (and gaps, FIN, RST) go to `deliver` with
+    /// the direction they belong to (the other direction's held-back data is released when this
+    /// segment acknowledges bytes beyond a hole: they were delivered, just not captured).
     pub fn reassemble<F>(&mut self, dir: usize, seg: &Segment<'_>, limit: usize, mut deliver: F)
     where
-        F: FnMut(Delivery<'_>),
+        F: FnMut(usize, Delivery<'_>),
     {
         let len = seg.payload.len() as u64;
         let start = {
             let d = &self.dirs[dir];
-            if seg.flags.syn { d.rel(seg.seq.wrapping_add(1)) } else { d.rel(seg.seq) }
+            if seg.flags.syn {
+                d.rel(seg.seq.wrapping_add(1))
+            } else {
+                d.rel(seg.seq)
+            }
         };
         let end = start + len;
         let next_rel = self.dirs[dir].next.map_or(0, |(_, r)| r);
+        let mut own = |d: Delivery<'_>| deliver(dir, d);
         let d = &mut self.dirs[dir];
         if seg.flags.fin {
             d.fin_at = Some(end);
         }
-        d.high = d.high.max(end);
+        // A FIN takes one sequence number (RFC 9293 §3.4).
+        d.high = d.high.max(end + u64::from(seg.flags.fin));
         self.bytes[dir] += len;
         if len > 0 {
             if end <= next_rel {
@@ -409,25 +435,40 @@ impl Conversation {
             } else if start <= next_rel {
                 let skip = (next_rel - start) as usize;
                 let fresh = seg.payload.get(skip..).unwrap_or_default();
-                deliver(Delivery::Data(fresh));
+                own(Delivery::Data(fresh));
                 advance(d, fresh.len() as u64);
-                drain(d, &mut deliver);
+                drain(d, &mut own);
             } else {
                 // A hole before this segment: buffer it (bounded), give up the hole when over the limit.
                 insert_pending(d, start, seg.payload);
                 while d.pending_bytes > limit {
-                    if !skip_hole(d, &mut deliver) {
+                    if !skip_hole(d, &mut own) {
                         break;
                     }
                 }
             }
         }
         let d = &mut self.dirs[dir];
-        deliver_fin(d, &mut deliver);
+        deliver_fin(d, &mut own);
         if seg.flags.rst {
             self.reset = true;
-            flush_dir(&mut self.dirs[dir], &mut deliver);
-            deliver(Delivery::Reset);
+            flush_dir(&mut self.dirs[dir], &mut own);
+            own(Delivery::Reset);
+        }
+        // The peer acknowledged bytes past a hole in what it received: the hole will never fill.
+        if let Some(acked) = self.dirs[dir].max_ack {
+            let other = 1 - dir;
+            let mut theirs = |d: Delivery<'_>| deliver(other, d);
+            let o = &mut self.dirs[other];
+            while let Some((&pending_start, _)) = o.pending.first_key_value() {
+                let o_next = o.next.map_or(0, |(_, r)| r);
+                if pending_start > o_next && pending_start <= acked {
+                    skip_hole(o, &mut theirs);
+                } else {
+                    break;
+                }
+            }
+            deliver_fin(o, &mut theirs);
         }
     }
 
@@ -539,11 +580,11 @@ fn flush_dir<F: FnMut(Delivery<'_>)>(d: &mut Dir, deliver: &mut F) {
     deliver_fin(d, deliver);
 }
 
-/// All conversations of a capture, keyed by their endpoint pair.
-#[derive(Debug, Default)]
-pub struct Table {
+/// All conversations of a capture, keyed by their endpoint pair, each with the caller's state `X`.
+#[derive(Debug)]
+pub struct Table<X> {
     map: HashMap<(Endpoint, Endpoint), usize>,
-    slots: Vec<Option<Conversation>>,
+    slots: Vec<Option<(Conversation, X)>>,
     free: Vec<usize>,
     next_index: u64,
 }
@@ -551,20 +592,35 @@ pub struct Table {
 /// A conversation's slot in the [`Table`].
 pub type Slot = usize;
 
-impl Table {
+impl<X> Default for Table<X> {
+    fn default() -> Self {
+        Table {
+            map: HashMap::new(),
+            slots: Vec::new(),
+            free: Vec::new(),
+            next_index: 0,
+        }
+    }
+}
+
+impl<X> Table<X> {
     pub fn new() -> Self {
         Self::default()
     }
 
     /// Find (or create) the conversation of a segment; returns its slot, direction and whether it is new.
-    pub fn lookup(&mut self, seg: &Segment<'_>) -> (Slot, usize, bool) {
+    pub fn lookup(
+        &mut self,
+        seg: &Segment<'_>,
+        make: impl FnOnce(&Conversation) -> X,
+    ) -> (Slot, usize, bool) {
         let key = if seg.src <= seg.dst {
             (seg.src, seg.dst)
         } else {
             (seg.dst, seg.src)
         };
         if let Some(&slot) = self.map.get(&key) {
-            if let Some(Some(c)) = self.slots.get(slot) {
+            if let Some(Some((c, _))) = self.slots.get(slot) {
                 // A new SYN on a finished conversation starts a new stream (port reuse), as tshark.
                 let reuse = seg.flags.syn && !seg.flags.ack && c.finished();
                 if !reuse {
@@ -574,6 +630,8 @@ impl Table {
             }
         }
         let conv = Conversation::new(self.next_index, seg.src, seg.dst, seg.time_ns);
+        let extra = make(&conv);
+        let conv = (conv, extra);
         self.next_index += 1;
         let slot = match self.free.pop() {
             Some(s) => {
@@ -593,18 +651,18 @@ impl Table {
         (slot, 0, true)
     }
 
-    pub fn get(&self, slot: Slot) -> Option<&Conversation> {
+    pub fn get(&self, slot: Slot) -> Option<&(Conversation, X)> {
         self.slots.get(slot).and_then(|s| s.as_ref())
     }
 
-    pub fn get_mut(&mut self, slot: Slot) -> Option<&mut Conversation> {
+    pub fn get_mut(&mut self, slot: Slot) -> Option<&mut (Conversation, X)> {
         self.slots.get_mut(slot).and_then(|s| s.as_mut())
     }
 
     /// Forget a conversation (its slot is reused).
     pub fn release(&mut self, slot: Slot) {
         if let Some(place) = self.slots.get_mut(slot) {
-            if let Some(c) = place.take() {
+            if let Some((c, _)) = place.take() {
                 let key = if c.endpoints[0] <= c.endpoints[1] {
                     (c.endpoints[0], c.endpoints[1])
                 } else {
@@ -650,6 +708,7 @@ mod tests {
             ack: 0,
             flags,
             window: 100,
+            wscale: None,
             payload,
             time_ns: 0,
         }
@@ -669,7 +728,7 @@ mod tests {
         let mut out = Vec::new();
         let mut an = Vec::new();
         for s in segs {
-            let r = c.segment(0, s, limit, |d| out.push(show(d)));
+            let r = c.segment(0, s, limit, |_, d| out.push(show(d)));
             an.push(r.analysis);
         }
         c.flush(0, |d| out.push(show(d)));
@@ -737,7 +796,7 @@ mod tests {
     fn spurious_retransmission_is_data_the_peer_already_acked() {
         let mut c = Conversation::new(0, ep(1000), ep(80), 0);
         let mut out = Vec::new();
-        c.segment(0, &seg(100, b"abcd", ack()), 1000, |d| out.push(show(d)));
+        c.segment(0, &seg(100, b"abcd", ack()), 1000, |_, d| out.push(show(d)));
         let peer_ack = Segment {
             src: ep(80),
             dst: ep(1000),
@@ -745,11 +804,12 @@ mod tests {
             ack: 104,
             flags: ack(),
             window: 10,
+            wscale: None,
             payload: b"",
             time_ns: 0,
         };
-        c.segment(1, &peer_ack, 1000, |_| {});
-        let r = c.segment(0, &seg(100, b"abcd", ack()), 1000, |d| out.push(show(d)));
+        c.segment(1, &peer_ack, 1000, |_, _| {});
+        let r = c.segment(0, &seg(100, b"abcd", ack()), 1000, |_, d| out.push(show(d)));
         assert!(r.analysis.spurious_retransmission);
         assert_eq!(out, ["abcd"]);
     }
@@ -765,12 +825,38 @@ mod tests {
     fn buffering_is_bounded_per_direction() {
         let mut c = Conversation::new(0, ep(1000), ep(80), 0);
         let mut out = Vec::new();
-        c.segment(0, &seg(100, b"aa", ack()), 4, |d| out.push(show(d)));
-        c.segment(0, &seg(110, b"bbb", ack()), 4, |d| out.push(show(d)));
+        c.segment(0, &seg(100, b"aa", ack()), 4, |_, d| out.push(show(d)));
+        c.segment(0, &seg(110, b"bbb", ack()), 4, |_, d| out.push(show(d)));
         assert_eq!(c.pending_bytes(), 3);
-        c.segment(0, &seg(113, b"cc", ack()), 4, |d| out.push(show(d)));
+        c.segment(0, &seg(113, b"cc", ack()), 4, |_, d| out.push(show(d)));
         assert_eq!(out, ["aa", "<gap 8>", "bbb", "cc"]);
         assert_eq!(c.pending_bytes(), 0);
+    }
+
+    #[test]
+    fn an_ack_past_a_hole_gives_it_up_at_once() {
+        let mut c = Conversation::new(0, ep(1000), ep(80), 0);
+        let mut out = Vec::new();
+        c.segment(0, &seg(100, b"aa", ack()), 1000, |d, x| {
+            out.push(format!("{d}:{}", show(x)))
+        });
+        c.segment(0, &seg(110, b"zz", ack()), 1000, |d, x| {
+            out.push(format!("{d}:{}", show(x)))
+        });
+        assert_eq!(out, ["0:aa"]);
+        let peer = Segment {
+            src: ep(80),
+            dst: ep(1000),
+            seq: 5000,
+            ack: 112,
+            flags: ack(),
+            window: 10,
+            wscale: None,
+            payload: b"",
+            time_ns: 0,
+        };
+        c.segment(1, &peer, 1000, |d, x| out.push(format!("{d}:{}", show(x))));
+        assert_eq!(out, ["0:aa", "0:<gap 8>", "0:zz"]);
     }
 
     #[test]
@@ -807,21 +893,21 @@ mod tests {
 
     #[test]
     fn stream_indices_follow_first_appearance_and_port_reuse() {
-        let mut t = Table::new();
+        let mut t: Table<()> = Table::new();
         let a = seg(1, b"", ack());
         let b = Segment { src: ep(2000), ..a };
-        let (s0, d0, new0) = t.lookup(&a);
-        let (s1, _, _) = t.lookup(&b);
+        let (s0, d0, new0) = t.lookup(&a, |_| ());
+        let (s1, _, _) = t.lookup(&b, |_| ());
         let back = Segment {
             src: ep(80),
             dst: ep(1000),
             ..a
         };
-        let (s0b, d1, new1) = t.lookup(&back);
+        let (s0b, d1, new1) = t.lookup(&back, |_| ());
         assert!(new0 && !new1);
         assert_eq!((s0, d0, d1), (s0b, 0, 1));
-        assert_eq!(t.get(s1).unwrap().index, 1);
-        t.get_mut(s0).unwrap().reset = true;
+        assert_eq!(t.get(s1).unwrap().0.index, 1);
+        t.get_mut(s0).unwrap().0.reset = true;
         let syn = Segment {
             flags: Flags {
                 syn: true,
@@ -829,8 +915,8 @@ mod tests {
             },
             ..a
         };
-        let (s2, _, new2) = t.lookup(&syn);
+        let (s2, _, new2) = t.lookup(&syn, |_| ());
         assert!(new2);
-        assert_eq!(t.get(s2).unwrap().index, 2);
+        assert_eq!(t.get(s2).unwrap().0.index, 2);
     }
 }

@@ -58,7 +58,11 @@ fn violation_anomaly(v: Violation) -> Anomaly {
 
 impl WsDir {
     pub fn new(sender: Role, inflater: Option<Inflater>, sio: SioDir) -> Self {
-        let rsv_allowed = if inflater.is_some() { Rsv::RSV1 } else { Rsv::NONE };
+        let rsv_allowed = if inflater.is_some() {
+            Rsv::RSV1
+        } else {
+            Rsv::NONE
+        };
         WsDir {
             sender,
             buf: Vec::new(),
@@ -152,7 +156,8 @@ impl WsDir {
         if self.skip > 0 {
             let n = (self.skip.min(rest.len() as u64)) as usize;
             self.skip -= n as u64;
-            self.buf.extend_from_slice(rest.get(n..).unwrap_or_default());
+            self.buf
+                .extend_from_slice(rest.get(n..).unwrap_or_default());
         } else {
             self.buf.extend_from_slice(rest);
         }
@@ -170,7 +175,8 @@ impl WsDir {
                     && !v.contains(Violation::MaskedServerFrame)
                     && !v.contains(Violation::NonMinimalLength)
                     && h.opcode != Opcode::Continuation
-                    && h.frame_len().is_some_and(|n| n <= data.len() as u64 || n <= MAX_FRAME)
+                    && h.frame_len()
+                        .is_some_and(|n| n <= data.len() as u64 || n <= MAX_FRAME)
             }
             _ => false,
         }
@@ -221,8 +227,19 @@ impl WsDir {
         pos
     }
 
-    fn malformed<F: FnMut(&WsFrame<'_>)>(&mut self, rest: &[u8], why: &str, index: &mut u32, emit: &mut F) {
-        let header = FrameHeader::new(false, Opcode::from_u8(rest.first().copied().unwrap_or(0)), None, 0);
+    fn malformed<F: FnMut(&WsFrame<'_>)>(
+        &mut self,
+        rest: &[u8],
+        why: &str,
+        index: &mut u32,
+        emit: &mut F,
+    ) {
+        let header = FrameHeader::new(
+            false,
+            Opcode::from_u8(rest.first().copied().unwrap_or(0)),
+            None,
+            0,
+        );
         let ev = WsFrame {
             header,
             sender: self.sender,
@@ -233,19 +250,34 @@ impl WsDir {
             fragment_no: None,
             message: None,
             payload_skipped: true,
-            anomalies: vec![Anomaly::new("malformed_frame", format!("malformed WebSocket frame: {why}"))],
+            anomalies: vec![Anomaly::new(
+                "malformed_frame",
+                format!("malformed WebSocket frame: {why}"),
+            )],
         };
         *index += 1;
         self.frames += 1;
         emit(&ev);
     }
 
-    fn emit_skipped<F: FnMut(&WsFrame<'_>)>(&mut self, header: FrameHeader, raw: &[u8], index: &mut u32, emit: &mut F) {
-        let mut anomalies: Vec<Anomaly> =
-            header.violations_from(self.rsv_allowed, self.sender).iter().map(violation_anomaly).collect();
+    fn emit_skipped<F: FnMut(&WsFrame<'_>)>(
+        &mut self,
+        header: FrameHeader,
+        raw: &[u8],
+        index: &mut u32,
+        emit: &mut F,
+    ) {
+        let mut anomalies: Vec<Anomaly> = header
+            .violations_from(self.rsv_allowed, self.sender)
+            .iter()
+            .map(violation_anomaly)
+            .collect();
         anomalies.push(Anomaly::new(
             "frame_too_large",
-            format!("payload of {} bytes is larger than {MAX_FRAME}: not decoded", header.payload_len),
+            format!(
+                "payload of {} bytes is larger than {MAX_FRAME}: not decoded",
+                header.payload_len
+            ),
         ));
         // The message it belonged to cannot be completed.
         self.frag = None;
@@ -267,7 +299,13 @@ impl WsDir {
     }
 
     /// One complete frame.
-    fn frame<F: FnMut(&WsFrame<'_>)>(&mut self, frame: Frame<'_>, raw: &[u8], index: u32, emit: &mut F) {
+    fn frame<F: FnMut(&WsFrame<'_>)>(
+        &mut self,
+        frame: Frame<'_>,
+        raw: &[u8],
+        index: u32,
+        emit: &mut F,
+    ) {
         let h = frame.header;
         self.frames += 1;
         let mut anomalies: Vec<Anomaly> = Vec::new();
@@ -275,7 +313,10 @@ impl WsDir {
             anomalies.push(violation_anomaly(v));
         }
         if self.closed {
-            anomalies.push(Anomaly::new("frame_after_close", "frame sent after a Close frame (RFC 6455 §5.5.1)"));
+            anomalies.push(Anomaly::new(
+                "frame_after_close",
+                "frame sent after a Close frame (RFC 6455 §5.5.1)",
+            ));
         }
         // Unmask (RFC 6455 §5.3) into the scratch buffer; unmasked payloads are used in place.
         let payload: &[u8] = if h.mask.is_some() {
@@ -291,8 +332,15 @@ impl WsDir {
         // Where the completed message's bytes are: in `payload`, in the fragments, or inflated.
         enum Done {
             None,
-            Single { binary: bool, compressed: bool },
-            Reassembled { binary: bool, compressed: bool, frames: u32 },
+            Single {
+                binary: bool,
+                compressed: bool,
+            },
+            Reassembled {
+                binary: bool,
+                compressed: bool,
+                frames: u32,
+            },
         }
         let mut done = Done::None;
         match h.opcode {
@@ -302,9 +350,13 @@ impl WsDir {
                     Ok(c) => close = Some((c.code, c.reason.to_string())),
                     Err(e) => {
                         let code = payload.get(..2).map(|b| u16::from_be_bytes([b[0], b[1]]));
-                        let reason = String::from_utf8_lossy(payload.get(2..).unwrap_or_default()).into_owned();
+                        let reason = String::from_utf8_lossy(payload.get(2..).unwrap_or_default())
+                            .into_owned();
                         close = Some((code, reason));
-                        anomalies.push(Anomaly::new("invalid_close", format!("{e} (RFC 6455 §5.5.1, §7.4)")));
+                        anomalies.push(Anomaly::new(
+                            "invalid_close",
+                            format!("{e} (RFC 6455 §5.5.1, §7.4)"),
+                        ));
                     }
                 }
             }
@@ -324,7 +376,14 @@ impl WsDir {
                     let mut data = Vec::new();
                     data.extend_from_slice(payload);
                     let parts = vec![(self.packet, payload.len())];
-                    self.frag = Some(Fragments { binary, compressed, frames: 1, data, overflow: false, parts });
+                    self.frag = Some(Fragments {
+                        binary,
+                        compressed,
+                        frames: 1,
+                        data,
+                        overflow: false,
+                        parts,
+                    });
                     fragment_no = Some(1);
                 }
             }
@@ -343,7 +402,11 @@ impl WsDir {
                         f.data.extend_from_slice(payload);
                     }
                     if h.fin {
-                        done = Done::Reassembled { binary: f.binary, compressed: f.compressed, frames: f.frames };
+                        done = Done::Reassembled {
+                            binary: f.binary,
+                            compressed: f.compressed,
+                            frames: f.frames,
+                        };
                     }
                 }
             },
@@ -354,11 +417,22 @@ impl WsDir {
             Done::Reassembled { .. } => self.frag.take(),
             _ => None,
         };
-        let (binary, compressed, frames, wire_data): (bool, bool, u32, &[u8]) = match (&done, &frag) {
+        let (binary, compressed, frames, wire_data): (bool, bool, u32, &[u8]) = match (&done, &frag)
+        {
             (Done::Single { binary, compressed }, _) => (*binary, *compressed, 1, payload),
-            (Done::Reassembled { binary, compressed, frames }, Some(f)) => {
+            (
+                Done::Reassembled {
+                    binary,
+                    compressed,
+                    frames,
+                },
+                Some(f),
+            ) => {
                 if f.overflow {
-                    anomalies.push(Anomaly::new("message_too_large", format!("message over {MAX_MESSAGE} bytes")));
+                    anomalies.push(Anomaly::new(
+                        "message_too_large",
+                        format!("message over {MAX_MESSAGE} bytes"),
+                    ));
                 }
                 (*binary, *compressed, *frames, &f.data)
             }
@@ -377,7 +451,10 @@ impl WsDir {
                         Ok(()) => data = &self.inflated,
                         Err(e) => {
                             inflated_ok = false;
-                            anomalies.push(Anomaly::new("inflate_failed", format!("permessage-deflate: {e}")));
+                            anomalies.push(Anomaly::new(
+                                "inflate_failed",
+                                format!("permessage-deflate: {e}"),
+                            ));
                         }
                     }
                 }
@@ -388,7 +465,10 @@ impl WsDir {
                     Ok(t) => text = Some(t),
                     Err(e) => anomalies.push(Anomaly::new(
                         "invalid_utf8",
-                        format!("text message is not valid UTF-8 at byte {} (RFC 6455 §8.1)", e.valid_up_to()),
+                        format!(
+                            "text message is not valid UTF-8 at byte {} (RFC 6455 §8.1)",
+                            e.valid_up_to()
+                        ),
                     )),
                 }
             }
@@ -398,7 +478,16 @@ impl WsDir {
                 Vec::new()
             };
             let parts = frag.as_ref().map(|f| f.parts.clone()).unwrap_or_default();
-            Some(WsMessage { binary, frames, compressed, wire_len: wire_data.len(), data, text, engineio, parts })
+            Some(WsMessage {
+                binary,
+                frames,
+                compressed,
+                wire_len: wire_data.len(),
+                data,
+                text,
+                engineio,
+                parts,
+            })
         };
         let ev = WsFrame {
             header: h,
@@ -423,13 +512,22 @@ impl WsDir {
                 .flatten()
                 .and_then(|h| h.frame_len())
                 .map_or(String::new(), |n| format!(" of {n}"));
-            return Some(format!("capture ends inside a WebSocket frame ({} bytes{need} present)", self.buf.len()));
+            return Some(format!(
+                "capture ends inside a WebSocket frame ({} bytes{need} present)",
+                self.buf.len()
+            ));
         }
         if self.skip > 0 {
-            return Some(format!("capture ends inside a large WebSocket frame ({} bytes missing)", self.skip));
+            return Some(format!(
+                "capture ends inside a large WebSocket frame ({} bytes missing)",
+                self.skip
+            ));
         }
-        self.frag
-            .as_ref()
-            .map(|f| format!("capture ends inside a fragmented message ({} fragments seen)", f.frames))
+        self.frag.as_ref().map(|f| {
+            format!(
+                "capture ends inside a fragmented message ({} fragments seen)",
+                f.frames
+            )
+        })
     }
 }
