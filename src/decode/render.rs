@@ -2102,7 +2102,7 @@ mod tests {
         let s = String::from_utf8(out).unwrap();
         assert_eq!(
             s,
-            "0000  34 32 5b 22 73 65 6e 64 5f 6d 65 73 73 61 67 65   42[\"send_message\n0010  22 2c 7b 7d 5d                                      \",{}]\n"
+            "0000  34 32 5b 22 73 65 6e 64 5f 6d 65 73 73 61 67 65   42[\"send_message\n0010  22 2c 7b 7d 5d                                    \",{}]\n"
         );
     }
 }
