@@ -196,14 +196,14 @@ def cmd_anomalies(dst):
     recs = []
     t = [1_700_000_000, 0]
 
-    def send(direction, payload, flags=0x18, skip=0):
+    def send(direction, payload, flags=0x18, skip=0, pause_us=1000):
         seq[direction] = (seq[direction] + skip) & 0xFFFFFFFF
         if direction == 0:
             pkt = eth_ipv4_tcp(cli, srv, cport, sport, seq[0], seq[1], flags, payload)
         else:
             pkt = eth_ipv4_tcp(srv, cli, sport, cport, seq[1], seq[0], flags, payload)
         seq[direction] = (seq[direction] + len(payload) + (1 if flags & 0x03 else 0)) & 0xFFFFFFFF
-        t[1] += 1000
+        t[1] += pause_us
         recs.append([t[0], t[1], pkt, len(pkt)])
 
     m = b"\x01\x02\x03\x04"
@@ -234,7 +234,9 @@ def cmd_anomalies(dst):
     send(0, ws_raw(0x80, b"more", mask=m))  # continuation without a message
     # Ten bytes never captured, then a frame: the decoder reports the gap and resynchronises.
     send(0, ws_frame(b'42["after the gap"]', mask=m), skip=10)
-    send(1, b"", flags=0x10)  # the server ACKs past the hole: it got the bytes, the capture did not
+    # The server ACKs past the hole 300 ms later (no retransmission came): it got the bytes, the
+    # capture did not.
+    send(1, b"", flags=0x10, pause_us=300_000)
     # Bytes that cannot be a frame header (64-bit length with the top bit set), then a good frame.
     send(0, b"\x81\xff\x80\x00\x00\x00\x00\x00\x00\x05" + m + b"junk!")
     send(0, ws_frame(b'42["recovered"]', mask=m))

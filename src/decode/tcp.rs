@@ -178,6 +178,8 @@ struct Dir {
     dup_acks: u32,
     /// Window scale announced in this side's SYN.
     wscale: Option<u8>,
+    /// Capture time when out-of-order data started waiting for a hole to fill.
+    hole_since: Option<i128>,
 }
 
 impl Dir {
@@ -228,6 +230,10 @@ pub struct SegmentResult {
 
 /// Out-of-order bytes buffered per direction before a hole is given up on.
 pub const DEFAULT_PENDING_LIMIT: usize = 4 << 20;
+/// How long (capture time) a hole the receiver has acknowledged past may wait for a late copy
+/// before it is reported as a gap: Linux's minimum retransmission timeout (RFC 6298 §2.4 allows
+/// lower than 1 s; Linux uses 200 ms).
+pub const HOLE_ACK_WAIT_NS: i128 = 200_000_000;
 
 impl Conversation {
     fn new(index: u64, first: Endpoint, second: Endpoint, now: i128) -> Self {
@@ -440,6 +446,9 @@ impl Conversation {
                 drain(d, &mut own);
             } else {
                 // A hole before this segment: buffer it (bounded), give up the hole when over the limit.
+                if d.pending.is_empty() {
+                    d.hole_since = Some(seg.time_ns);
+                }
                 insert_pending(d, start, seg.payload);
                 while d.pending_bytes > limit {
                     if !skip_hole(d, &mut own) {
@@ -455,20 +464,31 @@ impl Conversation {
             flush_dir(&mut self.dirs[dir], &mut own);
             own(Delivery::Reset);
         }
-        // The peer acknowledged bytes past a hole in what it received: the hole will never fill.
-        if let Some(acked) = self.dirs[dir].max_ack {
-            let other = 1 - dir;
-            let mut theirs = |d: Delivery<'_>| deliver(other, d);
-            let o = &mut self.dirs[other];
+        // The receiver acknowledged bytes past a hole a while ago: it got them, the capture did
+        // not, and the hole will never fill (a retransmission would have come within an RTO).
+        for x in [dir, 1 - dir] {
+            let Some(acked) = self.dirs[1 - x].max_ack else {
+                continue;
+            };
+            let mut to_x = |d: Delivery<'_>| deliver(x, d);
+            let o = &mut self.dirs[x];
             while let Some((&pending_start, _)) = o.pending.first_key_value() {
                 let o_next = o.next.map_or(0, |(_, r)| r);
-                if pending_start > o_next && pending_start <= acked {
-                    skip_hole(o, &mut theirs);
+                let waited = o
+                    .hole_since
+                    .is_some_and(|t| seg.time_ns - t >= HOLE_ACK_WAIT_NS);
+                if pending_start > o_next && pending_start <= acked && waited {
+                    skip_hole(o, &mut to_x);
+                    o.hole_since = if o.pending.is_empty() {
+                        None
+                    } else {
+                        Some(seg.time_ns)
+                    };
                 } else {
                     break;
                 }
             }
-            deliver_fin(o, &mut theirs);
+            deliver_fin(o, &mut to_x);
         }
     }
 
@@ -834,7 +854,7 @@ mod tests {
     }
 
     #[test]
-    fn an_ack_past_a_hole_gives_it_up_at_once() {
+    fn an_ack_past_a_hole_gives_it_up_after_a_retransmission_timeout() {
         let mut c = Conversation::new(0, ep(1000), ep(80), 0);
         let mut out = Vec::new();
         c.segment(0, &seg(100, b"aa", ack()), 1000, |d, x| {
@@ -853,9 +873,16 @@ mod tests {
             window: 10,
             wscale: None,
             payload: b"",
-            time_ns: 0,
+            time_ns: 1_000_000,
         };
         c.segment(1, &peer, 1000, |d, x| out.push(format!("{d}:{}", show(x))));
+        // Acknowledged, but a late copy may still come: wait a retransmission timeout.
+        assert_eq!(out, ["0:aa"]);
+        let later = Segment {
+            time_ns: HOLE_ACK_WAIT_NS + 1,
+            ..peer
+        };
+        c.segment(1, &later, 1000, |d, x| out.push(format!("{d}:{}", show(x))));
         assert_eq!(out, ["0:aa", "0:<gap 8>", "0:zz"]);
     }
 
