@@ -330,6 +330,9 @@ pub struct DecodeArgs {
     /// Stop after N packets.
     #[arg(short = 'c', long)]
     pub count: Option<u64>,
+    /// Also list packets with nothing decoded in them (pure ACKs, non-TCP), as tshark does.
+    #[arg(short = 'a', long)]
+    pub all: bool,
 }
 
 /// Parse a duration such as `500ms`, `10s`, `2m`, or a bare number of seconds.
