@@ -56,7 +56,9 @@ impl Global {
         match self.color {
             ColorChoice::Always => true,
             ColorChoice::Never => false,
-            ColorChoice::Auto => is_terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
+            ColorChoice::Auto => {
+                is_terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+            }
         }
     }
 }
@@ -218,9 +220,9 @@ pub struct BenchArgs {
     /// Server URL; without it a relay is started in-process on an ephemeral loopback port.
     #[arg(long)]
     pub url: Option<String>,
-    /// Rooms; clients join them round-robin.
-    #[arg(long, default_value_t = 50)]
-    pub rooms: usize,
+    /// Rooms; clients join them round-robin (default: 50, or clients/2 when fewer than 100 clients).
+    #[arg(long)]
+    pub rooms: Option<usize>,
     /// Messages per second per client.
     #[arg(long, value_parser = parse_rate, default_value = "10/s")]
     pub rate: f64,
@@ -269,6 +271,23 @@ pub struct BenchArgs {
     /// Exit 1 when more than this many messages were lost.
     #[arg(long)]
     pub max_loss: Option<u64>,
+    /// After the last send, wait this long for messages in flight before counting losses.
+    #[arg(long, value_parser = parse_duration, default_value = "2s")]
+    pub grace: Duration,
+    /// Give up on a connection (TCP + handshakes + Socket.IO CONNECT) after this long.
+    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    pub connect_timeout: Duration,
+    /// Socket.IO namespace to connect to.
+    #[arg(long, default_value = "/")]
+    pub namespace: String,
+    /// Local source address for connections (repeatable; connections are spread over them).
+    /// Default: the kernel's choice, or 127.0.0.1, 127.0.0.2, ... when a loopback target needs
+    /// more connections than one address has ephemeral ports.
+    #[arg(long = "source", value_name = "IP")]
+    pub sources: Vec<std::net::IpAddr>,
+    /// Exit 1 when any connection failed or was dropped.
+    #[arg(long)]
+    pub strict: bool,
 }
 
 /// `wschat decode`
@@ -325,9 +344,12 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         if secs.is_finite() && secs >= 0.0 {
             return Ok(Duration::from_secs_f64(secs));
         }
-        return Err(format!("invalid duration `{s}`: must be a non-negative number of seconds"));
+        return Err(format!(
+            "invalid duration `{s}`: must be a non-negative number of seconds"
+        ));
     }
-    humantime::parse_duration(s).map_err(|e| format!("invalid duration `{s}` ({e}); try 500ms, 10s or 2m"))
+    humantime::parse_duration(s)
+        .map_err(|e| format!("invalid duration `{s}` ({e}); try 500ms, 10s or 2m"))
 }
 
 /// Parse a rate such as `20/s`, `1200/m`, `0.5/s` or a bare number per second; must be > 0.
@@ -339,7 +361,11 @@ pub fn parse_rate(s: &str) -> Result<f64, String> {
                 "s" | "sec" | "second" => 1.0,
                 "m" | "min" | "minute" => 60.0,
                 "h" | "hour" => 3600.0,
-                other => return Err(format!("invalid rate `{s}`: unknown unit `{other}` (use /s, /m or /h)")),
+                other => {
+                    return Err(format!(
+                        "invalid rate `{s}`: unknown unit `{other}` (use /s, /m or /h)"
+                    ));
+                }
             };
             (n.trim(), per)
         }

@@ -12,7 +12,11 @@ fn main() -> ExitCode {
         Err(e) => {
             // --help and --version print and exit 0; usage errors exit 2 (clap's own rendering).
             let _ = e.print();
-            return if e.use_stderr() { ExitCode::from(2) } else { ExitCode::SUCCESS };
+            return if e.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
         }
     };
     init_tracing(&cli.global);
