@@ -395,4 +395,47 @@ mod tests {
         assert_eq!(got.seq, u32::MAX);
         assert_eq!(got.t_us, MAX_TIME_US);
     }
+
+    /// Differential: the raw scan agrees with a full JSON parse of what a server relays, for any
+    /// id, room, author and size, whatever the server's JSON spacing.
+    mod differential {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn parse_reference(text: &str) -> Option<MessageId> {
+            let json = text.strip_prefix("42")?;
+            let v: serde_json::Value = serde_json::from_str(json).ok()?;
+            let msg = v.get(1)?.get("message")?.as_str()?;
+            let hex = msg.strip_prefix("~wsb~")?;
+            Some(MessageId {
+                sender: u32::from_str_radix(hex.get(0..8)?, 16).ok()?,
+                seq: u32::from_str_radix(hex.get(8..16)?, 16).ok()?,
+                t_us: u64::from_str_radix(hex.get(16..27)?, 16).ok()?,
+            })
+        }
+
+        proptest! {
+            #[test]
+            fn scan_matches_a_json_parse(
+                sender in any::<u32>(),
+                seq in any::<u32>(),
+                t_us in 0..MAX_TIME_US,
+                room in "[ -~]{0,20}",
+                author in "\\PC{0,12}",
+                size in ID_LEN..200usize,
+                pretty in any::<bool>(),
+            ) {
+                let id = MessageId { sender, seq, t_us };
+                let mut t = Template::chat("/", &room, &author, size, "9:05");
+                let sent = String::from_utf8(t.fill(id).to_vec()).unwrap();
+                // What a server emits: the event renamed, the data re-serialized (maybe spaced).
+                let data: serde_json::Value = serde_json::from_str(&sent[2..]).unwrap();
+                let relayed = serde_json::json!(["receive_message", data[1]]);
+                let body = if pretty { serde_json::to_string_pretty(&relayed).unwrap() } else { relayed.to_string() };
+                let text = format!("42{body}");
+                prop_assert_eq!(Scanner::new().find(text.as_bytes()), parse_reference(&text));
+                prop_assert_eq!(Scanner::new().find(text.as_bytes()), Some(id));
+            }
+        }
+    }
 }
