@@ -24,6 +24,7 @@ use super::config::{Config, Mode};
 use super::conn::{BenchConn, ConnError, Target};
 use super::payload::{Kind, MessageId, Scanner, Template, classify};
 use super::progress::Live;
+use super::recv::{self, Got, Receiver};
 use super::schedule::Schedule;
 use super::stats::{ClientLog, WorkerStats, new_coarse_hist, record};
 use super::sys::{CpuTime, thread_cpu};
@@ -200,9 +201,8 @@ enum End {
 /// Per-connection protocol state for the receive callback.
 struct Session {
     index: u32,
-    room: u32,
-    rooms: u32,
     mode: Mode,
+    receiver: Receiver,
     /// The join's ack (id 0) is awaited.
     join_pending: bool,
     /// Acks awaited: (ack id, intended send time µs, measured).
@@ -281,9 +281,14 @@ async fn client(i: u32, sh: Arc<Shared>, st: LocalRef) -> ClientLog {
         let mut conn = conn;
         let mut sess = Session {
             index: i,
-            room,
-            rooms,
             mode: cfg.mode,
+            receiver: Receiver {
+                index: i,
+                room,
+                rooms,
+                clients: cfg.clients as u32,
+                echo: cfg.mode == Mode::Raw,
+            },
             join_pending: false,
             acks: Default::default(),
             next_ack: 1,
@@ -515,47 +520,17 @@ fn on_packet(
     };
     match kind {
         Kind::Event => {
-            let Some(id) = scanner.find(packet) else {
-                st.borrow_mut().stats.foreign += 1;
-                return;
-            };
             let mut l = st.borrow_mut();
-            let Some(s) = schedule else {
-                l.stats.received_warmup += 1;
-                return;
+            let got = match scanner.find(packet) {
+                Some(id) => sess
+                    .receiver
+                    .message(id, schedule.as_ref(), now_ns / 1000, log),
+                None => Got::Foreign,
             };
-            let echo = sess.mode == Mode::Raw;
-            if id.sender as usize >= sh.cfg.clients {
-                l.stats.foreign += 1;
-                return;
-            }
-            if !echo && id.sender == sess.index {
-                l.stats.self_echo += 1;
-                return;
-            }
-            if echo && id.sender != sess.index || !echo && id.sender % sess.rooms != sess.room {
-                l.stats.misrouted += 1;
-                return;
-            }
-            if !s.is_measured_us(id.t_us) {
-                l.stats.received_warmup += 1;
-                return;
-            }
-            l.stats.received += 1;
-            if !log.receive(id.sender / sess.rooms, id.seq) {
-                return;
-            }
-            let now_us = now_ns / 1000;
-            let lat = now_us.saturating_sub(id.t_us);
-            record(&mut l.stats.latency, lat);
-            record(&mut l.interval, lat);
-            let measure_start_us = s.measure_start_ns / 1000;
-            let sec = ((id.t_us - measure_start_us) / 1_000_000) as usize;
-            record(&mut l.stats.second(sec).latency, lat);
-            if now_us >= measure_start_us {
-                let rsec = ((now_us - measure_start_us) / 1_000_000) as usize;
-                l.stats.second(rsec).delivered += 1;
-            }
+            let Local {
+                stats, interval, ..
+            } = &mut *l;
+            recv::apply(stats, interval, got);
         }
         Kind::Ack(0) if sess.join_pending => {
             sess.join_pending = false;

@@ -3,7 +3,7 @@
 //! Layout: [`config`] (flags, validation), [`schedule`] (open-loop intended send times),
 //! [`payload`] (message ids and the receive-side scan), [`conn`] (one bench connection over the
 //! shared client driver), [`driver`] (worker threads and per-client tasks), [`stats`] (histograms,
-//! exact delivery accounting), [`progress`] (live counters, progress bar), [`report`] (the one
+//! exact delivery accounting), [`recv`] (what a received id means), [`progress`] (live counters, progress bar), [`report`] (the one
 //! place that renders results), [`sys`] (fd limit, CPU time, memory, loopback process lookup),
 //! [`inproc`] (the relay started in this process when no `--url` is given).
 
@@ -13,6 +13,7 @@ pub mod driver;
 pub mod inproc;
 pub mod payload;
 pub mod progress;
+pub mod recv;
 pub mod report;
 pub mod schedule;
 pub mod stats;
