@@ -374,7 +374,10 @@ async fn run_connection(
         // A server that never acknowledges join_room (the original app's) is assumed to have
         // processed it one grace period after it was sent.
         let join_deadline = sess.join_ack.map(|_| sess.join_sent + grace_ns);
-        let churn = schedule.and_then(|_| churn_time(sh, c.index, conn_start));
+        let churn = match (schedule, cfg.churn) {
+            (Some(s), Some(rate)) => churn_time(rate, cfg.clients as u64, &s, c.index, conn_start),
+            _ => None,
+        };
         let check = conn
             .poll_timeout()
             .map(|t| t.saturating_duration_since(sh.epoch).as_nanos() as u64);
@@ -474,18 +477,14 @@ fn send_due(
     }
 }
 
-/// The next churn time of client `i` after `from_ns`: clients are cycled round-robin at the churn
-/// rate, so client `i` is due at `start + (i + 1 + m * clients) / rate` for m = 0, 1, ...
-fn churn_time(sh: &Shared, i: u32, from_ns: u64) -> Option<u64> {
-    let rate = sh.cfg.churn?;
-    let Phase::Run(s) = *sh.phase.borrow() else {
-        return None;
-    };
-    let period_ns = (1e9 / rate) as u64;
-    let clients = sh.cfg.clients as u64;
+/// The next churn time of client `i` at or after `from_ns`, before the end of sending: clients
+/// are cycled round-robin at `rate` per second, so client `i` is due at
+/// `start + (i + 1 + m * clients) / rate` for m = 0, 1, ...
+fn churn_time(rate: f64, clients: u64, s: &Schedule, i: u32, from_ns: u64) -> Option<u64> {
+    let period_ns = ((1e9 / rate) as u64).max(1);
     let first = s.start_ns + (u64::from(i) + 1) * period_ns;
     let cycle = (clients * period_ns).max(1);
-    let t = if from_ns < first {
+    let t = if from_ns <= first {
         first
     } else {
         first + (from_ns - first).div_ceil(cycle) * cycle
@@ -560,4 +559,35 @@ async fn wait_stop(rx: &mut watch::Receiver<Phase>) {
 
 fn json_str(s: &str) -> String {
     serde_json::Value::String(s.to_string()).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn churn_cycles_clients_round_robin_at_the_rate() {
+        // 4 clients, 2 churns per second: client i at 0.5 s * (i + 1 + 4m).
+        let s = Schedule::new(0, 10.0, 4, 0, 10_000_000_000);
+        let t = |i, from| churn_time(2.0, 4, &s, i, from);
+        assert_eq!(t(0, 0), Some(500_000_000));
+        assert_eq!(t(3, 0), Some(2_000_000_000));
+        // After its first churn, client 0 is next due one full cycle (4 clients / 2 per s) later.
+        assert_eq!(t(0, 500_000_001), Some(2_500_000_000));
+        assert_eq!(t(0, 2_500_000_000), Some(2_500_000_000));
+        // Nothing at or after the end of sending.
+        assert_eq!(t(3, 9_000_000_000), None);
+        // Over the whole run every client churns rate * duration / clients = 5 times.
+        let per_client: Vec<usize> = (0..4)
+            .map(|i| {
+                let (mut n, mut from) = (0, 0);
+                while let Some(at) = t(i, from) {
+                    n += 1;
+                    from = at + 1;
+                }
+                n
+            })
+            .collect();
+        assert_eq!(per_client.iter().sum::<usize>(), 20 - 1, "{per_client:?}");
+    }
 }
