@@ -2,9 +2,10 @@
 //! of the clients; every client connects (ramped, with bounded concurrency), joins its room, then
 //! sends on the open-loop schedule and accounts for what it receives.
 //!
-//! Hot path: one read syscall brings a batch of frames; each Socket.IO packet is classified by its
-//! first bytes and scanned for a bench id ([`payload::Scanner`]) — no JSON is parsed — and the
-//! result goes into thread-local histograms and the client's own bitsets. Nothing is shared
+//! Hot path: one read syscall brings a batch of frames; the client driver splits them into
+//! Socket.IO packets and hands over each event's raw JSON arguments, which are scanned for a bench
+//! id ([`super::payload::Scanner`]) — no JSON tree is built — and the result goes into thread-local
+//! histograms and the client's own bitsets ([`super::recv`]). Nothing is shared
 //! between threads while the run is going except the phase (a watch channel, read on change) and
 //! the live counters each worker publishes four times a second.
 
@@ -46,9 +47,8 @@ pub enum Phase {
 /// Everything the workers share (read-only, plus the phase channel and live counters).
 pub struct Shared {
     pub cfg: Config,
+    /// Time zero of the run; connects start here, ramped over `cfg.ramp`.
     pub epoch: Instant,
-    /// Connects start at this time (ns since epoch), ramped over `cfg.ramp`.
-    pub connect_start_ns: u64,
     /// Unique per run, so concurrent benches against one server do not share rooms.
     pub run_id: String,
     pub target: Target,
@@ -92,7 +92,7 @@ struct Local {
     open: u64,
     connect_done: u64,
     connect_failed: u64,
-    /// Clients whose server acknowledged `join_room` (ack id 0) / did not.
+    /// Connections whose `join_room` the server acknowledged.
     join_acked: u64,
 }
 
@@ -121,12 +121,13 @@ pub fn run_worker(
     let clients = shared.cfg.clients;
     let logs = local.block_on(&rt, async {
         let ticker = tokio::task::spawn_local(publish(w, shared.clone(), st.clone(), snapshots));
+        let scanner = Rc::new(Scanner::new());
         let mut handles = Vec::with_capacity(clients / threads + 1);
         for i in (w..clients).step_by(threads) {
             let i = i as u32;
             handles.push((
                 i,
-                tokio::task::spawn_local(client(i, shared.clone(), st.clone())),
+                tokio::task::spawn_local(client(i, shared.clone(), st.clone(), scanner.clone())),
             ));
         }
         let mut logs = Vec::with_capacity(handles.len());
@@ -146,7 +147,6 @@ pub fn run_worker(
         logs
     });
     publish_now(&shared.live[w], &st.borrow());
-    shared.live[w].finished.store(1, Ordering::Relaxed);
     let cpu = thread_cpu().saturating_sub(cpu0);
     let stats = std::mem::take(&mut st.borrow_mut().stats);
     Ok(WorkerResult { stats, logs, cpu })
@@ -205,7 +205,8 @@ struct Client {
     receiver: Receiver,
     log: ClientLog,
     template: Template,
-    scanner: Scanner,
+    /// Shared by the worker's clients (the precompiled finder is not tiny).
+    scanner: Rc<Scanner>,
     /// The next slot of the schedule to send.
     next_seq: u32,
     phase_rx: watch::Receiver<Phase>,
@@ -222,7 +223,7 @@ struct Session {
 }
 
 /// One client: connect (ramped), join, run the schedule, churn, hand in the log.
-async fn client(i: u32, sh: Arc<Shared>, st: LocalRef) -> ClientLog {
+async fn client(i: u32, sh: Arc<Shared>, st: LocalRef, scanner: Rc<Scanner>) -> ClientLog {
     let cfg = &sh.cfg;
     let rooms = cfg.rooms as u32;
     let room = i % rooms;
@@ -245,14 +246,14 @@ async fn client(i: u32, sh: Arc<Shared>, st: LocalRef) -> ClientLog {
                 &sh.clock,
             ),
         },
-        scanner: Scanner::new(),
+        scanner,
         next_seq: 0,
         phase_rx: sh.phase.subscribe(),
     };
     let ramp_ns =
         (cfg.ramp.as_nanos() as u64).saturating_mul(u64::from(i)) / cfg.clients.max(1) as u64;
     tokio::select! {
-        _ = sleep_until(sh.at(sh.connect_start_ns + ramp_ns)) => {}
+        _ = sleep_until(sh.at(ramp_ns)) => {}
         _ = wait_stop(&mut c.phase_rx) => return c.log,
     }
     let room_json = json_str(&sh.room_name(room));

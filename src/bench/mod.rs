@@ -98,7 +98,6 @@ pub fn run(args: &BenchArgs, global: &Global) -> anyhow::Result<ExitCode> {
     let (phase_tx, _) = watch::channel(Phase::Connecting);
     let shared = Arc::new(Shared {
         epoch,
-        connect_start_ns: 0,
         run_id: run_id(),
         target,
         sources,
