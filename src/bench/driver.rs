@@ -282,6 +282,8 @@ async fn client(i: u32, sh: Arc<Shared>, st: LocalRef, scanner: Rc<Scanner>) -> 
                     l.open += 1;
                     if !reconnect {
                         l.connect_done += 1;
+                        l.stats.connect_first_ns = l.stats.connect_first_ns.min(t0);
+                        l.stats.connect_last_ns = l.stats.connect_last_ns.max(t1);
                     }
                 }
                 Err(e) => {

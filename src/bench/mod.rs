@@ -572,7 +572,12 @@ fn build_report(
         );
     }
 
-    let connect_phase_s = out.connect_phase.as_secs_f64();
+    // From the first connect attempt to the last successful initial connect.
+    let connect_phase_s = if stats.connect_last_ns > stats.connect_first_ns {
+        (stats.connect_last_ns - stats.connect_first_ns) as f64 / 1e9
+    } else {
+        out.connect_phase.as_secs_f64()
+    };
     Report {
         wschat: env!("CARGO_PKG_VERSION"),
         target: report::Target {
