@@ -67,12 +67,15 @@ start_server() {
   [ -n "$port" ] || { echo "bench-relay.sh: $1 server did not start (see $out/$1-serve.err)" >&2; exit 1; }
 }
 
-# run_at NAME RATE -> prints "p99_ms lost delivered_per_s", writes the JSON report
+# run_at NAME RATE -> prints "p99 lost delivered/s server-us/msg generator-busy", writes the JSON
+# report. Each run gets a fresh server, so an overloaded run cannot spoil the next one.
 run_at() {
   local name=$1 rate=$2 file="$out/$1-rate-$2.json"
+  start_server "$name"
   taskset -c 1 "$wschat" bench --url "http://127.0.0.1:$port" --clients "$clients" --rooms "$rooms" \
     --rate "$rate/s" --warmup "$warmup" --duration "$duration" --ramp 2s --threads 1 --json \
     >"$file" 2>>"$out/$name-bench.log" || true
+  stop_server
   jq -r '[(.latency_ms.p99 // 1e9), (.messages.lost // 1e9), (.messages.delivered_per_s // 0),
           (.cpu.server_us_per_delivery // 0), (.cpu.generator_busy // 0)] | @tsv' "$file"
 }
@@ -111,8 +114,10 @@ search() {
 
 idle_memory() {
   local name=$1 file="$out/$1-idle.json"
+  start_server "$name"
   taskset -c 1 "$wschat" bench --url "http://127.0.0.1:$port" --idle --clients "$idle_clients" \
     --connect-concurrency 250 --ramp 0s --duration 3s --threads 1 --json >"$file" 2>>"$out/$name-bench.log" || true
+  stop_server
   jq -r '[(.memory.per_connection_bytes // 0), (.connections.connect_phase_s // 0), (.connections.connected // 0)] | @tsv' "$file"
 }
 
@@ -120,12 +125,8 @@ declare -A result idle
 for name in wschat node; do
   [ -n "$only" ] && [ "$only" != "$name" ] && continue
   echo "== $name (server on core 0, generator on core 1)" >&2
-  start_server "$name"
   result[$name]=$(search "$name")
-  stop_server
-  start_server "$name"
   idle[$name]=$(idle_memory "$name")
-  stop_server
 done
 
 echo

@@ -316,7 +316,12 @@ async fn client(i: u32, sh: Arc<Shared>, st: LocalRef, scanner: Rc<Scanner>) -> 
             },
             Err(e) => End::Lost(reason(&e)),
         };
-        c.log.left(sh.now_ns(), cfg.grace.as_nanos() as u64);
+        // Leaving on purpose (churn) ends the membership: what is due afterwards is not expected
+        // here. A connection the server dropped stays a member, so everything it missed counts
+        // as lost (and the drop is reported under disconnects).
+        if matches!(end, End::Churn) {
+            c.log.left(sh.now_ns(), cfg.grace.as_nanos() as u64);
+        }
         {
             let mut l = st.borrow_mut();
             l.open -= 1;
@@ -365,10 +370,12 @@ async fn run_connection(
     let mut armed: Option<u64> = None;
     loop {
         let phase = *c.phase_rx.borrow_and_update();
+        // In the grace period, messages that were due before the end but could not be written
+        // yet (a full send buffer) still go out late: open loop, their lateness is latency.
         let schedule = match phase {
             Phase::Stop => return End::Stopped,
-            Phase::Run(s) => Some(s),
-            _ => None,
+            Phase::Run(s) | Phase::Drain(s) => Some(s),
+            Phase::Connecting => None,
         };
         let due = schedule.and_then(|s| {
             let t = s.intended_ns(c.index, c.next_seq);
@@ -377,8 +384,10 @@ async fn run_connection(
         // A server that never acknowledges join_room (the original app's) is assumed to have
         // processed it one grace period after it was sent.
         let join_deadline = sess.join_ack.map(|_| sess.join_sent + grace_ns);
-        let churn = match (schedule, cfg.churn) {
-            (Some(s), Some(rate)) => churn_time(rate, cfg.clients as u64, &s, c.index, conn_start),
+        let churn = match (phase, cfg.churn) {
+            (Phase::Run(s), Some(rate)) => {
+                churn_time(rate, cfg.clients as u64, &s, c.index, conn_start)
+            }
             _ => None,
         };
         let check = conn

@@ -291,7 +291,7 @@ impl ClientLog {
         self.windows.push((t_ns, u64::MAX));
     }
 
-    /// Left the room (or lost the connection) at `t_ns`; messages due within `margin_ns` before
+    /// Left the room on purpose (churn) at `t_ns`; messages due within `margin_ns` before
     /// this may or may not have been routed here, so they are not expected.
     pub fn left(&mut self, t_ns: u64, margin_ns: u64) {
         if let Some(w) = self.windows.last_mut()
