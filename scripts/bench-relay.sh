@@ -5,13 +5,15 @@
 # below the limit with no message lost, then measures idle memory per connection.
 #
 # Usage: scripts/bench-relay.sh [--clients 500] [--rooms 50] [--p99 15ms] [--duration 10s]
-#                               [--idle-clients 5000] [--only wschat|node] [--out DIR]
+#                               [--tries 2] [--idle-clients 5000] [--only wschat|node] [--out DIR]
+# A rate passes when one of --tries runs (each against a fresh server) meets the limit: on a shared
+# machine a neighbour's burst can spoil a single run.
 # Needs: a release build (built here), node + `npm ci` in tests/peers, taskset, jq.
 # Output: one JSON report per run in DIR (default target/bench-relay), and a summary table.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-clients=500 rooms=50 p99=15ms duration=10s warmup=3s idle_clients=5000 only="" out=""
+clients=500 rooms=50 p99=15ms duration=10s warmup=3s tries=2 idle_clients=5000 only="" out=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --clients) clients=$2; shift 2 ;;
@@ -19,10 +21,11 @@ while [ $# -gt 0 ]; do
     --p99) p99=$2; shift 2 ;;
     --duration) duration=$2; shift 2 ;;
     --warmup) warmup=$2; shift 2 ;;
+    --tries) tries=$2; shift 2 ;;
     --idle-clients) idle_clients=$2; shift 2 ;;
     --only) only=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
-    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
     *) echo "bench-relay.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -82,14 +85,26 @@ run_at() {
 
 limit_ms=$(jq -n --arg d "$p99" '$d | if endswith("ms") then (.[:-2]|tonumber) elif endswith("s") then (.[:-1]|tonumber*1000) else tonumber end')
 
+passes() { awk -v p="$1" -v l="$limit_ms" -v x="$2" 'BEGIN{exit !(p<=l && x==0)}'; }
+
+# try_rate NAME RATE -> the first passing run's line, else the last run's line
+try_rate() {
+  local name=$1 rate=$2 line p99 lost
+  for ((k = 1; k <= tries; k++)); do
+    line=$(run_at "$name" "$rate"); read -r p99 lost _ <<<"$line"
+    printf '  %-6s rate %7s/s per client: p99 %8.2f ms, lost %s, delivered %s/s\n' "$name" "$rate" "$p99" "$lost" "$(cut -f3 <<<"$line")" >&2
+    passes "$p99" "$lost" && break
+  done
+  echo "$line"
+}
+
 # search NAME -> highest rate (msgs/s per client, 2 decimals) with p99 <= limit and no loss
 search() {
   local name=$1 lo=0 hi="" rate=2 best_line="" line p99 lost
   # Double until the limit is crossed, then bisect five times.
   while :; do
-    line=$(run_at "$name" "$rate"); read -r p99 lost _ <<<"$line"
-    printf '  %-6s rate %7s/s per client: p99 %8.2f ms, lost %s, delivered %s/s\n' "$name" "$rate" "$p99" "$lost" "$(cut -f3 <<<"$line")" >&2
-    if awk -v p="$p99" -v l="$limit_ms" -v x="$lost" 'BEGIN{exit !(p<=l && x==0)}'; then
+    line=$(try_rate "$name" "$rate"); read -r p99 lost _ <<<"$line"
+    if passes "$p99" "$lost"; then
       lo=$rate; best_line=$line
       rate=$(awk -v r="$rate" 'BEGIN{print r*2}')
       awk -v r="$rate" 'BEGIN{exit !(r>4096)}' && break
@@ -100,9 +115,8 @@ search() {
   if [ -n "$hi" ]; then
     for _ in 1 2 3 4 5; do
       rate=$(awk -v a="$lo" -v b="$hi" 'BEGIN{printf "%.2f", (a+b)/2}')
-      line=$(run_at "$name" "$rate"); read -r p99 lost _ <<<"$line"
-      printf '  %-6s rate %7s/s per client: p99 %8.2f ms, lost %s, delivered %s/s\n' "$name" "$rate" "$p99" "$lost" "$(cut -f3 <<<"$line")" >&2
-      if awk -v p="$p99" -v l="$limit_ms" -v x="$lost" 'BEGIN{exit !(p<=l && x==0)}'; then
+      line=$(try_rate "$name" "$rate"); read -r p99 lost _ <<<"$line"
+      if passes "$p99" "$lost"; then
         lo=$rate; best_line=$line
       else
         hi=$rate
