@@ -50,15 +50,20 @@ struct Peer {
 
 impl Peer {
     fn node(script: &str, args: &[&str]) -> Peer {
-        let mut child = Command::new("node")
-            .arg(peers_dir().join(script))
+        let mut cmd = Command::new("node");
+        cmd.arg(peers_dir().join(script))
             .args(args)
-            .current_dir(peers_dir())
+            .current_dir(peers_dir());
+        Peer::spawn(cmd)
+    }
+
+    fn spawn(mut cmd: Command) -> Peer {
+        let mut child = cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
-            .expect("start node");
+            .expect("start peer");
         let stdout = child.stdout.take().unwrap();
         let stdin = child.stdin.take();
         let (tx, rx) = mpsc::channel();
@@ -1136,4 +1141,135 @@ fn interactive_terminal_sends_typed_lines_and_shows_the_room() {
         std::thread::sleep(Duration::from_millis(20));
     };
     assert!(status.success());
+}
+
+// --- against `wschat serve` -----------------------------------------------------------------------
+
+/// `wschat serve` on an ephemeral loopback port.
+fn wschat_serve() -> (Peer, u16) {
+    let mut cmd = Command::new(WSCHAT);
+    cmd.args([
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--json",
+        "--ping-interval",
+        "300ms",
+        "--ping-timeout",
+        "300ms",
+    ]);
+    cmd.env("RUST_LOG", "error");
+    let peer = Peer::spawn(cmd);
+    let line = peer
+        .next_line(Duration::from_secs(10))
+        .expect("wschat serve did not start");
+    let v: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON: {line}: {e}"));
+    assert_eq!(v["event"], "listening", "{v}");
+    let port = v["port"].as_u64().unwrap() as u16;
+    (peer, port)
+}
+
+#[test]
+fn serve_relays_messages_byte_exact_to_a_socketio_client_over_each_transport() {
+    if !have_node() {
+        return;
+    }
+    let (_serve, port) = wschat_serve();
+    let u = url(port);
+    let l = listener(&u, "1");
+    for transport in ["websocket", "polling", "upgrade"] {
+        let msg = format!("Olá mundo! via {transport}");
+        let out = wschat(
+            &[
+                "send",
+                "--url",
+                &u,
+                "--room",
+                "1",
+                "--name",
+                "Celular",
+                "--transport",
+                transport,
+                "--ack",
+                &msg,
+            ],
+            None,
+        );
+        assert!(out.status.success(), "{transport}: {}", text(&out.stderr));
+        assert_eq!(text(&out.stdout), "ack 1: {\"ok\":true}\n", "{transport}");
+        let got = l.events(1, Duration::from_secs(10));
+        assert_eq!(got.len(), 1, "{transport}");
+        assert_eq!(got[0]["event"], "receive_message");
+        assert_chat(&got[0]["args"][0], "1", "Celular", &msg);
+    }
+}
+
+#[test]
+fn serve_relays_between_two_wschat_clients_and_plain_websocket_rooms() {
+    // No node needed: wschat listens, wschat sends, through wschat serve.
+    let (_serve, port) = wschat_serve();
+    let u = url(port);
+    let run = Running::start(&[
+        "send",
+        "--url",
+        &u,
+        "--room",
+        "9",
+        "--wait",
+        "2",
+        "--timeout",
+        "20s",
+        "--json",
+    ]);
+    run.wait_for("joined");
+    let out = wschat(
+        &[
+            "send",
+            "--url",
+            &u,
+            "--room",
+            "9",
+            "--name",
+            "ana",
+            "Olá mundo!",
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // A plain WebSocket client in the same room (`/ws/ROOM?name=NAME`) reaches it too.
+    let ws = format!("ws://127.0.0.1:{port}/ws/9?name=raw");
+    let out = wschat(&["send", "--raw", &ws, "from a plain socket"], None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let (status, lines, stderr) = run.finish();
+    assert!(status.success(), "{stderr}");
+    let got: Vec<Value> = lines
+        .iter()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|v| v["type"] == "received")
+        .collect();
+    assert_eq!(got.len(), 2, "{lines:?}");
+    assert_chat(&got[0]["args"][0], "9", "ana", "Olá mundo!");
+    assert_eq!(got[1]["args"][0]["author"], "raw");
+    assert_eq!(got[1]["args"][0]["message"], "from a plain socket");
+}
+
+#[test]
+fn raw_against_the_relays_echo_endpoint() {
+    let (_serve, port) = wschat_serve();
+    let out = wschat(
+        &[
+            "send",
+            "--raw",
+            &format!("ws://127.0.0.1:{port}/echo"),
+            "Olá",
+            "second",
+            "--wait",
+            "2",
+            "--timeout",
+            "10s",
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "Olá\nsecond\n");
 }
