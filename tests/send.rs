@@ -933,7 +933,8 @@ fn tls_with_a_self_signed_certificate_fails_clearly_and_works_with_insecure() {
     let err = text(&out.stderr);
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(
-        err.contains("TLS handshake with `127.0.0.1` failed"),
+        err.contains("TLS handshake with `127.0.0.1` failed: invalid peer certificate")
+            && err.contains("--insecure accepts any certificate"),
         "{err}"
     );
 

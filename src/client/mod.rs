@@ -21,28 +21,21 @@ pub use url::Endpoint;
 
 /// Everything that can go wrong in the client, each with what a person needs to act on it.
 ///
-/// Cloneable (IO errors are shared) so one failure can be reported to every waiting caller.
+/// Cloneable (IO errors are shared) so one failure can be reported to every waiting caller. The
+/// message of each includes its cause (nothing is chained as a `source`, so an error chain
+/// printed with `: ` separators says everything once).
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ClientError {
     #[error("invalid URL `{url}`: {reason}")]
     Url { url: String, reason: String },
-    #[error("cannot resolve host `{host}`: {source}")]
-    Resolve {
-        host: String,
-        source: Arc<io::Error>,
-    },
-    #[error("cannot connect to {addr}: {source}")]
-    Connect {
-        addr: String,
-        source: Arc<io::Error>,
-    },
+    #[error("cannot resolve host `{host}`: {error}")]
+    Resolve { host: String, error: Arc<io::Error> },
+    #[error("cannot connect to {addr}: {error}")]
+    Connect { addr: String, error: Arc<io::Error> },
     #[error("connecting to {target} timed out after {}", humantime::format_duration(*after))]
     ConnectTimeout { target: String, after: Duration },
-    #[error("TLS handshake with `{host}` failed: {source}")]
-    Tls {
-        host: String,
-        source: Arc<io::Error>,
-    },
+    #[error("TLS handshake with `{host}` failed: {error}")]
+    Tls { host: String, error: Arc<io::Error> },
     #[error("TLS configuration: {0}")]
     TlsConfig(String),
     #[error("the server answered HTTP {status} {reason}{}", if body.is_empty() { String::new() } else { format!(": {body}") })]
@@ -78,7 +71,7 @@ pub enum ClientError {
     #[error("the client is closed")]
     ClientClosed,
     #[error("{0}")]
-    Io(#[source] Arc<io::Error>),
+    Io(Arc<io::Error>),
 }
 
 impl ClientError {
