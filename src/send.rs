@@ -668,11 +668,11 @@ async fn run_socketio(plan: &Plan, out: &mut Output) -> anyhow::Result<Outcome> 
         {
             SessionEnd::Finished(outcome) => {
                 let _ = tokio::time::timeout(CLOSE_GRACE, client.close()).await;
-                out.disconnected("client closed", false);
+                out.disconnected("client closed", false, &state);
                 return Ok(outcome);
             }
             SessionEnd::Lost(err) => {
-                out.disconnected(&err.to_string(), true);
+                out.disconnected(&err.to_string(), true, &state);
                 if plan.reconnect {
                     let delay = backoff(attempt);
                     out.status(&format!(
@@ -696,7 +696,7 @@ async fn run_socketio(plan: &Plan, out: &mut Output) -> anyhow::Result<Outcome> 
     }
 }
 
-/// Counters that survive reconnects.
+/// Counters that survive reconnects (reported in the `disconnect` record).
 #[derive(Debug, Default)]
 struct RunState {
     sent: u64,
@@ -1047,6 +1047,7 @@ async fn run_raw(plan: &Plan, out: &mut Output) -> anyhow::Result<Outcome> {
             && (!plan.receives_after_sending() || (plan.wait.is_some() && wait_met && !plan.listen))
         {
             let _ = tokio::time::timeout(CLOSE_GRACE, ws.close(1000, "")).await;
+            out.disconnected("client closed", false, &state);
             return Ok(Outcome::Done);
         }
         let slot = pacer.next_at();
@@ -1228,9 +1229,18 @@ impl Output {
         }
     }
 
-    fn disconnected(&mut self, reason: &str, lost: bool) {
+    fn disconnected(&mut self, reason: &str, lost: bool, state: &RunState) {
         if self.json {
-            self.record("disconnect", json!({ "reason": reason, "by_server": lost }));
+            self.record(
+                "disconnect",
+                json!({
+                    "reason": reason,
+                    "by_server": lost,
+                    "sent": state.sent,
+                    "received": state.received,
+                    "acked": state.acked,
+                }),
+            );
         }
     }
 

@@ -1274,3 +1274,77 @@ fn raw_against_the_relays_echo_endpoint() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout), "Olá\nsecond\n");
 }
+
+// --- rendered output ----------------------------------------------------------------------------
+
+/// Mask what changes from run to run: timestamps, socket ids, ports, local times.
+fn snapshot(name: &str, text: &str) {
+    insta::with_settings!({
+        snapshot_path => concat!(env!("CARGO_MANIFEST_DIR"), "/snapshots"),
+        prepend_module_to_snapshot => false,
+        filters => vec![
+            (r#""ts":"[^"]+""#, r#""ts":"[TS]""#),
+            (r#""sid":"[^"]+""#, r#""sid":"[SID]""#),
+            (r"127\.0\.0\.1:\d+", "127.0.0.1:[PORT]"),
+            (r#""time":"\d\d:\d\d""#, r#""time":"[HH:MM]""#),
+        ],
+    }, {
+        insta::assert_snapshot!(name, text);
+    });
+}
+
+#[test]
+fn json_lines_of_a_chat_session_with_acks() {
+    if !have_node() {
+        return;
+    }
+    let (_server, port) = chat_server();
+    let out = wschat(
+        &[
+            "send",
+            "--url",
+            &url(port),
+            "--room",
+            "1",
+            "--name",
+            "Celular",
+            "--ack",
+            "--json",
+            "Olá mundo!",
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // `joined` and the message's ack race (both are acks of the server); order them for the snapshot.
+    let mut lines: Vec<String> = text(&out.stdout).lines().map(str::to_string).collect();
+    let joined = lines
+        .iter()
+        .position(|l| l.contains(r#""type":"joined""#))
+        .expect("joined");
+    let j = lines.remove(joined);
+    lines.insert(1, j);
+    snapshot("send_json_chat_with_acks", &(lines.join("\n") + "\n"));
+}
+
+#[test]
+fn json_lines_of_a_raw_session() {
+    // The relay's /echo (no greeting, so the order of the lines is fixed).
+    let (_serve, port) = wschat_serve();
+    let u = format!("ws://127.0.0.1:{port}/echo");
+    let out = wschat(
+        &[
+            "send",
+            "--raw",
+            &u,
+            "--json",
+            "--wait",
+            "1",
+            "--timeout",
+            "10s",
+            "Olá",
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    snapshot("send_json_raw_echo", &text(&out.stdout));
+}
