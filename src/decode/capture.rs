@@ -490,7 +490,9 @@ impl FileReader {
                             _ => Flow::Continue,
                         },
                     };
-                    self.reader.consume(len);
+                    // No shift per record: refill() shifts once per buffer (consume() would
+                    // move the unread half of the buffer every time the position passes the middle).
+                    self.reader.consume_noshift(len);
                     if flow == Flow::Stop {
                         return Ok(number - first_number);
                     }

@@ -25,6 +25,8 @@ pub struct Options {
     pub all: bool,
     /// Stop after this many packets.
     pub count: Option<u64>,
+    /// Collect the full `--stats` counters.
+    pub stats: bool,
 }
 
 /// Everything the renderer may show about the packet an event came from.
@@ -35,6 +37,8 @@ pub struct Ctx<'a> {
     pub net: Option<&'a Dissected<'a>>,
     /// Seconds since the first packet.
     pub rel_time: f64,
+    /// The same in nanoseconds.
+    pub rel_ns: i64,
     pub stream: Option<u64>,
     pub src: Option<Endpoint>,
     pub dst: Option<Endpoint>,
@@ -64,10 +68,13 @@ pub struct Decoder<'r> {
 impl<'r> Decoder<'r> {
     pub fn new(opts: Options, renderer: &'r mut Renderer) -> Self {
         Decoder {
-            opts,
+            opts: opts.clone(),
             table: Table::new(),
             renderer,
-            stats: Stats::default(),
+            stats: Stats {
+                enabled: opts.stats,
+                ..Stats::default()
+            },
             first_ts: None,
             packets_seen: 0,
         }
@@ -90,7 +97,8 @@ impl<'r> Decoder<'r> {
         }
         self.packets_seen += 1;
         let first = *self.first_ts.get_or_insert(pkt.ts);
-        let rel_time = (pkt.ts.nanos_since(first) as f64) / 1e9;
+        let rel_ns = i64::try_from(pkt.ts.nanos_since(first)).unwrap_or(i64::MAX);
+        let rel_time = rel_ns as f64 / 1e9;
         self.stats.packet(pkt.data.len(), pkt.ts);
         let net = match net::dissect(pkt.linktype, pkt.data) {
             Ok(d) => d,
@@ -105,6 +113,7 @@ impl<'r> Decoder<'r> {
                         packet: Some(pkt),
                         net: None,
                         rel_time,
+                        rel_ns,
                         stream: None,
                         src: None,
                         dst: None,
@@ -190,6 +199,7 @@ impl<'r> Decoder<'r> {
             packet: Some(pkt),
             net: Some(&net),
             rel_time,
+            rel_ns,
             stream: Some(conv.index),
             src: Some(seg.src),
             dst: Some(seg.dst),
@@ -295,6 +305,7 @@ impl<'r> Decoder<'r> {
                 packet: None,
                 net: None,
                 rel_time: 0.0,
+                rel_ns: 0,
                 stream: Some(conv.index),
                 src: Some(conv.endpoints[0]),
                 dst: Some(conv.endpoints[1]),

@@ -29,6 +29,8 @@ pub struct StreamLine {
 
 #[derive(Debug, Default)]
 pub struct Stats {
+    /// Count everything (for `--stats`); otherwise only anomalies (for `--strict`) are counted.
+    pub enabled: bool,
     pub packets: u64,
     pub bytes: u64,
     pub first: Option<Timestamp>,
@@ -124,6 +126,17 @@ impl Stats {
 
     /// Count an event that is shown.
     pub fn event(&mut self, _ctx: &Ctx<'_>, ev: &Event<'_>) {
+        if !self.enabled {
+            match ev {
+                Event::Ws(f) => self.anomalies(&f.anomalies),
+                Event::Http(m, _) => self.anomalies(&m.anomalies),
+                Event::Gap { .. } => self.anomaly("tcp_gap"),
+                Event::Truncated { .. } => self.anomaly("truncated"),
+                Event::Note { anomaly } => self.anomalies(std::slice::from_ref(anomaly)),
+                Event::Tcp(_) | Event::Data { .. } => {}
+            }
+            return;
+        }
         match ev {
             Event::Ws(f) => {
                 self.ws_frames += 1;
@@ -181,6 +194,9 @@ impl Stats {
 
     /// Record a conversation's totals (when it is forgotten or at the end).
     pub fn stream_summary(&mut self, c: &Conversation, app: &AppState) {
+        if !self.enabled {
+            return;
+        }
         if self.stream_lines.len() >= MAX_STREAM_LINES {
             self.streams_omitted += 1;
             return;
