@@ -1,11 +1,203 @@
 //! The relay (`wschat serve`): HTTP routes, transports, rooms and the broadcast adapter.
+//!
+//! The server is a library with pluggable applications: [`server::ServerBuilder`] mounts Engine.IO
+//! endpoints ([`engine::EngineEndpoint`]) at paths; an endpoint runs either a raw Engine.IO
+//! application ([`engine::EngineApp`], e.g. the echo server the Engine.IO test-suite expects) or the
+//! Socket.IO layer ([`socketio::SocketIoServer`]) with a [`socketio::SioApp`] on top (the chat of the
+//! original app, [`chat::ChatApp`], or the Socket.IO test-suite fixture in `examples/`). Rooms live
+//! behind the [`adapter::Adapter`] trait. Every byte on the wire goes through the shared core:
+//! `crate::wire` for frames and handshakes, `crate::proto` for Engine.IO / Socket.IO packets.
+//!
+//! Layout: [`server`] (listener, dispatch, shutdown), [`http`] (routing, CORS, page, health,
+//! metrics), [`wsconn`] (the WebSocket connection driver), [`engine`] (Engine.IO sessions over
+//! polling and WebSocket), [`socketio`] (namespaces, sockets, acks, attachments), [`chat`] (the chat
+//! application), [`plainws`] (`/ws/ROOM` and `/echo`), [`outbox`] (bounded per-client queues),
+//! [`adapter`] (rooms), [`metrics`], [`static_files`], [`assets`].
 
+pub mod adapter;
+pub mod assets;
+pub mod chat;
+pub mod engine;
+pub mod http;
+pub mod metrics;
+pub mod outbox;
+pub mod plainws;
+pub mod server;
+pub mod socketio;
+pub mod static_files;
+pub mod wsconn;
+
+use std::net::{IpAddr, SocketAddr};
 use std::process::ExitCode;
+use std::sync::Arc;
 
-/// Run the command. (Placeholder until the serve issue lands; replaced by the real implementation.)
-pub fn run(
-    _args: &crate::cli::ServeArgs,
-    _global: &crate::cli::Global,
-) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`wschat serve` is not built yet")
+use anyhow::Context as _;
+
+use crate::cli::{Global, ServeArgs};
+
+/// One line on stdout; a closed stdout (its reader went away) must not stop the relay.
+macro_rules! sayln {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, $($t)*);
+        let _ = out.flush();
+    }};
+}
+use server::{ServerBuilder, ServerConfig};
+
+/// The server configuration a `wschat serve` command line asks for.
+pub fn config_from_args(args: &ServeArgs) -> anyhow::Result<ServerConfig> {
+    if args.max_payload == 0 {
+        anyhow::bail!("--max-payload must be at least 1 byte");
+    }
+    if args.queue == 0 {
+        anyhow::bail!("--queue must be at least 1 packet");
+    }
+    if args.ping_interval.is_zero() || args.ping_timeout.is_zero() {
+        anyhow::bail!("--ping-interval and --ping-timeout must be greater than zero");
+    }
+    Ok(ServerConfig {
+        ping_interval: args.ping_interval,
+        ping_timeout: args.ping_timeout,
+        max_payload: args.max_payload,
+        connect_timeout: args.connect_timeout,
+        queue_packets: args.queue,
+        queue_bytes: args.queue_bytes.max(args.max_payload.saturating_mul(2)),
+        max_connections: args.max_connections,
+        static_dir: args.static_dir.clone(),
+        ..ServerConfig::default()
+    })
+}
+
+/// Run the command: bind, print where to connect, relay until SIGINT/SIGTERM, shut down gracefully.
+pub fn run(args: &ServeArgs, _global: &Global) -> anyhow::Result<ExitCode> {
+    let config = config_from_args(args)?;
+    let runtime = match args.threads {
+        Some(0) => anyhow::bail!("--threads must be at least 1"),
+        // One core: a current-thread runtime, no cross-thread wake-ups.
+        Some(1) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
+        Some(n) => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(n)
+            .enable_all()
+            .build(),
+        None => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build(),
+    }
+    .context("while starting the async runtime")?;
+    let json = args.json;
+    let listen = args.listen;
+    runtime.block_on(async move {
+        let builder = chat_server(ServerBuilder::new(config));
+        let server = builder
+            .bind(listen)
+            .with_context(|| format!("while listening on {listen}"))?;
+        let addr = server
+            .local_addr()
+            .context("while reading the bound address")?;
+        announce(addr, json);
+        let left = server.run(shutdown_signal()).await;
+        if json {
+            sayln!(
+                "{}",
+                serde_json::json!({"event": "stopped", "dropped_connections": left})
+            );
+        } else {
+            sayln!("wschat: stopped");
+        }
+        anyhow::Ok(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Mount the chat relay: Socket.IO at `/socket.io/` running [`chat::ChatApp`], and its `/`
+/// namespace rooms shared with plain WebSocket clients at `/ws/ROOM`.
+pub fn chat_server(builder: ServerBuilder) -> ServerBuilder {
+    let metrics = builder.metrics();
+    let app = Arc::new(chat::ChatApp::new(metrics.clone()));
+    let sio = socketio::SocketIoServer::new(app, metrics, builder.config().connect_timeout);
+    let rooms = sio.namespace("/").map(|ns| ns.adapter.clone());
+    let builder = builder.mount("/socket.io/", engine::EngineEndpoint::new(Arc::new(sio)));
+    match rooms {
+        Some(rooms) => builder.plain_rooms(rooms),
+        None => builder,
+    }
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => tracing::info!("SIGINT received"),
+        _ = term => tracing::info!("SIGTERM received"),
+    }
+}
+
+/// The URLs people can open: the bound address, or every interface address for a wildcard bind.
+pub fn urls(addr: SocketAddr) -> Vec<(String, String)> {
+    let port = addr.port();
+    let fmt = |ip: IpAddr| match ip {
+        IpAddr::V4(v4) => format!("http://{v4}:{port}/"),
+        IpAddr::V6(v6) => format!("http://[{v6}]:{port}/"),
+    };
+    if !addr.ip().is_unspecified() {
+        return vec![(fmt(addr.ip()), String::new())];
+    }
+    let mut out = Vec::new();
+    if let Ok(ifaces) = if_addrs::get_if_addrs() {
+        let mut ifaces: Vec<_> = ifaces
+            .into_iter()
+            .filter(|i| addr.is_ipv6() || i.ip().is_ipv4())
+            // Link-local v6 addresses need a zone id in URLs; browsers rarely accept them.
+            .filter(|i| !matches!(i.ip(), IpAddr::V6(v6) if v6.is_unicast_link_local()))
+            .collect();
+        ifaces.sort_by_key(|i| (!i.is_loopback(), i.ip().is_ipv6(), i.name.clone()));
+        for i in ifaces {
+            out.push((fmt(i.ip()), i.name.clone()));
+        }
+    }
+    if out.is_empty() {
+        out.push((fmt(addr.ip()), String::new()));
+    }
+    out
+}
+
+fn announce(addr: SocketAddr, json: bool) {
+    let urls = urls(addr);
+    if json {
+        let list: Vec<_> = urls
+            .iter()
+            .map(|(u, i)| serde_json::json!({"url": u, "interface": i}))
+            .collect();
+        sayln!(
+            "{}",
+            serde_json::json!({"event": "listening", "addr": addr.to_string(), "port": addr.port(), "urls": list})
+        );
+        return;
+    }
+    sayln!(
+        "wschat relay listening on http://{addr}/ (Socket.IO at /socket.io/, plain WebSocket at /ws/ROOM)"
+    );
+    if addr.ip().is_unspecified() {
+        sayln!("open the chat from this machine or the LAN:");
+        for (url, iface) in &urls {
+            sayln!("  {url:<32} {iface}");
+        }
+    }
 }

@@ -1,0 +1,349 @@
+//! The WebSocket connection driver: one task per connection reads frames with the shared strict
+//! reader (`wire::ws::Reader`), hands complete messages to a [`WsHandler`], and writes everything
+//! queued in the connection's [`Outbox`] in one write per wake-up (batching). Control frames (pong,
+//! close) are answered here. No per-connection buffers are kept while idle: the read buffer is
+//! grown on demand and released once drained, the write buffer is released after large bursts.
+
+use std::collections::VecDeque;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+use hyper_util::rt::TokioIo;
+use std::time::Instant;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
+
+use super::metrics::Metrics;
+use super::outbox::{CloseReason, Outbox};
+use crate::wire::ws::{self, Message, Opcode, Reader, Role};
+
+/// The byte stream a WebSocket runs on: a raw TCP stream (handshake read by us) or one upgraded by
+/// hyper (handshake on a keep-alive HTTP connection).
+pub enum WsIo {
+    /// A raw TCP stream and the bytes that followed the request head.
+    Tcp(TcpStream, BytesMut),
+    Upgraded(TokioIo<hyper::upgrade::Upgraded>),
+}
+
+impl AsyncRead for WsIo {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            WsIo::Tcp(s, _) => Pin::new(s).poll_read(cx, buf),
+            WsIo::Upgraded(s) => Pin::new(s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for WsIo {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            WsIo::Tcp(s, _) => Pin::new(s).poll_write(cx, buf),
+            WsIo::Upgraded(s) => Pin::new(s).poll_write(cx, buf),
+        }
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            WsIo::Tcp(s, _) => Pin::new(s).poll_flush(cx),
+            WsIo::Upgraded(s) => Pin::new(s).poll_flush(cx),
+        }
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            WsIo::Tcp(s, _) => Pin::new(s).poll_shutdown(cx),
+            WsIo::Upgraded(s) => Pin::new(s).poll_shutdown(cx),
+        }
+    }
+}
+
+/// What a WebSocket endpoint does with the messages of one connection.
+pub trait WsHandler {
+    /// A complete Text or Binary message. `Err` closes the connection with that reason.
+    fn on_message(&mut self, msg: Message) -> Result<(), CloseReason>;
+    /// When [`WsHandler::on_deadline`] should next run (heartbeat, timeouts); `None` = never.
+    fn next_deadline(&self) -> Option<Instant> {
+        None
+    }
+    /// The deadline passed. `Err` closes the connection with that reason.
+    fn on_deadline(&mut self, _now: Instant) -> Result<(), CloseReason> {
+        Ok(())
+    }
+}
+
+/// Encode one unmasked server frame into shareable bytes (one allocation, exact size).
+pub fn server_frame(opcode: Opcode, payload: &[u8]) -> Bytes {
+    let mut out =
+        Vec::with_capacity(ws::header_len_for(payload.len() as u64, false) + payload.len());
+    ws::encode_frame(&mut out, true, opcode, None, payload);
+    Bytes::from(out)
+}
+
+/// A server text frame.
+pub fn text_frame(payload: &[u8]) -> Bytes {
+    server_frame(Opcode::Text, payload)
+}
+
+/// A server binary frame.
+pub fn binary_frame(payload: &[u8]) -> Bytes {
+    server_frame(Opcode::Binary, payload)
+}
+
+/// The payload of a complete server frame built by this module (`None` if it is not one).
+pub fn frame_payload(frame: &Bytes) -> Option<(Opcode, Bytes)> {
+    match ws::Frame::parse(frame) {
+        Ok(Some((f, len))) if len == frame.len() && !f.header.is_masked() => {
+            let start = f.header.header_len;
+            Some((f.header.opcode, frame.slice(start..)))
+        }
+        _ => None,
+    }
+}
+
+enum Event {
+    Read,
+    Eof,
+    Io(io::Error),
+    Deadline,
+    Closed(CloseReason),
+}
+
+/// Largest read per wake-up (on the stack, copied into the lazily grown read buffer).
+const READ_CHUNK: usize = 16 * 1024;
+
+/// Drives one WebSocket connection until it closes; returns why it closed. The outbox is closed on
+/// return (so producers stop queueing).
+pub async fn drive<H: WsHandler>(
+    mut io: WsIo,
+    handler: &mut H,
+    outbox: &Arc<Outbox>,
+    max_message: usize,
+    metrics: &Metrics,
+) -> CloseReason {
+    let mut reader = Reader::new(Role::Server, max_message);
+    let mut rbuf = match &mut io {
+        WsIo::Tcp(_, leftover) if !leftover.is_empty() => std::mem::take(leftover),
+        _ => BytesMut::new(),
+    };
+    let mut wbuf = BytesMut::new();
+    let mut wcur = Bytes::new();
+    let mut local: VecDeque<Bytes> = VecDeque::new();
+    let mut batch: VecDeque<Bytes> = VecDeque::new();
+    let far = || Instant::now() + Duration::from_secs(86_400);
+    let tk = tokio::time::Instant::from_std;
+    let sleep = tokio::time::sleep_until(tk(handler.next_deadline().unwrap_or_else(far)));
+    tokio::pin!(sleep);
+    let mut pending_read = !rbuf.is_empty();
+
+    let reason = 'conn: loop {
+        if pending_read {
+            pending_read = false;
+            // Decode every complete message in the buffer.
+            loop {
+                match reader.decode(&mut rbuf) {
+                    Ok(Some(Message::Text(t))) => {
+                        if let Err(r) = handler.on_message(Message::Text(t)) {
+                            outbox.close(r);
+                            break;
+                        }
+                    }
+                    Ok(Some(Message::Binary(b))) => {
+                        if let Err(r) = handler.on_message(Message::Binary(b)) {
+                            outbox.close(r);
+                            break;
+                        }
+                    }
+                    Ok(Some(Message::Ping(p))) => local.push_back(server_frame(Opcode::Pong, &p)),
+                    Ok(Some(Message::Pong(_))) => {}
+                    Ok(Some(Message::Close(c))) => {
+                        // RFC 6455 section 5.5.1: answer with a Close echoing the status code.
+                        let code = c.as_ref().map(|(code, _)| *code);
+                        Box::pin(flush_and_close(&mut io, &mut wcur, &mut local, code, "")).await;
+                        break 'conn CloseReason::ClientClose;
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        metrics
+                            .protocol_errors
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let reason = if e.close_code() == 1009 {
+                            CloseReason::TooLarge
+                        } else {
+                            CloseReason::ProtocolError(e.to_string())
+                        };
+                        // Nothing more is read: fail the connection (RFC 6455 section 7.1.7).
+                        Box::pin(flush_and_close(
+                            &mut io,
+                            &mut wcur,
+                            &mut local,
+                            Some(e.close_code()),
+                            &e.to_string(),
+                        ))
+                        .await;
+                        outbox.close(reason.clone());
+                        break 'conn reason;
+                    }
+                }
+            }
+            if rbuf.is_empty() && rbuf.capacity() > 0 {
+                rbuf = BytesMut::new();
+            }
+        }
+        if let Some(d) = handler.next_deadline().map(tk)
+            && d != sleep.deadline()
+        {
+            sleep.as_mut().reset(d);
+        }
+
+        let ev = std::future::poll_fn(|cx| {
+            // 1. Writes first: finish the current buffer, then take the next batch.
+            loop {
+                if !wcur.is_empty() {
+                    match Pin::new(&mut io).poll_write(cx, &wcur) {
+                        Poll::Ready(Ok(0)) => {
+                            return Poll::Ready(Event::Io(io::ErrorKind::WriteZero.into()));
+                        }
+                        Poll::Ready(Ok(n)) => {
+                            wcur.advance(n);
+                            if wcur.is_empty() {
+                                // Let go of the written buffer (it may be shared or large).
+                                wcur = Bytes::new();
+                            }
+                            metrics
+                                .bytes_out
+                                .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+                            continue;
+                        }
+                        Poll::Ready(Err(e)) => return Poll::Ready(Event::Io(e)),
+                        Poll::Pending => break,
+                    }
+                }
+                // The buffer is written; build the next one from control frames and the outbox.
+                let closed = match outbox.poll_ready(cx) {
+                    Poll::Ready(()) => outbox.take(&mut batch),
+                    Poll::Pending => None,
+                };
+                if local.is_empty() && batch.is_empty() {
+                    // Idle: keep no buffers (an idle connection costs only its state).
+                    if wbuf.capacity() > 0 {
+                        wbuf = BytesMut::new();
+                    }
+                    if batch.capacity() > 0 {
+                        batch = VecDeque::new();
+                        outbox.shrink_if_empty();
+                    }
+                    if let Some(reason) = closed {
+                        return Poll::Ready(Event::Closed(reason));
+                    }
+                    break;
+                }
+                if local.len() + batch.len() == 1 {
+                    // One frame: write the shared bytes themselves, no copy.
+                    wcur = local
+                        .pop_front()
+                        .or_else(|| batch.pop_front())
+                        .unwrap_or_default();
+                } else {
+                    let total: usize = local.iter().chain(batch.iter()).map(Bytes::len).sum();
+                    wbuf.reserve(total);
+                    for f in local.drain(..).chain(batch.drain(..)) {
+                        wbuf.extend_from_slice(&f);
+                    }
+                    wcur = wbuf.split().freeze();
+                }
+                if let Some(reason) = closed {
+                    // Flush what was queued before the close, then report it.
+                    outbox.close(reason);
+                }
+            }
+            // 2. Reads.
+            let mut chunk = [0u8; READ_CHUNK];
+            let mut rb = ReadBuf::new(&mut chunk);
+            match Pin::new(&mut io).poll_read(cx, &mut rb) {
+                Poll::Ready(Ok(())) => {
+                    let got = rb.filled();
+                    if got.is_empty() {
+                        return Poll::Ready(Event::Eof);
+                    }
+                    metrics
+                        .bytes_in
+                        .fetch_add(got.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                    rbuf.extend_from_slice(got);
+                    return Poll::Ready(Event::Read);
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Event::Io(e)),
+                Poll::Pending => {}
+            }
+            // 3. Timers.
+            if sleep.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Event::Deadline);
+            }
+            Poll::Pending
+        })
+        .await;
+
+        match ev {
+            Event::Read => pending_read = true,
+            Event::Eof => break CloseReason::TransportClose,
+            Event::Io(e) => break CloseReason::TransportError(e.to_string()),
+            Event::Deadline => {
+                if let Err(r) = handler.on_deadline(Instant::now()) {
+                    outbox.close(r);
+                }
+                if handler.next_deadline().is_none() {
+                    sleep.as_mut().reset(tk(far()));
+                }
+            }
+            Event::Closed(reason) => {
+                let code = reason.ws_close_code();
+                let text = reason.to_string();
+                Box::pin(flush_and_close(
+                    &mut io,
+                    &mut wcur,
+                    &mut local,
+                    Some(code),
+                    &text,
+                ))
+                .await;
+                break reason;
+            }
+        }
+    };
+    outbox.close(reason.clone());
+    reason
+}
+
+/// Write what is pending, a Close frame, and shut the write side down (bounded in time: a peer that
+/// does not read cannot hold the task).
+async fn flush_and_close(
+    io: &mut WsIo,
+    wcur: &mut Bytes,
+    local: &mut VecDeque<Bytes>,
+    code: Option<u16>,
+    reason: &str,
+) {
+    let mut out = Vec::with_capacity(wcur.len() + 64);
+    out.extend_from_slice(wcur);
+    for f in local.drain(..) {
+        out.extend_from_slice(&f);
+    }
+    *wcur = Bytes::new();
+    // Codes 1005/1006/1015 must never be sent (RFC 6455 section 7.4.1).
+    let code = code.filter(|c| ws::is_valid_close_code(*c)).or(Some(1000));
+    ws::encode_close(&mut out, None, code, reason);
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        io.write_all(&out).await?;
+        io.shutdown().await
+    })
+    .await;
+}

@@ -1,0 +1,187 @@
+// Drives the built-in chat page in headless Chromium over the DevTools protocol (with `ws`), for
+// tests/serve.rs. Usage:
+//   node serve-browser.js --url http://127.0.0.1:PORT/ --name Ana --room 7 --send "Olá mundo!"
+//                         --expect "text from the peer" [--screenshot out.png] [--chromium PATH]
+// Prints JSON lines: {"ev":"joined"}, {"ev":"sent","acked":true}, {"ev":"received",...},
+// {"ev":"screenshot","path":...}, then exits 0; on failure {"ev":"fail","error":...} and exit 1.
+// Between "joined" and sending, it waits for a line "go" on stdin (the test's peer is ready).
+const { spawn } = require("child_process");
+const fs = require("fs");
+const os = require("os");
+const path = require("path");
+const readline = require("readline");
+const WebSocket = require("ws");
+
+const argv = process.argv.slice(2);
+const opt = (name, dflt) => {
+  const i = argv.indexOf(name);
+  return i >= 0 && i + 1 < argv.length ? argv[i + 1] : dflt;
+};
+const url = opt("--url", "http://127.0.0.1:3001/");
+const name = opt("--name", "Ana");
+const room = opt("--room", "7");
+const sendText = opt("--send", "Olá mundo!");
+const expectText = opt("--expect", null);
+const shot = opt("--screenshot", null);
+const chromiumPath = opt("--chromium", "/usr/bin/chromium");
+const out = (o) => process.stdout.write(JSON.stringify(o) + "\n");
+
+const profile = fs.mkdtempSync(path.join(os.tmpdir(), "wschat-chromium-"));
+const chrome = spawn(
+  chromiumPath,
+  [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+    "--remote-debugging-port=0",
+    "--remote-debugging-address=127.0.0.1",
+    `--user-data-dir=${profile}`,
+    "about:blank",
+  ],
+  { stdio: ["ignore", "ignore", "pipe"] },
+);
+
+function cleanup(code) {
+  try {
+    chrome.kill("SIGKILL");
+  } catch (_) {}
+  setTimeout(() => {
+    try {
+      fs.rmSync(profile, { recursive: true, force: true });
+    } catch (_) {}
+    process.exit(code);
+  }, 100);
+}
+function fail(error) {
+  out({ ev: "fail", error: String(error && error.stack ? error.stack : error) });
+  cleanup(1);
+}
+setTimeout(() => fail("timeout: the browser scenario took more than 40 s"), 40000);
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+function devtoolsUrl() {
+  return new Promise((resolve, reject) => {
+    let buf = "";
+    chrome.stderr.on("data", (d) => {
+      buf += d.toString();
+      const m = buf.match(/DevTools listening on (ws:\/\/\S+)/);
+      if (m) resolve(m[1]);
+    });
+    chrome.on("exit", (code) => reject(new Error("chromium exited with " + code + ": " + buf.slice(-2000))));
+  });
+}
+
+async function main() {
+  const browserWs = await devtoolsUrl();
+  const ws = new WebSocket(browserWs, { perMessageDeflate: false });
+  await new Promise((r, j) => {
+    ws.once("open", r);
+    ws.once("error", j);
+  });
+  let next = 1;
+  const pending = new Map();
+  ws.on("message", (data) => {
+    const msg = JSON.parse(data.toString());
+    if (msg.id && pending.has(msg.id)) {
+      const { resolve, reject } = pending.get(msg.id);
+      pending.delete(msg.id);
+      if (msg.error) reject(new Error(JSON.stringify(msg.error)));
+      else resolve(msg.result);
+    }
+  });
+  const send = (method, params = {}, sessionId) =>
+    new Promise((resolve, reject) => {
+      const id = next++;
+      pending.set(id, { resolve, reject });
+      ws.send(JSON.stringify({ id, method, params, sessionId }));
+    });
+
+  const { targetId } = await send("Target.createTarget", { url: "about:blank" });
+  const { sessionId } = await send("Target.attachToTarget", { targetId, flatten: true });
+  const page = (method, params) => send(method, params, sessionId);
+  const evaluate = async (expression) => {
+    const r = await page("Runtime.evaluate", { expression, awaitPromise: true, returnByValue: true });
+    if (r.exceptionDetails) throw new Error("page error: " + JSON.stringify(r.exceptionDetails));
+    return r.result.value;
+  };
+  const waitFor = async (expression, what, ms = 10000) => {
+    const end = Date.now() + ms;
+    while (Date.now() < end) {
+      if (await evaluate(expression)) return;
+      await sleep(50);
+    }
+    throw new Error("timed out waiting for " + what);
+  };
+
+  await page("Emulation.setDeviceMetricsOverride", { width: 480, height: 720, deviceScaleFactor: 1, mobile: false });
+  await page("Page.enable");
+  await page("Runtime.enable");
+  await page("Page.navigate", { url });
+  await waitFor("document.readyState === 'complete' && !!document.getElementById('join-form')", "the page");
+  const title = await evaluate("document.querySelector('.subtitle').textContent");
+  await evaluate(`(() => {
+    document.getElementById('name').value = ${JSON.stringify(name)};
+    document.getElementById('room').value = ${JSON.stringify(room)};
+    document.getElementById('join').click();
+    return true;
+  })()`);
+  await waitFor("document.getElementById('live-dot').classList.contains('on')", "the Socket.IO connection");
+  await waitFor("[...document.querySelectorAll('.notice')].some(n => n.textContent.includes('joined'))", "the join ack");
+  out({ ev: "joined", subtitle: title });
+
+  // Wait for the test's go-ahead (its socket.io-client peer is in the room).
+  await new Promise((resolve) => {
+    const rl = readline.createInterface({ input: process.stdin });
+    rl.on("line", (l) => {
+      if (l.trim() === "go") {
+        rl.close();
+        resolve();
+      }
+    });
+  });
+
+  await evaluate(`(() => {
+    const input = document.getElementById('message');
+    input.value = ${JSON.stringify(sendText)};
+    document.getElementById('send').click();
+    return true;
+  })()`);
+  await waitFor("!!document.querySelector('.message.you .tick')", "the send_message ack");
+  const mine = await evaluate(`(() => {
+    const b = document.querySelector('.message.you');
+    return { text: b.querySelector('.message-content').textContent, author: b.querySelector('.author').textContent,
+             time: b.querySelector('.time').textContent };
+  })()`);
+  out({ ev: "sent", acked: true, bubble: mine });
+
+  if (expectText) {
+    await waitFor(
+      `[...document.querySelectorAll('.message.other .message-content')].some(e => e.textContent === ${JSON.stringify(expectText)})`,
+      "the peer's message",
+    );
+    const theirs = await evaluate(`(() => {
+      const b = [...document.querySelectorAll('.message.other')].pop();
+      const r = b.querySelector('.message-content').getBoundingClientRect();
+      const m = document.querySelector('.message.you .message-content').getBoundingClientRect();
+      return { text: b.querySelector('.message-content').textContent, author: b.querySelector('.author').textContent,
+               time: b.querySelector('.time').textContent, mineRightOfTheirs: m.left > r.right };
+    })()`);
+    out({ ev: "received", bubble: theirs });
+  }
+  if (shot) {
+    const { data } = await page("Page.captureScreenshot", { format: "png" });
+    fs.writeFileSync(shot, Buffer.from(data, "base64"));
+    out({ ev: "screenshot", path: shot });
+  }
+  ws.close();
+  cleanup(0);
+}
+
+main().catch(fail);

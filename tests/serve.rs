@@ -1,0 +1,982 @@
+//! End-to-end tests of `wschat serve`: the binary against unmodified socket.io-client v4 peers
+//! (node, tests/peers/serve-client.js), plain WebSocket clients, raw HTTP, headless Chromium, and
+//! signals. Tests that need node or chromium skip with a notice when they are missing, and fail
+//! instead when `CI` is set.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::{self, Message, protocol::frame::coding::CloseCode};
+
+const STEP: Duration = Duration::from_secs(10);
+
+fn peers_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers")
+}
+
+/// Whether an external peer is usable; without it the test skips (or fails under CI).
+fn peer_available(what: &str, ok: bool) -> bool {
+    if ok {
+        return true;
+    }
+    if std::env::var_os("CI").is_some() {
+        panic!("{what} is required under CI but missing");
+    }
+    eprintln!("skipping: {what} is not available (run `npm ci` in tests/peers)");
+    false
+}
+
+fn node_ok() -> bool {
+    let has_node = Command::new("node")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    peer_available(
+        "node with tests/peers/node_modules",
+        has_node && peers_dir().join("node_modules/socket.io-client").is_dir(),
+    )
+}
+
+/// A running `wschat serve` on an ephemeral loopback port; killed on drop.
+struct Relay {
+    child: Child,
+    port: u16,
+}
+
+impl Relay {
+    fn start(extra: &[&str]) -> Relay {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_wschat"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--json"])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .env("RUST_LOG", "wschat=info")
+            .spawn()
+            .expect("start wschat serve");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read the listening line");
+        let v: Value = serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("bad listening line {line:?}: {e}"));
+        assert_eq!(v["event"], "listening");
+        let port = v["port"].as_u64().expect("port") as u16;
+        Relay { child, port }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One socket.io-client peer driven over stdin/stdout JSON lines.
+struct Peer {
+    name: &'static str,
+    child: Child,
+    stdin: ChildStdin,
+    rx: Receiver<Value>,
+    backlog: Vec<Value>,
+}
+
+impl Peer {
+    fn start(name: &'static str, relay: &Relay, transport: &str, extra: &[&str]) -> Peer {
+        let mut child = Command::new("node")
+            .arg(peers_dir().join("serve-client.js"))
+            .args(["--url", &relay.url(), "--transport", transport])
+            .args(extra)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start node serve-client.js");
+        let stdin = child.stdin.take().expect("stdin");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                match serde_json::from_str::<Value>(&line) {
+                    Ok(v) => {
+                        if tx.send(v).is_err() {
+                            break;
+                        }
+                    }
+                    Err(_) => eprintln!("peer: {line}"),
+                }
+            }
+        });
+        let mut p = Peer {
+            name,
+            child,
+            stdin,
+            rx,
+            backlog: Vec::new(),
+        };
+        p.expect("ready", |v| v["ev"] == "ready");
+        p
+    }
+
+    fn cmd(&mut self, v: Value) {
+        writeln!(self.stdin, "{v}").expect("write to peer");
+        self.stdin.flush().expect("flush");
+    }
+
+    fn emit(&mut self, event: &str, args: Value, ack: Option<&str>) {
+        let mut c = json!({"op": "emit", "event": event, "args": args});
+        if let Some(tag) = ack {
+            c["ack"] = json!(true);
+            c["tag"] = json!(tag);
+        }
+        self.cmd(c);
+    }
+
+    /// The next event matching `pred` (others stay in the backlog), or a panic after STEP.
+    fn expect(&mut self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        if let Some(i) = self.backlog.iter().position(&pred) {
+            return self.backlog.remove(i);
+        }
+        let deadline = Instant::now() + STEP;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok(v) if pred(&v) => return v,
+                Ok(v) => self.backlog.push(v),
+                Err(RecvTimeoutError::Timeout) => {
+                    panic!(
+                        "{}: timed out waiting for {what}; got {:?}",
+                        self.name, self.backlog
+                    )
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    panic!(
+                        "{}: exited while waiting for {what}; got {:?}",
+                        self.name, self.backlog
+                    )
+                }
+            }
+        }
+    }
+
+    fn ack(&mut self, tag: &str) -> Value {
+        let v = self.expect(&format!("ack {tag}"), |v| {
+            v["ev"] == "ack" && v["tag"] == tag
+        });
+        v["args"][0].clone()
+    }
+
+    fn event(&mut self, name: &str) -> Value {
+        let v = self.expect(&format!("event {name}"), |v| {
+            v["ev"] == "event" && v["name"] == name
+        });
+        v["args"].clone()
+    }
+
+    /// Assert that nothing matching `pred` arrives within `wait`.
+    fn expect_none(&mut self, what: &str, wait: Duration, pred: impl Fn(&Value) -> bool) {
+        let deadline = Instant::now() + wait;
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.rx.recv_timeout(left) {
+                Ok(v) => {
+                    assert!(!pred(&v), "{}: unexpected {what}: {v}", self.name);
+                    self.backlog.push(v);
+                }
+                Err(_) => break,
+            }
+        }
+        assert!(
+            !self.backlog.iter().any(&pred),
+            "{}: unexpected {what}",
+            self.name
+        );
+    }
+
+    fn connected(&mut self) -> Value {
+        self.expect("connect", |v| v["ev"] == "connect")
+    }
+
+    fn join(&mut self, room: Value) {
+        let tag = format!("join-{room}");
+        self.emit("join_room", json!([room.clone()]), Some(&tag));
+        assert_eq!(self.ack(&tag), json!({"ok": true, "room": room}));
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn msg(room: &str, author: &str, text: &str) -> Value {
+    json!({"room": room, "author": author, "message": text, "time": "10:42"})
+}
+
+#[test]
+fn chat_reaches_the_other_members_of_the_room_over_websocket_and_polling_upgrade() {
+    if !node_ok() {
+        return;
+    }
+    let relay = Relay::start(&[]);
+    // The original React app forced WebSocket; socket.io-client's default polls then upgrades.
+    let mut ana = Peer::start("ana", &relay, "default", &[]);
+    let mut bia = Peer::start("bia", &relay, "websocket", &[]);
+    let mut outsider = Peer::start("outsider", &relay, "websocket", &[]);
+    let open = ana.expect("open", |v| v["ev"] == "open");
+    assert_eq!(open["transport"], "polling");
+    ana.connected();
+    assert_eq!(bia.connected()["transport"], "websocket");
+    outsider.connected();
+    ana.expect("upgrade", |v| {
+        v["ev"] == "upgrade" && v["transport"] == "websocket"
+    });
+    ana.join(json!("1"));
+    bia.join(json!("1"));
+    outsider.join(json!("2"));
+
+    let hello = msg("1", "Ana", "Olá mundo!");
+    ana.emit("send_message", json!([hello.clone()]), Some("s1"));
+    assert_eq!(ana.ack("s1"), json!({"ok": true}));
+    assert_eq!(bia.event("receive_message"), json!([hello]));
+
+    // Without an ack, the other way round.
+    let reply = msg("1", "Bia", "Oi, tudo bem?");
+    bia.emit("send_message", json!([reply.clone()]), None);
+    assert_eq!(ana.event("receive_message"), json!([reply]));
+
+    // Never back to the sender, never to another room.
+    let none = Duration::from_millis(300);
+    ana.expect_none("own message", none, |v| {
+        v["ev"] == "event" && v["args"][0]["author"] == "Ana"
+    });
+    bia.expect_none("own message", none, |v| {
+        v["ev"] == "event" && v["args"][0]["author"] == "Bia"
+    });
+    outsider.expect_none("message of room 1", none, |v| v["ev"] == "event");
+}
+
+#[test]
+fn sending_to_a_room_not_joined_is_refused_with_an_ack_or_an_error_event() {
+    if !node_ok() {
+        return;
+    }
+    let relay = Relay::start(&[]);
+    let mut a = Peer::start("a", &relay, "websocket", &[]);
+    let mut b = Peer::start("b", &relay, "websocket", &[]);
+    a.connected();
+    b.connected();
+    b.join(json!(7));
+    a.emit("send_message", json!([msg("7", "A", "sneaky")]), Some("s"));
+    assert_eq!(
+        a.ack("s"),
+        json!({"ok": false, "error": "not a member of room 7"})
+    );
+    a.emit("send_message", json!([msg("7", "A", "sneaky again")]), None);
+    assert_eq!(
+        a.event("error"),
+        json!([{"event": "send_message", "error": "not a member of room 7"}])
+    );
+    a.emit("send_message", json!(["not an object"]), Some("bad"));
+    assert_eq!(a.ack("bad")["ok"], false);
+    a.emit("leave_room", json!(["7"]), Some("l"));
+    assert_eq!(
+        a.ack("l"),
+        json!({"ok": false, "error": "not a member of room 7"})
+    );
+    b.expect_none("refused message", Duration::from_millis(300), |v| {
+        v["ev"] == "event"
+    });
+}
+
+#[test]
+fn a_client_in_several_rooms_gets_each_rooms_messages_until_it_leaves() {
+    if !node_ok() {
+        return;
+    }
+    let relay = Relay::start(&[]);
+    let mut multi = Peer::start("multi", &relay, "websocket", &[]);
+    let mut r1 = Peer::start("r1", &relay, "websocket", &[]);
+    let mut r2 = Peer::start("r2", &relay, "default", &[]);
+    for p in [&mut multi, &mut r1, &mut r2] {
+        p.connected();
+    }
+    multi.join(json!("1"));
+    multi.join(json!("2"));
+    r1.join(json!("1"));
+    r2.join(json!("2"));
+    r1.emit("send_message", json!([msg("1", "R1", "to one")]), Some("a"));
+    r1.ack("a");
+    r2.emit("send_message", json!([msg("2", "R2", "to two")]), Some("b"));
+    r2.ack("b");
+    let got = [
+        multi.event("receive_message"),
+        multi.event("receive_message"),
+    ];
+    let mut texts: Vec<_> = got
+        .iter()
+        .map(|a| a[0]["message"].as_str().unwrap().to_string())
+        .collect();
+    texts.sort();
+    assert_eq!(texts, ["to one", "to two"]);
+    // The multi-room client speaks to one room only.
+    multi.emit(
+        "send_message",
+        json!([msg("2", "M", "only two")]),
+        Some("c"),
+    );
+    multi.ack("c");
+    assert_eq!(r2.event("receive_message")[0]["message"], "only two");
+    r1.expect_none("room 2 message", Duration::from_millis(300), |v| {
+        v["ev"] == "event"
+    });
+    // After leave_room, room 1 is silent for it.
+    multi.emit("leave_room", json!(["1"]), Some("l"));
+    assert_eq!(multi.ack("l"), json!({"ok": true, "room": "1"}));
+    r1.emit("send_message", json!([msg("1", "R1", "gone?")]), Some("d"));
+    r1.ack("d");
+    multi.expect_none("room 1 after leaving", Duration::from_millis(300), |v| {
+        v["ev"] == "event"
+    });
+}
+
+#[test]
+fn binary_attachments_are_relayed_with_the_message() {
+    if !node_ok() {
+        return;
+    }
+    let relay = Relay::start(&[]);
+    let mut a = Peer::start("a", &relay, "default", &[]);
+    let mut b = Peer::start("b", &relay, "websocket", &[]);
+    a.connected();
+    b.connected();
+    a.join(json!("bin"));
+    b.join(json!("bin"));
+    let data = json!({"room": "bin", "author": "A", "message": "a file", "time": "10:00",
+                      "file": {"$bin": "AAEC/wBA"}, "thumb": {"$bin": "3q2+7w=="}});
+    a.emit("send_message", json!([data.clone()]), Some("f"));
+    assert_eq!(a.ack("f"), json!({"ok": true}));
+    assert_eq!(b.event("receive_message"), json!([data]));
+}
+
+#[test]
+fn a_client_reconnects_after_losing_its_transport_and_rejoins() {
+    if !node_ok() {
+        return;
+    }
+    let relay = Relay::start(&[]);
+    let mut a = Peer::start("a", &relay, "websocket", &[]);
+    let mut b = Peer::start("b", &relay, "websocket", &[]);
+    let first = a.connected();
+    b.connected();
+    b.join(json!("r"));
+    a.join(json!("r"));
+    a.cmd(json!({"op": "close-engine"}));
+    a.expect("disconnect", |v| v["ev"] == "disconnect");
+    let second = a.connected();
+    assert_ne!(first["id"], second["id"], "a new socket after reconnecting");
+    // The server forgot its rooms with the old socket: the app rejoins, as the original did.
+    a.join(json!("r"));
+    a.emit(
+        "send_message",
+        json!([msg("r", "A", "back again")]),
+        Some("m"),
+    );
+    a.ack("m");
+    assert_eq!(b.event("receive_message")[0]["message"], "back again");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Plain HTTP and WebSocket clients (no node needed).
+
+/// One HTTP/1.1 request on a fresh connection: (status, headers, body).
+fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, String, Vec<u8>) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(STEP)).unwrap();
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+    s.write_all(req.as_bytes()).unwrap();
+    s.write_all(body).unwrap();
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a response head");
+    let head = String::from_utf8_lossy(&raw[..split]).to_string();
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .expect("status");
+    let mut body = raw[split + 4..].to_vec();
+    if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        body = dechunk(&body);
+    }
+    (status, head, body)
+}
+
+fn dechunk(mut b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(eol) = b.windows(2).position(|w| w == b"\r\n") {
+        let size = std::str::from_utf8(&b[..eol]).unwrap().trim();
+        let n = usize::from_str_radix(size, 16).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&b[eol + 2..eol + 2 + n]);
+        b = &b[eol + 4 + n..];
+    }
+    out
+}
+
+fn ws_connect(port: u16, path: &str) -> tungstenite::WebSocket<TcpStream> {
+    let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    stream.set_read_timeout(Some(STEP)).unwrap();
+    let (ws, _) = tungstenite::client(format!("ws://127.0.0.1:{port}{path}"), stream)
+        .expect("websocket handshake");
+    ws
+}
+
+fn next_text(ws: &mut tungstenite::WebSocket<TcpStream>) -> String {
+    loop {
+        match ws.read().expect("read") {
+            Message::Text(t) => return t.to_string(),
+            Message::Ping(_) | Message::Pong(_) => continue,
+            other => panic!("expected text, got {other:?}"),
+        }
+    }
+}
+
+/// The close code the server ends with (reading past data frames).
+fn close_code(ws: &mut tungstenite::WebSocket<TcpStream>) -> Option<CloseCode> {
+    loop {
+        match ws.read() {
+            Ok(Message::Close(c)) => return c.map(|c| c.code),
+            Ok(_) => continue,
+            Err(_) => return None,
+        }
+    }
+}
+
+/// A raw Socket.IO client over WebSocket: handshake, then CONNECT to `/`.
+fn sio_connect(port: u16) -> tungstenite::WebSocket<TcpStream> {
+    let mut ws = ws_connect(port, "/socket.io/?EIO=4&transport=websocket");
+    assert!(next_text(&mut ws).starts_with("0{\"sid\":"));
+    ws.send(Message::text("40")).unwrap();
+    assert!(next_text(&mut ws).starts_with("40{\"sid\":"));
+    ws
+}
+
+#[test]
+fn plain_websocket_clients_share_rooms_with_socketio_clients() {
+    let relay = Relay::start(&[]);
+    let mut sio = sio_connect(relay.port);
+    sio.send(Message::text(r#"421["join_room","7"]"#)).unwrap();
+    assert_eq!(next_text(&mut sio), r#"431[{"ok":true,"room":"7"}]"#);
+    let mut plain = ws_connect(relay.port, "/ws/7?name=Celular");
+    let mut other_room = ws_connect(relay.port, "/ws/8?name=Outro");
+    // Plain text in, receive_message {room, author, message, time} out to Socket.IO members.
+    std::thread::sleep(Duration::from_millis(100));
+    plain.send(Message::text("Olá mundo!")).unwrap();
+    let got = next_text(&mut sio);
+    let v: Value = serde_json::from_str(got.strip_prefix("42").expect("an event")).unwrap();
+    assert_eq!(v[0], "receive_message");
+    assert_eq!(v[1]["room"], "7");
+    assert_eq!(v[1]["author"], "Celular");
+    assert_eq!(v[1]["message"], "Olá mundo!");
+    let time = v[1]["time"].as_str().unwrap();
+    assert!(
+        time.len() == 5 && time.as_bytes()[2] == b':',
+        "HH:MM, got {time}"
+    );
+    // Socket.IO messages reach the plain client as the JSON object.
+    let data = msg("7", "Ana", "oi celular");
+    sio.send(Message::text(format!(r#"42["send_message",{data}]"#)))
+        .unwrap();
+    assert_eq!(
+        serde_json::from_str::<Value>(&next_text(&mut plain)).unwrap(),
+        data
+    );
+    other_room
+        .get_mut()
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    assert!(other_room.read().is_err(), "room 8 heard room 7");
+}
+
+#[test]
+fn echo_endpoint_returns_text_and_binary_messages() {
+    let relay = Relay::start(&[]);
+    let mut ws = ws_connect(relay.port, "/echo");
+    ws.send(Message::text("hello")).unwrap();
+    assert_eq!(next_text(&mut ws), "hello");
+    ws.send(Message::binary(vec![1u8, 2, 3, 0xff])).unwrap();
+    assert_eq!(ws.read().unwrap(), Message::binary(vec![1u8, 2, 3, 0xff]));
+    ws.close(None).unwrap();
+    assert_eq!(close_code(&mut ws), Some(CloseCode::Normal));
+}
+
+#[test]
+fn health_metrics_cors_and_the_built_in_page() {
+    let relay = Relay::start(&[]);
+    let (status, head, body) = http(relay.port, "GET", "/healthz", &[], b"");
+    assert_eq!(status, 200);
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["status"], "ok");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("access-control-allow-origin: *")
+    );
+
+    let _sio = sio_connect(relay.port);
+    let (status, head, body) = http(relay.port, "GET", "/metrics", &[], b"");
+    assert_eq!(status, 200);
+    assert!(head.contains("text/plain; version=0.0.4"));
+    let text = String::from_utf8(body).unwrap();
+    assert!(
+        text.contains("wschat_connections{transport=\"websocket\"} 1"),
+        "{text}"
+    );
+    assert!(text.contains("wschat_sockets 1"), "{text}");
+    for family in [
+        "wschat_messages_in_total",
+        "wschat_bytes_out_total",
+        "wschat_dropped_messages_total",
+        "wschat_protocol_errors_total",
+        "wschat_rooms",
+        "wschat_slow_consumers_total",
+    ] {
+        assert!(
+            text.contains(&format!("# TYPE {family} ")),
+            "{family} missing"
+        );
+    }
+
+    // A React dev server on another port polls with a preflight.
+    let (status, head, _) = http(
+        relay.port,
+        "OPTIONS",
+        "/socket.io/?EIO=4&transport=polling",
+        &[
+            ("Origin", "http://localhost:3000"),
+            ("Access-Control-Request-Method", "POST"),
+            ("Access-Control-Request-Headers", "content-type"),
+        ],
+        b"",
+    );
+    assert_eq!(status, 204);
+    let lower = head.to_ascii_lowercase();
+    assert!(lower.contains("access-control-allow-origin: *"));
+    assert!(lower.contains("access-control-allow-headers: content-type"));
+    let (status, head, body) = http(
+        relay.port,
+        "GET",
+        "/socket.io/?EIO=4&transport=polling",
+        &[("Origin", "http://localhost:3000")],
+        b"",
+    );
+    assert_eq!(status, 200);
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("access-control-allow-origin: *")
+    );
+    assert!(body.starts_with(b"0{\"sid\":"));
+
+    let (status, head, body) = http(relay.port, "GET", "/", &[], b"");
+    assert_eq!(status, 200);
+    assert!(head.contains("text/html"));
+    let page = String::from_utf8(body).unwrap();
+    assert!(page.contains("Entrar na sala"));
+    for asset in ["/assets/app.js", "/assets/socketio.js", "/assets/style.css"] {
+        assert_eq!(http(relay.port, "GET", asset, &[], b"").0, 200, "{asset}");
+    }
+    assert_eq!(http(relay.port, "GET", "/nope", &[], b"").0, 404);
+}
+
+#[test]
+fn static_dir_serves_files_with_spa_fallback_and_no_traversal() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("index.html"),
+        "<div id=root>react build</div>",
+    )
+    .unwrap();
+    std::fs::create_dir(dir.path().join("static")).unwrap();
+    std::fs::write(dir.path().join("static/main.js"), "console.log(1)").unwrap();
+    let outside = dir
+        .path()
+        .parent()
+        .unwrap()
+        .join("wschat-serve-test-secret.txt");
+    std::fs::write(&outside, "secret").unwrap();
+    let relay = Relay::start(&["--static", dir.path().to_str().unwrap()]);
+    let (status, head, body) = http(relay.port, "GET", "/static/main.js", &[], b"");
+    assert_eq!((status, body.as_slice()), (200, &b"console.log(1)"[..]));
+    assert!(head.contains("text/javascript"));
+    let (status, _, body) = http(relay.port, "GET", "/chat/room/7", &[], b"");
+    assert_eq!(
+        (status, body.as_slice()),
+        (200, &b"<div id=root>react build</div>"[..])
+    );
+    assert_eq!(
+        http(relay.port, "GET", "/static/missing.js", &[], b"").0,
+        404
+    );
+    for path in [
+        "/../wschat-serve-test-secret.txt",
+        "/%2e%2e/wschat-serve-test-secret.txt",
+        "/static/%2E%2E/%2E%2E/wschat-serve-test-secret.txt",
+    ] {
+        let (_, _, body) = http(relay.port, "GET", path, &[], b"");
+        assert!(
+            !String::from_utf8_lossy(&body).contains("secret"),
+            "{path} escaped the folder"
+        );
+    }
+    // The relay still runs on the same port.
+    let _sio = sio_connect(relay.port);
+    let _ = std::fs::remove_file(outside);
+}
+
+#[test]
+fn engine_io_errors_are_the_reference_answers() {
+    let relay = Relay::start(&["--max-payload", "100"]);
+    let (status, _, body) = http(
+        relay.port,
+        "GET",
+        "/socket.io/?EIO=4&transport=polling&sid=nope",
+        &[],
+        b"",
+    );
+    assert_eq!(
+        (status, body.as_slice()),
+        (400, &br#"{"code":1,"message":"Session ID unknown"}"#[..])
+    );
+    let (status, _, body) = http(
+        relay.port,
+        "GET",
+        "/socket.io/?EIO=4&transport=carrier-pigeon",
+        &[],
+        b"",
+    );
+    assert_eq!(
+        (status, body.as_slice()),
+        (400, &br#"{"code":0,"message":"Transport unknown"}"#[..])
+    );
+    let (status, _, body) = http(
+        relay.port,
+        "GET",
+        "/socket.io/?EIO=3&transport=polling",
+        &[],
+        b"",
+    );
+    assert_eq!(
+        (status, body.as_slice()),
+        (
+            400,
+            &br#"{"code":5,"message":"Unsupported protocol version"}"#[..]
+        )
+    );
+    let (_, _, body) = http(
+        relay.port,
+        "GET",
+        "/socket.io/?EIO=4&transport=polling",
+        &[],
+        b"",
+    );
+    let open: Value = serde_json::from_slice(&body[1..]).unwrap();
+    assert_eq!(open["maxPayload"], 100);
+    let sid = open["sid"].as_str().unwrap();
+    let path = format!("/socket.io/?EIO=4&transport=polling&sid={sid}");
+    let (status, _, _) = http(relay.port, "POST", &path, &[], &[b'4'; 500]);
+    assert_eq!(status, 413);
+    // The session survives an oversized POST.
+    let (status, _, body) = http(relay.port, "POST", &path, &[], b"40");
+    assert_eq!((status, body.as_slice()), (200, &b"ok"[..]));
+    let (status, _, body) = http(relay.port, "GET", &path, &[], b"");
+    assert_eq!(status, 200);
+    assert!(
+        body.starts_with(b"40{\"sid\":"),
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+}
+
+#[test]
+fn an_oversized_websocket_message_closes_with_1009() {
+    let relay = Relay::start(&["--max-payload", "1000"]);
+    let mut ws = sio_connect(relay.port);
+    let big = format!(r#"42["send_message","{}"]"#, "x".repeat(5000));
+    ws.send(Message::text(big)).unwrap();
+    assert_eq!(close_code(&mut ws), Some(CloseCode::Size));
+    let (_, _, body) = http(relay.port, "GET", "/metrics", &[], b"");
+    assert!(
+        String::from_utf8(body)
+            .unwrap()
+            .contains("wschat_protocol_errors_total 1")
+    );
+}
+
+#[test]
+fn a_malformed_packet_closes_only_that_session() {
+    let relay = Relay::start(&[]);
+    let mut good = sio_connect(relay.port);
+    good.send(Message::text(r#"421["join_room","r"]"#)).unwrap();
+    next_text(&mut good);
+    let mut bad = sio_connect(relay.port);
+    bad.send(Message::text(r#"42abc["oops"]"#)).unwrap();
+    assert!(close_code(&mut bad).is_some(), "the bad session is closed");
+    let mut junk = ws_connect(relay.port, "/socket.io/?EIO=4&transport=websocket");
+    next_text(&mut junk);
+    junk.send(Message::binary(vec![0xffu8; 64])).unwrap();
+    junk.send(Message::text("9not-a-packet")).unwrap();
+    assert!(close_code(&mut junk).is_some());
+    // The good one still works.
+    good.send(Message::text(r#"422["join_room","s"]"#)).unwrap();
+    assert_eq!(next_text(&mut good), r#"432[{"ok":true,"room":"s"}]"#);
+}
+
+#[test]
+fn a_consumer_that_stops_reading_is_disconnected_and_counted() {
+    let relay = Relay::start(&[
+        "--queue",
+        "16",
+        "--queue-bytes",
+        "1",
+        "--max-payload",
+        "65536",
+    ]);
+    // A plain client that never reads what the room sends.
+    let mut stalled = TcpStream::connect(("127.0.0.1", relay.port)).unwrap();
+    stalled
+        .write_all(
+            b"GET /ws/flood?name=slow HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        )
+        .unwrap();
+    let mut sender = sio_connect(relay.port);
+    sender
+        .send(Message::text(r#"421["join_room","flood"]"#))
+        .unwrap();
+    next_text(&mut sender);
+    let blob = "y".repeat(60_000);
+    let data = format!(r#"{{"room":"flood","author":"s","message":"{blob}","time":"10:00"}}"#);
+    let frame = format!(r#"42["send_message",{data}]"#);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        for _ in 0..20 {
+            sender.send(Message::text(frame.clone())).unwrap();
+        }
+        let (_, _, body) = http(relay.port, "GET", "/metrics", &[], b"");
+        let text = String::from_utf8(body).unwrap();
+        if text.contains("wschat_slow_consumers_total 1") {
+            assert!(
+                text.contains("wschat_connections{transport=\"plain_ws\"} 0"),
+                "{text}"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the stalled client was never dropped:\n{text}"
+        );
+    }
+    drop(stalled);
+    // The sender is unaffected.
+    sender
+        .send(Message::text(r#"429["join_room","other"]"#))
+        .unwrap();
+    loop {
+        if next_text(&mut sender) == r#"439[{"ok":true,"room":"other"}]"# {
+            break;
+        }
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn sigterm_closes_websockets_with_1001_answers_pending_polls_and_exits() {
+    let mut relay = Relay::start(&[]);
+    let mut ws = sio_connect(relay.port);
+    let (_, _, body) = http(
+        relay.port,
+        "GET",
+        "/socket.io/?EIO=4&transport=polling",
+        &[],
+        b"",
+    );
+    let sid = serde_json::from_slice::<Value>(&body[1..]).unwrap()["sid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let port = relay.port;
+    let poll = std::thread::spawn(move || {
+        http(
+            port,
+            "GET",
+            &format!("/socket.io/?EIO=4&transport=polling&sid={sid}"),
+            &[],
+            b"",
+        )
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    let started = Instant::now();
+    let status = Command::new("kill")
+        .args(["-TERM", &relay.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert_eq!(close_code(&mut ws), Some(CloseCode::Away));
+    let (status, _, body) = poll.join().unwrap();
+    assert_eq!(
+        (status, body.as_slice()),
+        (200, &b"1"[..]),
+        "the held GET gets a close packet"
+    );
+    let exit = loop {
+        if let Some(s) = relay.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "still running 5 s after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(exit.success(), "{exit:?}");
+}
+
+/// The browser scenario's JSON lines.
+struct Browser {
+    child: Child,
+    stdin: ChildStdin,
+    rx: Receiver<Value>,
+}
+
+impl Browser {
+    fn next(&mut self, ev: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok(v) if v["ev"] == ev => return v,
+                Ok(v) if v["ev"] == "fail" => panic!("browser scenario failed: {}", v["error"]),
+                Ok(_) => continue,
+                Err(e) => panic!("browser: no {ev} ({e:?})"),
+            }
+        }
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn the_web_page_chats_with_a_socketio_peer_in_headless_chromium() {
+    if !node_ok()
+        || !peer_available(
+            "chromium (/usr/bin/chromium)",
+            Path::new("/usr/bin/chromium").exists(),
+        )
+    {
+        return;
+    }
+    let relay = Relay::start(&[]);
+    let mut bia = Peer::start("bia", &relay, "websocket", &[]);
+    bia.connected();
+    bia.join(json!("7"));
+    let shots = tempfile::tempdir().unwrap();
+    let png = shots.path().join("chat.png");
+    let mut child = Command::new("node")
+        .arg(peers_dir().join("serve-browser.js"))
+        .args([
+            "--url",
+            &format!("{}/", relay.url()),
+            "--name",
+            "Ana",
+            "--room",
+            "7",
+        ])
+        .args(["--send", "Olá mundo!", "--expect", "Oi Ana, tudo bem?"])
+        .arg("--screenshot")
+        .arg(&png)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start serve-browser.js");
+    let stdin = child.stdin.take().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                let _ = tx.send(v);
+            }
+        }
+    });
+    let mut browser = Browser { child, stdin, rx };
+    let joined = browser.next("joined");
+    assert_eq!(joined["subtitle"], "Entrar na sala");
+    writeln!(browser.stdin, "go").unwrap();
+    browser.stdin.flush().unwrap();
+    let sent = browser.next("sent");
+    assert_eq!(sent["bubble"]["text"], "Olá mundo!");
+    // The page's message reaches the socket.io-client peer in the original app's shape.
+    let got = bia.event("receive_message");
+    assert_eq!(got[0]["room"], "7");
+    assert_eq!(got[0]["author"], "Ana");
+    assert_eq!(got[0]["message"], "Olá mundo!");
+    assert!(got[0]["time"].as_str().is_some_and(|t| t.len() == 5));
+    bia.emit(
+        "send_message",
+        json!([msg("7", "Bia", "Oi Ana, tudo bem?")]),
+        Some("r"),
+    );
+    bia.ack("r");
+    let received = browser.next("received");
+    assert_eq!(received["bubble"]["author"], "Bia");
+    assert_eq!(received["bubble"]["time"], "10:42");
+    assert_eq!(
+        received["bubble"]["mineRightOfTheirs"], true,
+        "own bubbles on the right"
+    );
+    browser.next("screenshot");
+    let bytes = std::fs::read(&png).expect("screenshot written");
+    assert!(bytes.starts_with(b"\x89PNG"), "a PNG screenshot");
+}
