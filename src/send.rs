@@ -651,7 +651,8 @@ async fn run_socketio(plan: &Plan, out: &mut Output) -> anyhow::Result<Outcome> 
             {
                 Ok(p) => Some(p),
                 Err(e) => {
-                    return Err(anyhow::Error::new(e)).context(format!("while joining room {room}"));
+                    return Err(anyhow::Error::new(e))
+                        .context(format!("while joining room {room}"));
                 }
             },
             None => None,

@@ -267,80 +267,99 @@ impl<'r> Decoder<'r> {
             self.renderer.end_packet(&ctx)?;
         }
         if self.packets_seen % 4096 == 0 {
-            self.sweep(seg.time_ns);
+            self.sweep(seg.time_ns)?;
         }
         Ok(Flow::Continue)
     }
 
     /// Forget conversations that ended (or went idle) long ago, so memory stays bounded.
-    fn sweep(&mut self, now: i128) {
+    fn sweep(&mut self, now: i128) -> io::Result<()> {
         for slot in self.table.slots() {
             let forget = self.table.get(slot).is_some_and(|(c, _)| {
                 let idle = now - c.last_ns;
                 (c.finished() && idle > FORGET_FINISHED_NS) || idle > FORGET_IDLE_NS
             });
             if forget {
+                self.end_conversation(slot)?;
                 self.table.release(slot);
             }
         }
+        Ok(())
     }
 
-    /// End of input: give up every hole, report unfinished frames and messages, render the end.
+    /// End of input: give up every hole, report unfinished frames and messages.
     pub fn finish(&mut self) -> anyhow::Result<()> {
         let mut slots = self.table.slots();
         slots.sort_by_key(|&s| self.table.get(s).map_or(0, |(c, _)| c.index));
         for slot in slots {
-            let Some((conv, app)) = self.table.get_mut(slot) else {
-                continue;
-            };
-            let visible = self.opts.stream.is_none_or(|s| s == conv.index)
-                && self
-                    .opts
-                    .port
-                    .is_none_or(|p| conv.endpoints.iter().any(|e| e.port == p));
-            if !visible {
-                continue;
+            self.end_conversation(slot)?;
+        }
+        Ok(())
+    }
+
+    /// A conversation ends (end of input, or forgotten): deliver what is held back, report what
+    /// is unfinished, record its totals.
+    fn end_conversation(&mut self, slot: tcp::Slot) -> io::Result<()> {
+        let Some((conv, app)) = self.table.get_mut(slot) else {
+            return Ok(());
+        };
+        let visible = self.opts.stream.is_none_or(|s| s == conv.index)
+            && self
+                .opts
+                .port
+                .is_none_or(|p| conv.endpoints.iter().any(|e| e.port == p));
+        if !visible {
+            return Ok(());
+        }
+        let ctx = Ctx {
+            packet: None,
+            net: None,
+            rel_time: 0.0,
+            rel_ns: 0,
+            stream: Some(conv.index),
+            src: Some(conv.endpoints[0]),
+            dst: Some(conv.endpoints[1]),
+            seg: None,
+            flags: Flags::default(),
+            from_client: None,
+            skip: None,
+        };
+        let client = app.client;
+        let renderer = &mut *self.renderer;
+        let stats = &mut self.stats;
+        let event_filter = self.opts.event.as_deref();
+        let mut io_error: Option<io::Error> = None;
+        let mut emit = |ev: &Event<'_>, dir: Option<usize>| {
+            if io_error.is_some() {
+                return;
             }
-            let ctx = Ctx {
-                packet: None,
-                net: None,
-                rel_time: 0.0,
-                rel_ns: 0,
-                stream: Some(conv.index),
-                src: Some(conv.endpoints[0]),
-                dst: Some(conv.endpoints[1]),
-                seg: None,
-                flags: Flags::default(),
-                from_client: None,
-                skip: None,
-            };
-            let renderer = &mut *self.renderer;
-            let stats = &mut self.stats;
-            let event_filter = self.opts.event.as_deref();
-            let mut io_error: Option<io::Error> = None;
-            let mut emit = |ev: &Event<'_>| {
-                if io_error.is_some() {
+            if let Some(name) = event_filter {
+                if !carries_event(ev, name) {
                     return;
                 }
-                if let Some(name) = event_filter {
-                    if !carries_event(ev, name) {
-                        return;
-                    }
-                }
-                stats.event(&ctx, ev);
-                if let Err(e) = renderer.event(&ctx, ev) {
-                    io_error = Some(e);
-                }
+            }
+            let mut ctx = Ctx {
+                from_client: app_from_client(ev, dir.and_then(|d| client.map(|c| c == d))),
+                ..ctx
             };
-            for dir in 0..2 {
-                conv.flush(dir, |d| app.deliver(dir, d, 0, &mut emit));
+            if dir == Some(1) {
+                std::mem::swap(&mut ctx.src, &mut ctx.dst);
             }
-            app.finish(&mut emit);
-            if let Some(e) = io_error {
-                return Err(e.into());
+            stats.event(&ctx, ev);
+            if let Err(e) = renderer.event(&ctx, ev) {
+                io_error = Some(e);
             }
-            self.stats.stream_summary(conv, app);
+        };
+        for dir in 0..2 {
+            conv.flush(dir, |d| {
+                app.deliver(dir, d, 0, &mut |ev| emit(ev, Some(dir)))
+            });
         }
+        app.finish(&mut |ev| emit(ev, None));
+        if let Some(e) = io_error {
+            return Err(e);
+        }
+        self.stats.stream_summary(conv, app);
         Ok(())
     }
 }

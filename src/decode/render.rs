@@ -398,11 +398,7 @@ impl Renderer {
                 _ => String::new(),
             };
             if !text.is_empty() {
-                writeln!(
-                    self.out,
-                    "[End of capture] {stream}{}",
-                    self.style.bad(&text)
-                )?;
+                writeln!(self.out, "[Stream end] {stream}{}", self.style.bad(&text))?;
             }
             if let Event::Ws(f) = ev {
                 self.tree_ws(f)?;
