@@ -671,9 +671,11 @@ pub mod live {
             .immediate_mode(true)
             .timeout(200)
             .open()
-            .with_context(|| {
-                format!("while starting live capture on {interface} (are you root?)")
-            })?;
+            .with_context(|| format!("while starting live capture on {interface} (are you root?)"))?
+            // Non-blocking, so Ctrl-C is noticed even when no packet comes (in immediate mode
+            // libpcap may ignore the read timeout and block).
+            .setnonblock()
+            .with_context(|| format!("while setting up live capture on {interface}"))?;
         if let Some(f) = filter {
             cap.filter(f, true)
                 .with_context(|| format!("while compiling capture filter `{f}`"))?;
@@ -699,7 +701,10 @@ pub mod live {
                         break;
                     }
                 }
-                Err(pcap::Error::TimeoutExpired) => continue,
+                Err(pcap::Error::TimeoutExpired) => {
+                    // Nothing to read: wait a little (bounded latency, no busy loop).
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
                 Err(pcap::Error::NoMorePackets) => break,
                 Err(e) => {
                     return Err(
