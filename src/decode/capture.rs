@@ -7,7 +7,7 @@
 use std::fmt;
 use std::fs::File;
 use std::io::{self, Read};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use pcap_parser::pcapng::Block;
@@ -638,11 +638,6 @@ pub fn display_name(path: &Path) -> String {
     } else {
         path.display().to_string()
     }
-}
-
-/// The inputs of one run, in order.
-pub fn inputs(files: &[PathBuf]) -> Vec<PathBuf> {
-    files.to_vec()
 }
 
 /// Live capture through libpcap (the `live` cargo feature).

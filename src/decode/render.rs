@@ -541,8 +541,6 @@ impl Renderer {
         let o = &mut self.out;
         let h = &f.header;
         writeln!(o, "WebSocket")?;
-        let b0 = u8::from(h.fin) << 7 | h.rsv().bits() | h.opcode.as_u8();
-        let _ = b0;
         writeln!(
             o,
             "    {}... .... = Fin: {}",
@@ -900,7 +898,9 @@ impl Renderer {
         let mut push = |text: String| t.lines.push(format!("{when}{who}  {text}"));
         match ev {
             Event::Http(m, packets) => {
-                if packets.is_empty() {
+                // A long-polling POST's `ok` answer carries nothing to follow.
+                let polling_ok = !m.is_request && m.body == b"ok" && m.anomalies.is_empty();
+                if packets.is_empty() && !polling_ok {
                     let mut line = m.start_line.clone();
                     if !m.is_request && m.status == 101 {
                         line.push_str("  (WebSocket)");

@@ -2,10 +2,8 @@
 //! shared protocol core (`proto::engineio`, `proto::socketio`): packet types, namespaces, event
 //! names, ack ids, JSON arguments, and binary attachments joined to their placeholders.
 
-use std::borrow::Cow;
-
-use crate::proto::engineio::{self, PacketRef as EioRef, PacketType as EioType, Payload};
-use crate::proto::socketio::{self, PacketRef as SioRef, Reassembler};
+use crate::proto::engineio::{self, PacketRef as EioRef, Payload};
+use crate::proto::socketio::{PacketRef as SioRef, Reassembler};
 
 use super::event::Anomaly;
 
@@ -404,19 +402,4 @@ pub fn hex_prefix(bytes: &[u8], max: usize) -> String {
         s.push('…');
     }
     s
-}
-
-/// Engine.IO type of a packet, for statistics.
-pub fn eio_type(p: &EioPacket<'_>) -> Option<EioType> {
-    p.packet.as_ref().map(|p| p.packet_type())
-}
-
-/// Socket.IO packet type name and event name of a packet, for statistics and filters.
-pub fn sio_names<'a>(p: &'a EioPacket<'_>) -> Option<(&'static str, Option<Cow<'a, str>>)> {
-    let s = p.sio.as_ref()?;
-    if let Some(r) = &s.packet {
-        return Some((r.packet_type().name(), r.event().map(Cow::Borrowed)));
-    }
-    let _ = socketio::DEFAULT_NAMESPACE;
-    None
 }

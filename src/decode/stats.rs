@@ -114,11 +114,6 @@ impl Stats {
                     if let Some(name) = r.event() {
                         bump(&mut self.sio_events, name);
                     }
-                } else if let Some(c) = &s.completed {
-                    if let Some(name) = &c.event {
-                        // Counted when the header arrived; nothing more here.
-                        let _ = name;
-                    }
                 }
             }
         }

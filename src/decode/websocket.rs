@@ -349,7 +349,7 @@ impl WsDir {
                 match CloseFrame::parse(payload) {
                     Ok(c) => close = Some((c.code, c.reason.to_string())),
                     Err(e) => {
-                        let code = payload.get(..2).map(|b| u16::from_be_bytes([b[0], b[1]]));
+                        let code = payload.first_chunk::<2>().map(|b| u16::from_be_bytes(*b));
                         let reason = String::from_utf8_lossy(payload.get(2..).unwrap_or_default())
                             .into_owned();
                         close = Some((code, reason));
