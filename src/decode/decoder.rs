@@ -281,6 +281,10 @@ impl<'r> Decoder<'r> {
             });
             if forget {
                 self.end_conversation(slot)?;
+                if let Some((c, _)) = self.table.get(slot) {
+                    // Its transcript is complete: write it now rather than hold it to the end.
+                    self.renderer.end_stream(c.index)?;
+                }
                 self.table.release(slot);
             }
         }

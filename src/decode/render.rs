@@ -182,17 +182,29 @@ impl Renderer {
         Ok(())
     }
 
+    /// A conversation ended (and was forgotten): its transcript can be written now.
+    pub fn end_stream(&mut self, stream: u64) -> io::Result<()> {
+        if let Some(t) = self.follow.remove(&stream) {
+            self.write_transcript(t)?;
+        }
+        Ok(())
+    }
+
+    fn write_transcript(&mut self, t: Transcript) -> io::Result<()> {
+        writeln!(self.out, "{}", t.title)?;
+        for l in t.lines {
+            writeln!(self.out, "{l}")?;
+        }
+        writeln!(self.out)
+    }
+
     /// End of the run: transcripts, the summary, flush.
     pub fn finish(&mut self, stats: &Stats) -> io::Result<()> {
         self.flush_json()?;
         if self.view == View::Follow {
             let follow = std::mem::take(&mut self.follow);
             for (_, t) in follow {
-                writeln!(self.out, "{}", t.title)?;
-                for l in t.lines {
-                    writeln!(self.out, "{l}")?;
-                }
-                writeln!(self.out)?;
+                self.write_transcript(t)?;
             }
         }
         if self.stats {

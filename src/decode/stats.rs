@@ -209,11 +209,19 @@ impl Stats {
     }
 }
 
+/// Most distinct event names counted one by one; further names are counted together, so a capture
+/// full of random names cannot grow memory without bound.
+const MAX_EVENT_NAMES: usize = 10_000;
+/// Where names beyond [`MAX_EVENT_NAMES`] are counted.
+pub const OTHER_EVENTS: &str = "(other names)";
+
 fn bump(map: &mut HashMap<String, u64>, key: &str) {
     if let Some(n) = map.get_mut(key) {
         *n += 1;
-    } else {
+    } else if map.len() < MAX_EVENT_NAMES {
         map.insert(key.to_string(), 1);
+    } else {
+        *map.entry(OTHER_EVENTS.to_string()).or_default() += 1;
     }
 }
 
