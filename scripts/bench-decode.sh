@@ -9,7 +9,12 @@ cap=${TMPDIR:-/tmp}/wschat-bench-$mb.pcap
 [ -f "$cap" ] || python3 scripts/pcaptool.py bench "$cap" "$mb"
 cargo build --release --quiet
 bin=${CARGO_TARGET_DIR:-target}/release/wschat
-run() { /usr/bin/time -f "%e s wall, %U s user, %S s sys, %M KB peak" "$@" > /dev/null; }
+times=$(mktemp)
+trap 'rm -f "$times"' EXIT
+run() {
+  /usr/bin/time -o "$times" -f "%e s wall, %U s user, %S s sys, %M KB peak" "$@" > /dev/null 2>&1
+  cat "$times"
+}
 echo "capture: $cap ($(stat -c %s "$cap") bytes)"
 echo -n "wschat decode --json:  "; run "$bin" decode "$cap" --ws-port 3001 --json
 echo -n "wschat decode --stats: "; run "$bin" decode "$cap" --ws-port 3001 --stats
