@@ -14,6 +14,12 @@
 //! application), [`plainws`] (`/ws/ROOM` and `/echo`), [`outbox`] (bounded per-client queues),
 //! [`adapter`] (rooms), [`metrics`], [`static_files`], [`assets`].
 
+// Live-path code must not panic on anything a client sends (tests may unwrap).
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
+)]
+
 pub mod adapter;
 pub mod assets;
 pub mod chat;
