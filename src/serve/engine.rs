@@ -550,7 +550,9 @@ impl<A: EngineApp> EngineEndpoint<A> {
                 Some(d) => {
                     tokio::select! {
                         _ = tokio::time::sleep_until(tokio::time::Instant::from_std(d)) => {
-                            self.on_timeout(&slot, Instant::now());
+                            // The timers run at the instant they were due (not when the task got
+                            // to run): a ping due at T makes the pong deadline T + pingTimeout.
+                            self.on_timeout(&slot, d);
                         }
                         _ = notified => {}
                     }

@@ -24,6 +24,7 @@ pub mod adapter;
 pub mod assets;
 pub mod chat;
 pub mod engine;
+pub mod fixture;
 pub mod http;
 pub mod metrics;
 pub mod outbox;
