@@ -212,6 +212,15 @@ pub struct SendArgs {
     /// Reconnect with backoff and rejoin the room when the connection drops.
     #[arg(long)]
     pub reconnect: bool,
+    /// How long to wait for each ack with --ack.
+    #[arg(long, value_parser = parse_duration, default_value = "5s")]
+    pub ack_timeout: Duration,
+    /// The server's Engine.IO path.
+    #[arg(long, default_value = "/socket.io/")]
+    pub path: String,
+    /// Write `time` as the original app did (`16:5`) instead of zero-padded `16:05`.
+    #[arg(long)]
+    pub app_time: bool,
 }
 
 /// `wschat bench`
@@ -223,9 +232,9 @@ pub struct BenchArgs {
     /// Server URL; without it a relay is started in-process on an ephemeral loopback port.
     #[arg(long)]
     pub url: Option<String>,
-    /// Rooms; clients join them round-robin.
-    #[arg(long, default_value_t = 50)]
-    pub rooms: usize,
+    /// Rooms; clients join them round-robin (default: 50, or clients/2 when fewer than 100 clients).
+    #[arg(long)]
+    pub rooms: Option<usize>,
     /// Messages per second per client.
     #[arg(long, value_parser = parse_rate, default_value = "10/s")]
     pub rate: f64,
@@ -274,6 +283,23 @@ pub struct BenchArgs {
     /// Exit 1 when more than this many messages were lost.
     #[arg(long)]
     pub max_loss: Option<u64>,
+    /// After the last send, wait this long for messages in flight before counting losses.
+    #[arg(long, value_parser = parse_duration, default_value = "2s")]
+    pub grace: Duration,
+    /// Give up on a connection (TCP + handshakes + Socket.IO CONNECT) after this long.
+    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    pub connect_timeout: Duration,
+    /// Socket.IO namespace to connect to.
+    #[arg(long, default_value = "/")]
+    pub namespace: String,
+    /// Local source address for connections (repeatable; connections are spread over them).
+    /// Default: the kernel's choice, or 127.0.0.1, 127.0.0.2, ... when a loopback target needs
+    /// more connections than one address has ephemeral ports.
+    #[arg(long = "source", value_name = "IP")]
+    pub sources: Vec<std::net::IpAddr>,
+    /// Exit 1 when any connection failed or was dropped.
+    #[arg(long)]
+    pub strict: bool,
 }
 
 /// `wschat decode`
@@ -321,6 +347,9 @@ pub struct DecodeArgs {
     /// Stop after N packets.
     #[arg(short = 'c', long)]
     pub count: Option<u64>,
+    /// Also list packets with nothing decoded in them (pure ACKs, non-TCP), as tshark does.
+    #[arg(short = 'a', long)]
+    pub all: bool,
 }
 
 /// Parse a duration such as `500ms`, `10s`, `2m`, or a bare number of seconds.

@@ -1,11 +1,651 @@
 //! The `wschat bench` command: N concurrent clients, open-loop load, HDR latency, report.
+//!
+//! Layout: [`config`] (flags, validation), [`schedule`] (open-loop intended send times),
+//! [`payload`] (message ids and the receive-side scan), [`conn`] (one bench connection over the
+//! shared client driver), [`driver`] (worker threads and per-client tasks), [`stats`] (histograms,
+//! exact delivery accounting), [`recv`] (what a received id means), [`progress`] (live counters, progress bar), [`report`] (the one
+//! place that renders results), [`sys`] (fd limit, CPU time, memory, loopback process lookup),
+//! [`inproc`] (the relay started in this process when no `--url` is given).
 
+pub mod config;
+pub mod conn;
+pub mod driver;
+pub mod inproc;
+pub mod payload;
+pub mod progress;
+pub mod recv;
+pub mod report;
+pub mod schedule;
+pub mod stats;
+pub mod sys;
+
+use std::io::{IsTerminal, Write as _};
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
-/// Run the command. (Placeholder until the bench issue lands; replaced by the real implementation.)
-pub fn run(
-    _args: &crate::cli::BenchArgs,
-    _global: &crate::cli::Global,
-) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`wschat bench` is not built yet")
+use anyhow::Context as _;
+use hdrhistogram::Histogram;
+use tokio::sync::{Semaphore, watch};
+
+use crate::cli::{BenchArgs, Global, TransportChoice};
+use config::{Config, Mode};
+use conn::Target;
+use driver::{IntervalSnapshot, Phase, Shared, WorkerResult};
+use progress::{Live, Progress, Totals, interval_p99};
+use report::{Check, Report};
+use schedule::Schedule;
+use stats::{ClientLog, WorkerStats};
+use sys::CpuTime;
+
+/// Run the command.
+pub fn run(args: &BenchArgs, global: &Global) -> anyhow::Result<ExitCode> {
+    let cfg = Config::from_args(args)?;
+    let in_process = cfg.url.is_none();
+    // Each client is one socket; an in-process relay holds the other end too.
+    let needed = (cfg.clients as u64) * if in_process { 2 } else { 1 } + 512;
+    let limit = sys::raise_fd_limit(needed).context("while raising the open-file limit")?;
+    if limit < needed {
+        anyhow::bail!(
+            "--clients {} needs about {needed} file descriptors but this process may open only {limit} (raise `ulimit -n`)",
+            cfg.clients
+        );
+    }
+
+    let server = if in_process {
+        Some(inproc::InProcess::start(&cfg)?)
+    } else {
+        None
+    };
+    let url = match (&cfg.url, &server) {
+        (Some(u), _) => u.clone(),
+        (None, Some(s)) => s.url(cfg.mode),
+        (None, None) => unreachable!("a server is started when no --url is given"),
+    };
+    let target =
+        Target::new(&url, &cfg).with_context(|| format!("while preparing to connect to {url}"))?;
+    let control_rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("while starting the async runtime")?;
+    // One connection first: an unreachable URL or a refused namespace is a usage error (exit 2),
+    // not a report full of identical failures.
+    control_rt
+        .block_on(conn::probe(&target, cfg.connect_timeout))
+        .with_context(|| format!("cannot bench {url}"))?;
+
+    let sources = if cfg.sources.is_empty() {
+        target
+            .ip()
+            .map(|ip| sys::auto_source_addrs(ip, cfg.clients as u64))
+            .unwrap_or_default()
+    } else {
+        cfg.sources.clone()
+    };
+    let (server_desc, server_pid) = match &server {
+        Some(_) => (
+            "in-process wschat relay".to_string(),
+            Some(std::process::id()),
+        ),
+        None => {
+            let pid = target.loopback_addr().and_then(sys::listening_pid);
+            ("external server".to_string(), pid)
+        }
+    };
+
+    let epoch = Instant::now();
+    let (phase_tx, _) = watch::channel(Phase::Connecting);
+    let shared = Arc::new(Shared {
+        epoch,
+        connect_start_ns: 0,
+        run_id: run_id(),
+        target,
+        sources,
+        phase: phase_tx,
+        permits: Arc::new(Semaphore::new(cfg.connect_concurrency)),
+        live: (0..cfg.threads).map(|_| Live::default()).collect(),
+        clock: chrono::Local::now().format("%-H:%M").to_string(),
+        cfg: cfg.clone(),
+    });
+
+    let rss_before = memory_probe(&server, server_pid);
+    let cpu_before = Cpus::now(server.is_some(), server_pid);
+    let (snap_tx, snap_rx) = mpsc::channel::<IntervalSnapshot>();
+    let mut workers = Vec::with_capacity(cfg.threads);
+    for w in 0..cfg.threads {
+        let sh = shared.clone();
+        let tx = snap_tx.clone();
+        let h = std::thread::Builder::new()
+            .name(format!("bench-{w}"))
+            .spawn(move || driver::run_worker(w, sh, tx))
+            .context("while starting a worker thread")?;
+        workers.push(h);
+    }
+    drop(snap_tx);
+
+    let show_progress = !global.quiet && !cfg.json && std::io::stderr().is_terminal();
+    let outcome = control_rt.block_on(control(
+        &shared,
+        snap_rx,
+        Progress::new(show_progress),
+        &server,
+        server_pid,
+    ));
+
+    let mut results = Vec::with_capacity(workers.len());
+    for h in workers {
+        match h.join() {
+            Ok(Ok(r)) => results.push(r),
+            Ok(Err(e)) => return Err(e).context("while running a worker thread"),
+            Err(_) => anyhow::bail!("a worker thread panicked"),
+        }
+    }
+    let cpu_after = Cpus::now(server.is_some(), server_pid);
+    let wall = epoch.elapsed();
+    if let Some(s) = server {
+        s.stop();
+    }
+
+    let report = build_report(
+        &shared,
+        &url,
+        server_desc,
+        server_pid,
+        results,
+        &outcome,
+        (rss_before, cpu_before, cpu_after, wall),
+    );
+    emit(&report, &cfg, global)?;
+    Ok(if report.passed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// A short random id for room names.
+fn run_id() -> String {
+    format!("{:06x}", rand::random::<u32>() & 0xff_ffff)
+}
+
+/// What the control loop saw.
+struct Outcome {
+    interrupted: bool,
+    /// The schedule as it ended (`None` in idle mode or when stopped while connecting).
+    schedule: Option<Schedule>,
+    /// Wall time of the initial connect phase.
+    connect_phase: Duration,
+    /// Memory once every client had connected, and at the end of the load.
+    rss_connected: Option<u64>,
+    rss_loaded: Option<u64>,
+    /// Held time in idle mode.
+    held: Duration,
+    /// CPU of the control thread.
+    control_cpu: CpuTime,
+    /// Connections open when the run was told to stop.
+    open_at_stop: u64,
+}
+
+/// The main thread: drive the phases, show progress, handle Ctrl-C.
+async fn control(
+    sh: &Arc<Shared>,
+    snaps: mpsc::Receiver<IntervalSnapshot>,
+    mut progress: Progress,
+    server: &Option<inproc::InProcess>,
+    server_pid: Option<u32>,
+) -> Outcome {
+    let cpu0 = sys::thread_cpu();
+    let cfg = &sh.cfg;
+    let mut out = Outcome {
+        interrupted: false,
+        schedule: None,
+        connect_phase: Duration::ZERO,
+        rss_connected: None,
+        rss_loaded: None,
+        held: Duration::ZERO,
+        control_cpu: CpuTime::default(),
+        open_at_stop: 0,
+    };
+    let mut ctrl_c = std::pin::pin!(tokio::signal::ctrl_c());
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    let mut last: Vec<Histogram<u64>> =
+        (0..cfg.threads).map(|_| stats::new_coarse_hist()).collect();
+    let drain_snaps = |last: &mut Vec<Histogram<u64>>| {
+        while let Ok((w, h)) = snaps.try_recv() {
+            if let Some(slot) = last.get_mut(w) {
+                *slot = h;
+            }
+        }
+    };
+
+    // 1. Connect (ramped), until every client connected or failed.
+    let total = cfg.clients as u64;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = &mut ctrl_c => {
+                out.interrupted = true;
+                break;
+            }
+        }
+        let t = Totals::of(&sh.live);
+        progress.connecting(&t, total);
+        if t.connect_done + t.connect_failed >= total {
+            break;
+        }
+    }
+    out.connect_phase = sh.epoch.elapsed();
+    if out.interrupted {
+        out.open_at_stop = Totals::of(&sh.live).open;
+        let _ = sh.phase.send(Phase::Stop);
+        out.control_cpu = sys::thread_cpu().saturating_sub(cpu0);
+        return out;
+    }
+    // Let the last joins settle before measuring memory.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    out.rss_connected = memory_probe(server, server_pid);
+
+    if cfg.mode == Mode::Idle {
+        // 2a. Hold.
+        let held_from = Instant::now();
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = &mut ctrl_c => {
+                    out.interrupted = true;
+                    break;
+                }
+            }
+            let el = held_from.elapsed();
+            progress.running("holding", &Totals::of(&sh.live), el, cfg.duration, None);
+            if el >= cfg.duration {
+                break;
+            }
+        }
+        out.held = held_from.elapsed();
+        out.rss_loaded = memory_probe(server, server_pid);
+        out.open_at_stop = Totals::of(&sh.live).open;
+        let _ = sh.phase.send(Phase::Stop);
+        progress.finish();
+        out.control_cpu = sys::thread_cpu().saturating_sub(cpu0);
+        return out;
+    }
+
+    // 2b. Send on the open-loop schedule: warmup, then the measured window.
+    let start_ns = sh.now_ns() + 50_000_000;
+    let mut schedule = Schedule::new(
+        start_ns,
+        cfg.rate,
+        cfg.clients,
+        cfg.warmup.as_nanos() as u64,
+        cfg.duration.as_nanos() as u64,
+    );
+    let _ = sh.phase.send(Phase::Run(schedule));
+    let total_run = cfg.warmup + cfg.duration;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = &mut ctrl_c => {
+                // Stop sending now; what was due so far is measured, then the grace period.
+                out.interrupted = true;
+                let now = sh.now_ns().div_ceil(1000) * 1000;
+                schedule.end_ns = now.max(schedule.start_ns).min(schedule.end_ns);
+                schedule.measure_start_ns = schedule.measure_start_ns.min(schedule.end_ns);
+                let _ = sh.phase.send(Phase::Run(schedule));
+                break;
+            }
+        }
+        drain_snaps(&mut last);
+        let now = sh.now_ns();
+        let el = Duration::from_nanos(now.saturating_sub(schedule.start_ns));
+        let label = if now < schedule.measure_start_ns {
+            "warmup"
+        } else {
+            "measuring"
+        };
+        progress.running(
+            label,
+            &Totals::of(&sh.live),
+            el,
+            total_run,
+            interval_p99(&last),
+        );
+        if now >= schedule.end_ns {
+            break;
+        }
+    }
+    out.rss_loaded = memory_probe(server, server_pid);
+    // 3. Grace: no more sends; in-flight messages may still arrive.
+    let _ = sh.phase.send(Phase::Drain(schedule));
+    let grace_end = Instant::now() + cfg.grace;
+    let mut ctrl_c2 = std::pin::pin!(tokio::signal::ctrl_c());
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = &mut ctrl_c2 => break,
+        }
+        drain_snaps(&mut last);
+        progress.running(
+            "grace",
+            &Totals::of(&sh.live),
+            total_run,
+            total_run,
+            interval_p99(&last),
+        );
+        if Instant::now() >= grace_end {
+            break;
+        }
+    }
+    out.open_at_stop = Totals::of(&sh.live).open;
+    let _ = sh.phase.send(Phase::Stop);
+    progress.finish();
+    out.schedule = Some(schedule);
+    out.control_cpu = sys::thread_cpu().saturating_sub(cpu0);
+    out
+}
+
+/// Server memory now: the server process when known, this process for the in-process relay.
+fn memory_probe(server: &Option<inproc::InProcess>, pid: Option<u32>) -> Option<u64> {
+    match (server, pid) {
+        (Some(_), _) => sys::self_rss_bytes(),
+        (None, Some(pid)) => sys::rss_bytes(pid),
+        (None, None) => None,
+    }
+}
+
+/// CPU counters at one moment.
+#[derive(Clone, Copy)]
+struct Cpus {
+    process: CpuTime,
+    server_pid: Option<CpuTime>,
+}
+
+impl Cpus {
+    fn now(in_process: bool, pid: Option<u32>) -> Cpus {
+        Cpus {
+            process: sys::process_cpu(),
+            server_pid: if in_process {
+                None
+            } else {
+                pid.and_then(sys::pid_cpu)
+            },
+        }
+    }
+}
+
+fn build_report(
+    sh: &Shared,
+    url: &str,
+    server_desc: String,
+    server_pid: Option<u32>,
+    results: Vec<WorkerResult>,
+    out: &Outcome,
+    (rss_before, cpu_before, cpu_after, wall): (Option<u64>, Cpus, Cpus, Duration),
+) -> Report {
+    let cfg = &sh.cfg;
+    let mut stats = WorkerStats::default();
+    let mut generator = CpuTime::default();
+    let mut logs: Vec<ClientLog> = Vec::with_capacity(cfg.clients);
+    for r in results {
+        stats.merge(&r.stats);
+        generator = generator.add(r.cpu);
+        logs.extend(r.logs);
+    }
+    logs.sort_by_key(|l| l.index);
+    let totals = Totals::of(&sh.live);
+    let connected = totals.connect_done;
+    let failed = totals.connect_failed;
+
+    let measured_s = match (cfg.mode, &out.schedule) {
+        (Mode::Idle, _) => out.held.as_secs_f64(),
+        (_, Some(s)) => (s.end_ns.saturating_sub(s.measure_start_ns)) as f64 / 1e9,
+        (_, None) => 0.0,
+    };
+    let per_s = |n: u64| {
+        if measured_s > 0.0 {
+            n as f64 / measured_s
+        } else {
+            0.0
+        }
+    };
+
+    let delivery = match &out.schedule {
+        Some(s) => stats::account(&logs, cfg.rooms as u32, s, cfg.mode == Mode::Raw),
+        None => stats::Delivery::default(),
+    };
+    let messages = (cfg.mode != Mode::Idle).then(|| report::Messages {
+        sent: stats.sent,
+        delivery,
+        foreign: stats.foreign,
+        misrouted: stats.misrouted,
+        self_echo: stats.self_echo,
+        sent_per_s: per_s(stats.sent),
+        delivered_per_s: per_s(delivery.delivered),
+        warmup_sent: stats.sent_warmup,
+    });
+    let latency = (cfg.mode != Mode::Idle).then(|| report::Percentiles::of(&stats.latency));
+    let acks = cfg.ack.then(|| report::Acks {
+        expected: stats.acks_expected,
+        received: stats.acks,
+        ack_ms: report::Percentiles::of(&stats.ack),
+    });
+
+    // CPU: the generator's threads exactly; the server's from its process, or for the in-process
+    // relay, what the process used beyond the generator and the control thread.
+    let generator = generator.add(out.control_cpu);
+    let proc_delta = cpu_after.process.saturating_sub(cpu_before.process);
+    let server_cpu = match (cpu_before.server_pid, cpu_after.server_pid) {
+        (Some(a), Some(b)) => Some(b.saturating_sub(a)),
+        _ if sh.cfg.url.is_none() => Some(proc_delta.saturating_sub(generator)),
+        _ => None,
+    };
+    let wall_s = wall.as_secs_f64();
+    let generator_s = generator.total().as_secs_f64();
+    let received_total = stats.received + stats.received_warmup;
+    let cpu = report::Cpu {
+        generator_s,
+        generator_user_s: generator.user.as_secs_f64(),
+        generator_system_s: generator.system.as_secs_f64(),
+        generator_busy: if wall_s > 0.0 {
+            generator_s / (wall_s * cfg.threads as f64)
+        } else {
+            0.0
+        },
+        received_per_cpu_s: (generator_s > 0.0 && received_total > 0)
+            .then(|| received_total as f64 / generator_s),
+        server_s: server_cpu.map(|c| c.total().as_secs_f64()),
+        server_us_per_delivery: server_cpu
+            .filter(|_| received_total > 0)
+            .map(|c| c.total().as_secs_f64() * 1e6 / received_total as f64),
+        wall_s,
+    };
+
+    let memory = rss_before.and_then(|before| {
+        let after = if cfg.mode == Mode::Idle {
+            out.rss_connected
+        } else {
+            out.rss_loaded.or(out.rss_connected)
+        }?;
+        let open = connected.max(1) as f64;
+        Some(report::Memory {
+            source: match (sh.cfg.url.is_none(), server_pid) {
+                (true, _) => {
+                    "in-process: RSS of this process, relay plus the bench's own clients".into()
+                }
+                (false, Some(pid)) => format!("VmRSS of pid {pid}"),
+                (false, None) => "unknown".into(),
+            },
+            rss_before_bytes: before,
+            rss_after_bytes: after,
+            per_connection_bytes: (connected > 0).then(|| (after as f64 - before as f64) / open),
+        })
+    });
+
+    let timeline = match &out.schedule {
+        Some(_) => {
+            let secs = measured_s.ceil() as usize;
+            (0..secs)
+                .map(|t| {
+                    let s = stats.seconds.get(t);
+                    let q = |f: f64| {
+                        s.filter(|s| !s.latency.is_empty())
+                            .map(|s| s.latency.value_at_quantile(f) as f64 / 1000.0)
+                    };
+                    report::SecondRow {
+                        t_s: t as u64,
+                        sent: s.map_or(0, |s| s.sent),
+                        delivered: s.map_or(0, |s| s.delivered),
+                        p50_ms: q(0.5),
+                        p99_ms: q(0.99),
+                        max_ms: s
+                            .filter(|s| !s.latency.is_empty())
+                            .map(|s| s.latency.max() as f64 / 1000.0),
+                    }
+                })
+                .collect()
+        }
+        None => Vec::new(),
+    };
+
+    let mut checks = Vec::new();
+    if let Some(limit) = cfg.max_p99 {
+        let p99 = latency.filter(|l| l.count > 0).map(|l| l.p99);
+        checks.push(Check {
+            name: "p99 latency".into(),
+            limit: report::ms(limit.as_secs_f64() * 1000.0),
+            value: p99.map_or_else(|| "no messages measured".into(), report::ms),
+            ok: p99.is_some_and(|p| p <= limit.as_secs_f64() * 1000.0),
+        });
+    }
+    if let Some(limit) = cfg.max_loss {
+        checks.push(Check {
+            name: "lost messages".into(),
+            limit: report::thousands(limit),
+            value: report::thousands(delivery.lost),
+            ok: delivery.lost <= limit,
+        });
+    }
+    if cfg.strict {
+        let errors: u64 = stats.errors.values().sum();
+        let dropped: u64 = stats
+            .disconnects
+            .iter()
+            .filter(|(k, _)| !k.starts_with("churn"))
+            .map(|(_, v)| v)
+            .sum();
+        checks.push(Check {
+            name: "connection errors and drops".into(),
+            limit: "0".into(),
+            value: report::thousands(errors + dropped + failed),
+            ok: errors + dropped + failed == 0,
+        });
+    }
+
+    let mut notes = Vec::new();
+    if cpu.generator_busy > 0.85 {
+        notes.push(format!(
+            "the load generator kept its {} thread(s) {:.0}% busy: it may be the bottleneck (add --threads or run it on more cores)",
+            cfg.threads,
+            cpu.generator_busy * 100.0
+        ));
+    }
+    if stats.send_lag_max_us > 100_000 {
+        notes.push(format!(
+            "senders fell up to {} behind schedule; that delay counts as latency (coordinated-omission correction)",
+            report::ms(stats.send_lag_max_us as f64 / 1000.0)
+        ));
+    }
+    if cfg.mode == Mode::Chat && stats.connects > 0 && totals.join_acked < stats.connects {
+        notes.push(format!(
+            "{} of {} joins were not acknowledged by the server; those clients count as members {} after joining (--grace)",
+            report::thousands(stats.connects - totals.join_acked),
+            report::thousands(stats.connects),
+            humantime::format_duration(cfg.grace)
+        ));
+    }
+    if cfg.mode == Mode::Chat && (0..cfg.rooms).any(|r| cfg.room_size(r) < 2) {
+        notes.push("some rooms have a single client: their messages have no one to reach".into());
+    }
+    if sh.cfg.url.is_none() {
+        notes.push(
+            "the relay ran inside this process and shared its cores with the load generator".into(),
+        );
+    }
+
+    let connect_phase_s = out.connect_phase.as_secs_f64();
+    Report {
+        wschat: env!("CARGO_PKG_VERSION"),
+        target: report::Target {
+            url: url.to_string(),
+            server: server_desc,
+            pid: server_pid,
+        },
+        settings: report::Settings {
+            mode: cfg.mode.name(),
+            transport: match cfg.transport {
+                TransportChoice::Websocket => "websocket",
+                TransportChoice::Polling => "polling",
+                TransportChoice::Upgrade => "polling+upgrade",
+            },
+            clients: cfg.clients,
+            rooms: cfg.rooms,
+            rate_per_client: cfg.rate,
+            offered_per_s: cfg.rate * cfg.clients as f64,
+            size: cfg.size,
+            duration_s: cfg.duration.as_secs_f64(),
+            warmup_s: cfg.warmup.as_secs_f64(),
+            ramp_s: cfg.ramp.as_secs_f64(),
+            grace_s: cfg.grace.as_secs_f64(),
+            threads: cfg.threads,
+            ack: cfg.ack,
+            churn_per_s: cfg.churn,
+            namespace: cfg.namespace.clone(),
+        },
+        interrupted: out.interrupted,
+        measured_s,
+        connections: report::Connections {
+            attempted: cfg.clients as u64,
+            connected,
+            failed,
+            reconnects: stats.connects.saturating_sub(connected),
+            connect_ms: report::Percentiles::of(&stats.connect),
+            connect_phase_s,
+            connect_rate_per_s: if connect_phase_s > 0.0 {
+                connected as f64 / connect_phase_s
+            } else {
+                0.0
+            },
+            open_at_end: out.open_at_stop,
+        },
+        messages,
+        latency_ms: latency,
+        acks,
+        errors: stats.errors.clone(),
+        disconnects: stats.disconnects.clone(),
+        cpu,
+        memory,
+        histogram: report::buckets(&stats.latency),
+        distribution: report::distribution(&stats.latency),
+        timeline,
+        checks,
+        notes,
+    }
+}
+
+/// Print the report (text or JSON on stdout) and write the HTML file if asked.
+fn emit(report: &Report, cfg: &Config, global: &Global) -> anyhow::Result<()> {
+    if let Some(path) = &cfg.html {
+        std::fs::write(path, report::render_html(report))
+            .with_context(|| format!("while writing the HTML report to {}", path.display()))?;
+    }
+    let mut stdout = std::io::stdout().lock();
+    if cfg.json {
+        writeln!(stdout, "{}", report::render_json(report))?;
+    } else {
+        let color = global.use_color(std::io::stdout().is_terminal());
+        write!(stdout, "{}", report::render_text(report, color))?;
+    }
+    stdout.flush()?;
+    Ok(())
 }

@@ -1,1 +1,89 @@
 //! One Socket.IO client driver over the protocol core, used by `send` and `bench`.
+
+mod api;
+pub mod conn;
+pub mod http1;
+pub mod net;
+pub mod raw;
+pub mod url;
+pub mod wsio;
+
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::wire::ws::ProtocolError;
+
+pub use api::{Ack, Client, Emitter, EventMsg, Incoming, PendingAck};
+pub use conn::{ClientOptions, Conn, ConnectInfo, Received, TransportMode};
+pub use net::{NetOptions, Stream, tls_connector};
+pub use url::Endpoint;
+
+/// Everything that can go wrong in the client, each with what a person needs to act on it.
+///
+/// Cloneable (IO errors are shared) so one failure can be reported to every waiting caller.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ClientError {
+    #[error("invalid URL `{url}`: {reason}")]
+    Url { url: String, reason: String },
+    #[error("cannot resolve host `{host}`: {source}")]
+    Resolve {
+        host: String,
+        source: Arc<io::Error>,
+    },
+    #[error("cannot connect to {addr}: {source}")]
+    Connect {
+        addr: String,
+        source: Arc<io::Error>,
+    },
+    #[error("connecting to {target} timed out after {}", humantime::format_duration(*after))]
+    ConnectTimeout { target: String, after: Duration },
+    #[error("TLS handshake with `{host}` failed: {source}")]
+    Tls {
+        host: String,
+        source: Arc<io::Error>,
+    },
+    #[error("TLS configuration: {0}")]
+    TlsConfig(String),
+    #[error("the server answered HTTP {status} {reason}{}", if body.is_empty() { String::new() } else { format!(": {body}") })]
+    HttpStatus {
+        status: u16,
+        reason: String,
+        body: String,
+    },
+    #[error("HTTP: {0}")]
+    Http(String),
+    #[error("WebSocket handshake: {0}")]
+    Handshake(String),
+    #[error("WebSocket: {0}")]
+    WebSocket(#[from] ProtocolError),
+    #[error("protocol error: {0}")]
+    Protocol(String),
+    #[error("namespace {namespace} refused the connection: {message}")]
+    ConnectRefused {
+        namespace: String,
+        message: String,
+        data: Option<String>,
+    },
+    #[error("the server disconnected namespace {namespace}")]
+    ServerDisconnect { namespace: String },
+    #[error("the server closed the Engine.IO session")]
+    SessionClosed,
+    #[error("no ping from the server for {} (pingInterval + pingTimeout): connection considered dead", humantime::format_duration(*after))]
+    PingTimeout { after: Duration },
+    #[error("no ack for packet {id} within {}", humantime::format_duration(*after))]
+    AckTimeout { id: u64, after: Duration },
+    #[error("the server closed the connection{during}")]
+    Closed { during: &'static str },
+    #[error("the client is closed")]
+    ClientClosed,
+    #[error("{0}")]
+    Io(#[source] Arc<io::Error>),
+}
+
+impl ClientError {
+    /// An IO error.
+    pub fn io(e: io::Error) -> ClientError {
+        ClientError::Io(Arc::new(e))
+    }
+}

@@ -1,11 +1,199 @@
 //! The `wschat decode` command: captures into TCP streams, handshakes, frames and Socket.IO packets.
+//!
+//! Data flows one way: [`capture`] (pcap/pcapng/live, streaming) -> [`net`] (link, IP, TCP
+//! headers) -> [`tcp`] (conversations, sequence analysis, reassembly) -> [`stream`] (HTTP,
+//! [`websocket`] frames, [`sio`] Engine.IO/Socket.IO) -> [`event`]s -> [`render`] (every view) and
+//! [`stats`]. [`decoder`] drives it for one run.
 
+pub mod body;
+pub mod capture;
+pub mod decoder;
+pub mod event;
+pub mod net;
+pub mod render;
+pub mod sio;
+pub mod stats;
+pub mod stream;
+pub mod tcp;
+pub mod websocket;
+
+use std::io::IsTerminal;
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
 
-/// Run the command. (Placeholder until the decode issue lands; replaced by the real implementation.)
-pub fn run(
-    _args: &crate::cli::DecodeArgs,
-    _global: &crate::cli::Global,
-) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`wschat decode` is not built yet")
+use anyhow::Context;
+
+use crate::cli::{DecodeArgs, Global};
+use capture::{FileReader, Flow};
+use decoder::{Decoder, Options};
+use render::{Renderer, View};
+
+/// The view the flags ask for.
+pub fn view_for(args: &DecodeArgs) -> View {
+    if args.stats && !args.tree && !args.follow && !args.hex {
+        View::Stats
+    } else if args.json {
+        View::Json
+    } else if args.follow {
+        View::Follow
+    } else if args.tree {
+        View::Tree
+    } else {
+        View::List
+    }
+}
+
+/// Run the command.
+pub fn run(args: &DecodeArgs, global: &Global) -> anyhow::Result<ExitCode> {
+    let stdout = std::io::stdout();
+    let color = global.use_color(stdout.is_terminal());
+    let view = view_for(args);
+    let mut renderer = Renderer::new(
+        Box::new(stdout),
+        view,
+        args.hex,
+        color,
+        args.stats,
+        args.json,
+    );
+    let opts = Options {
+        ws_ports: args.ws_ports.clone(),
+        stream: args.stream,
+        port: args.port,
+        event: args.event.clone(),
+        all: args.all,
+        count: args.count,
+    };
+    let stats = {
+        let mut decoder = Decoder::new(opts, &mut renderer);
+        if let Some(iface) = &args.interface {
+            live(iface, args.filter.as_deref(), &mut decoder)?;
+        } else {
+            if args.filter.is_some() {
+                anyhow::bail!(
+                    "--filter applies to live capture (-i) only; filter files with --stream/--port/--event"
+                );
+            }
+            let mut next_number = 1;
+            for path in &args.files {
+                let mut reader = FileReader::open(path)?;
+                let total = std::fs::metadata(path)
+                    .ok()
+                    .filter(|m| m.is_file())
+                    .map(|m| m.len());
+                let mut progress = Progress::new(total, global.quiet);
+                let mut stopped = false;
+                let n = reader.for_each(next_number, |pkt| {
+                    let flow = decoder.packet(pkt)?;
+                    progress.tick(pkt.file_offset);
+                    if flow == Flow::Stop {
+                        stopped = true;
+                    }
+                    Ok(flow)
+                })?;
+                progress.done();
+                next_number += n;
+                if stopped {
+                    break;
+                }
+            }
+        }
+        decoder.finish()?;
+        std::mem::take(&mut decoder.stats)
+    };
+    renderer
+        .finish(&stats)
+        .context("while writing the output")?;
+    if args.strict && stats.anomalies > 0 {
+        eprintln!(
+            "wschat: {} anomal{} found (--strict)",
+            stats.anomalies,
+            if stats.anomalies == 1 { "y" } else { "ies" }
+        );
+        return Ok(ExitCode::from(1));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A progress bar on stderr for inputs that take more than a second (only on a terminal).
+struct Progress {
+    total: Option<u64>,
+    started: Instant,
+    bar: Option<indicatif::ProgressBar>,
+    enabled: bool,
+    ticks: u64,
+}
+
+impl Progress {
+    fn new(total: Option<u64>, quiet: bool) -> Self {
+        Progress {
+            total,
+            started: Instant::now(),
+            bar: None,
+            enabled: !quiet && total.is_some() && std::io::stderr().is_terminal(),
+            ticks: 0,
+        }
+    }
+
+    fn tick(&mut self, position: u64) {
+        self.ticks += 1;
+        if !self.enabled || self.ticks % 2048 != 0 {
+            return;
+        }
+        if self.bar.is_none() && self.started.elapsed() > Duration::from_secs(1) {
+            let bar = indicatif::ProgressBar::with_draw_target(
+                self.total,
+                indicatif::ProgressDrawTarget::stderr(),
+            );
+            if let Ok(style) = indicatif::ProgressStyle::with_template(
+                "{spinner} decoding [{bar:40}] {bytes}/{total_bytes} ({bytes_per_sec}, {eta})",
+            ) {
+                bar.set_style(style.progress_chars("=> "));
+            }
+            self.bar = Some(bar);
+        }
+        if let Some(b) = &self.bar {
+            b.set_position(position);
+        }
+    }
+
+    fn done(&mut self) {
+        if let Some(b) = self.bar.take() {
+            b.finish_and_clear();
+        }
+    }
+}
+
+#[cfg(feature = "live")]
+fn live(iface: &str, filter: Option<&str>, decoder: &mut Decoder<'_>) -> anyhow::Result<()> {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        // Ctrl-C ends the capture cleanly, so the summary and the transcripts still print.
+        let stop = stop.clone();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        std::thread::spawn(move || {
+            rt.block_on(async {
+                if tokio::signal::ctrl_c().await.is_ok() {
+                    stop.store(true, Ordering::Relaxed);
+                }
+            })
+        });
+    }
+    capture::live::run(iface, filter, stop, |pkt| {
+        let flow = decoder.packet(pkt)?;
+        decoder.flush_output()?;
+        Ok(flow)
+    })?;
+    Ok(())
+}
+
+#[cfg(not(feature = "live"))]
+fn live(iface: &str, _filter: Option<&str>, _decoder: &mut Decoder<'_>) -> anyhow::Result<()> {
+    anyhow::bail!(
+        "live capture on {iface} needs the `live` feature (libpcap): rebuild with `cargo build --release --features live`"
+    )
 }

@@ -68,6 +68,13 @@ const BASE64: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::n
         .with_decode_allow_trailing_bits(true),
 );
 
+/// A session id from 15 random bytes supplied by the caller: 20 characters of URL-safe base64,
+/// the shape of the reference's `base64id` (`randomBytes(15)` in base64 with `/`→`_`, `+`→`-`).
+/// Also fits Socket.IO socket ids.
+pub fn sid_from_random(random: &[u8; 15]) -> String {
+    base64::engine::general_purpose::URL_SAFE.encode(random)
+}
+
 /// The Engine.IO packet types (one ASCII digit on the wire, protocol v4 "Packet types").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum PacketType {
@@ -1272,6 +1279,18 @@ mod tests {
         assert_eq!(
             c("EIO=4&transport=polling&sid=x", "PUT", false),
             Err(ErrorCode::BadRequest)
+        );
+    }
+
+    #[test]
+    fn session_ids_look_like_base64id() {
+        let sid = sid_from_random(&[0xfb; 15]);
+        assert_eq!(sid.len(), 20);
+        assert_eq!(sid, "-_v7-_v7-_v7-_v7-_v7");
+        assert!(
+            sid_from_random(&[7; 15])
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         );
     }
 

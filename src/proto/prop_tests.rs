@@ -315,13 +315,13 @@ fn plain_decode(s: &str) -> Option<Plain> {
 fn fast_decode(s: &str) -> Option<Plain> {
     let p = socketio::PacketRef::parse(s).ok()?;
     // JSON that JavaScript accepts but `Value` cannot hold (`1e400`) fails here, as in `plain_decode`.
-    let owned = p.to_packet().ok()?;
+    let data = p.data_value().ok()?;
     Some(Plain {
         packet_type: p.packet_type(),
         attachments: p.attachments(),
         nsp: p.nsp().to_owned(),
         id: p.id(),
-        data: owned.data,
+        data,
     })
 }
 

@@ -211,7 +211,8 @@ pub enum SocketIoError {
         /// The number of attachments.
         count: usize,
     },
-    /// [`Packet::decode`] was given the header of a binary packet; use a [`Reassembler`].
+    /// [`Packet::decode`] / [`PacketRef::to_packet`] got the header of a binary packet; use a
+    /// [`Reassembler`].
     #[error("{packet_type} header announces {count} attachment(s); decode it with a Reassembler")]
     AttachmentsFollow {
         /// BINARY_EVENT or BINARY_ACK.
@@ -483,24 +484,42 @@ impl<'a> PacketRef<'a> {
         self.arg_count
     }
 
-    /// Copies the packet into its owned form, parsing the payload into a [`Value`]. For a binary
-    /// packet the attachments are not part of the text: the result has none (see [`Reassembler`]).
-    pub fn to_packet(&self) -> Result<Packet, SocketIoError> {
-        let data =
-            match self.data {
-                Some(d) => Some(serde_json::from_str::<Value>(d).map_err(|e| {
-                    SocketIoError::InvalidJson {
+    /// The payload parsed into a [`Value`] (`None` when there is none). Fails only for JSON that
+    /// JavaScript accepts but a `Value` cannot hold, such as `1e400`.
+    pub fn data_value(&self) -> Result<Option<Value>, SocketIoError> {
+        match self.data {
+            Some(d) => {
+                serde_json::from_str::<Value>(d)
+                    .map(Some)
+                    .map_err(|e| SocketIoError::InvalidJson {
                         offset: json::error_offset(d, &e),
                         message: json::error_message(&e),
-                    }
-                })?),
-                None => None,
-            };
+                    })
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Copies the packet into its owned form, parsing the payload into a [`Value`]. The header
+    /// of a binary packet is refused with [`SocketIoError::AttachmentsFollow`]: its attachments
+    /// are separate messages, joined by a [`Reassembler`].
+    pub fn to_packet(&self) -> Result<Packet, SocketIoError> {
+        if self.attachments > 0 {
+            return Err(SocketIoError::AttachmentsFollow {
+                packet_type: self.packet_type,
+                count: self.attachments,
+            });
+        }
+        self.header_packet()
+    }
+
+    /// The owned packet without its attachments (for the reassembler).
+    fn header_packet(&self) -> Result<Packet, SocketIoError> {
         Ok(Packet {
             packet_type: self.packet_type,
             nsp: self.nsp.to_owned(),
             id: self.id,
-            data,
+            data: self.data_value()?,
             attachments: Vec::new(),
         })
     }
@@ -571,7 +590,8 @@ fn count_digits(bytes: &[u8], from: usize) -> usize {
 fn parse_u64(bytes: &[u8], from: usize, len: usize) -> Option<u64> {
     let digits = bytes.get(from..from.checked_add(len)?)?;
     digits.iter().try_fold(0u64, |acc, &d| {
-        acc.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+        let digit = d.checked_sub(b'0').filter(|v| *v < 10)?;
+        acc.checked_mul(10)?.checked_add(u64::from(digit))
     })
 }
 
@@ -858,14 +878,7 @@ impl Packet {
     /// Decodes a complete text packet into the owned form. The header of a binary packet is
     /// refused with [`SocketIoError::AttachmentsFollow`]: feed it to a [`Reassembler`].
     pub fn decode(text: &str) -> Result<Self, SocketIoError> {
-        let r = PacketRef::parse(text)?;
-        if r.attachments > 0 {
-            return Err(SocketIoError::AttachmentsFollow {
-                packet_type: r.packet_type,
-                count: r.attachments,
-            });
-        }
-        r.to_packet()
+        PacketRef::parse(text)?.to_packet()
     }
 
     /// The event name (EVENT/BINARY_EVENT with a string name).

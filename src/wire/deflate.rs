@@ -11,8 +11,12 @@
 //! uses 9, which is still correct for a peer with a 256-byte window: zlib never emits a match
 //! distance larger than `window size - MIN_LOOKAHEAD` (512 - 262 = 250 bytes for 9 bits), so every
 //! back-reference stays inside 256 bytes (the test `deflate_8_bits_is_readable_with_256_byte_window`
-//! pins this). Decompression with a 512-byte window reads every stream made with a 256-byte one,
-//! so an [`Inflater`] asked for 8 bits also uses 9.
+//! pins this with an independent RFC 1951 decoder). Decompression with a 512-byte window reads
+//! every stream made with a 256-byte one, so an [`Inflater`] asked for 8 bits also uses 9.
+//!
+//! Memory: the deflater's window follows the window bits, but zlib-rs's inflater always allocates
+//! a 32 KiB window, whatever the bits; with context takeover that stays allocated per connection
+//! and direction.
 
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
 

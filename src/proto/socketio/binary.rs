@@ -180,7 +180,7 @@ impl Reassembler {
     /// Like [`Reassembler::push_text`] for a packet already parsed on the fast path.
     pub fn push_ref(&mut self, packet: &PacketRef<'_>) -> Result<Option<Packet>, SocketIoError> {
         self.refuse_text_while_waiting()?;
-        let p = packet.to_packet()?;
+        let p = packet.header_packet()?;
         if packet.attachments() == 0 {
             return Ok(Some(p));
         }

@@ -522,3 +522,49 @@ fn summaries() {
     let long = format!(r#"2["x","{}"]"#, "a".repeat(300));
     assert!(p(&long).summary().ends_with('…'));
 }
+
+#[test]
+fn regression_fuzz_large_numbers_round_trip_exactly_through_value() {
+    // Found by the socketio_reassembler fuzz target: a number beyond u64 is an f64, and without
+    // serde_json's `float_roundtrip` its re-parse could differ by one ULP.
+    let header = r#"62-["msesage",{"_,laceholder":true,"num":99990001864712049423024119},{"_pr":true,"r":true,"nDm":0}]"#;
+    let mut r = Reassembler::new();
+    assert_eq!(r.push_text(header), Ok(None));
+    r.push_binary(vec![1u8, 2]).unwrap();
+    let packet = r.push_binary(vec![3u8, 4]).unwrap().unwrap();
+    let mut again = Reassembler::new();
+    let mut out = None;
+    for m in packet.to_engineio() {
+        out = match m {
+            engineio::Packet::Message(t) => again.push_text(&t).unwrap(),
+            engineio::Packet::Binary(b) => again.push_binary(b).unwrap(),
+            other => panic!("{other:?}"),
+        };
+    }
+    assert_eq!(out, Some(packet));
+    for f in [
+        "0.1",
+        "1e300",
+        "-2.2250738585072014e-308",
+        "5e-324",
+        "123456789.12345678",
+    ] {
+        let text = format!("3[{f}]");
+        let v = Packet::decode(&text).unwrap();
+        assert_eq!(Packet::decode(&v.to_text()).unwrap(), v, "{f}");
+    }
+}
+
+#[test]
+fn regression_fuzz_binary_header_has_no_owned_form_without_its_attachments() {
+    // Found by the socketio_packet fuzz target: the owned form of a bare header encoded `0-`.
+    let h = p(r#"52-789["x",{"_placeholder":true,"num":0},{"_placeholder":true,"num":1}]"#);
+    assert_eq!(
+        h.to_packet(),
+        Err(SocketIoError::AttachmentsFollow {
+            packet_type: PacketType::BinaryEvent,
+            count: 2
+        })
+    );
+    assert!(h.data_value().unwrap().is_some());
+}

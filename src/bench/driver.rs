@@ -1,0 +1,582 @@
+//! The load generator: worker threads, each with a single-threaded tokio runtime driving its share
+//! of the clients; every client connects (ramped, with bounded concurrency), joins its room, then
+//! sends on the open-loop schedule and accounts for what it receives.
+//!
+//! Hot path: one read syscall brings a batch of frames; each Socket.IO packet is classified by its
+//! first bytes and scanned for a bench id ([`payload::Scanner`]) — no JSON is parsed — and the
+//! result goes into thread-local histograms and the client's own bitsets. Nothing is shared
+//! between threads while the run is going except the phase (a watch channel, read on change) and
+//! the live counters each worker publishes four times a second.
+
+use std::cell::RefCell;
+use std::net::IpAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use tokio::sync::{Semaphore, watch};
+use tokio::time::sleep_until;
+
+use super::config::{Config, Mode};
+use super::conn::{BenchConn, ConnError, Target};
+use super::payload::{Kind, MessageId, Scanner, Template, classify};
+use super::progress::Live;
+use super::recv::{self, Got, Receiver};
+use super::schedule::Schedule;
+use super::stats::{ClientLog, WorkerStats, new_coarse_hist, record};
+use super::sys::{CpuTime, thread_cpu};
+
+/// Where the run is; set by the main thread, watched by every client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Connect and join, then wait.
+    Connecting,
+    /// Send on this schedule (its `end_ns` may be moved earlier by Ctrl-C).
+    Run(Schedule),
+    /// Stop sending; keep receiving until `Stop` (the grace period).
+    Drain(Schedule),
+    /// Close the connection and hand in the log.
+    Stop,
+}
+
+/// Everything the workers share (read-only, plus the phase channel and live counters).
+pub struct Shared {
+    pub cfg: Config,
+    pub epoch: Instant,
+    /// Connects start at this time (ns since epoch), ramped over `cfg.ramp`.
+    pub connect_start_ns: u64,
+    /// Unique per run, so concurrent benches against one server do not share rooms.
+    pub run_id: String,
+    pub target: Target,
+    /// Source addresses to spread connections over (empty: the kernel's choice).
+    pub sources: Vec<IpAddr>,
+    pub phase: watch::Sender<Phase>,
+    pub permits: Arc<Semaphore>,
+    pub live: Vec<Live>,
+    /// Wall-clock "HH:MM" for the `time` field of chat messages, as the original app sends.
+    pub clock: String,
+}
+
+impl Shared {
+    pub fn now_ns(&self) -> u64 {
+        self.epoch.elapsed().as_nanos() as u64
+    }
+
+    fn at(&self, ns: u64) -> tokio::time::Instant {
+        tokio::time::Instant::from_std(self.epoch + Duration::from_nanos(ns))
+    }
+
+    pub fn room_name(&self, room: u32) -> String {
+        format!("wsb-{}-{room}", self.run_id)
+    }
+}
+
+/// What a worker hands back.
+pub struct WorkerResult {
+    pub stats: WorkerStats,
+    pub logs: Vec<ClientLog>,
+    pub cpu: CpuTime,
+}
+
+/// The per-second latency snapshot a worker sends for the live p99.
+pub type IntervalSnapshot = (usize, Histogram<u64>);
+
+/// Thread-local state of one worker: the measurements plus the counters it publishes.
+struct Local {
+    stats: WorkerStats,
+    interval: Histogram<u64>,
+    open: u64,
+    connect_done: u64,
+    connect_failed: u64,
+    /// Clients whose server acknowledged `join_room` (ack id 0) / did not.
+    join_acked: u64,
+}
+
+type LocalRef = Rc<RefCell<Local>>;
+
+/// Run worker `w` on the current thread until all its clients are done.
+pub fn run_worker(
+    w: usize,
+    shared: Arc<Shared>,
+    snapshots: mpsc::Sender<IntervalSnapshot>,
+) -> std::io::Result<WorkerResult> {
+    let cpu0 = thread_cpu();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let local = tokio::task::LocalSet::new();
+    let st: LocalRef = Rc::new(RefCell::new(Local {
+        stats: WorkerStats::default(),
+        interval: new_coarse_hist(),
+        open: 0,
+        connect_done: 0,
+        connect_failed: 0,
+        join_acked: 0,
+    }));
+    let threads = shared.cfg.threads;
+    let clients = shared.cfg.clients;
+    let logs = local.block_on(&rt, async {
+        let ticker = tokio::task::spawn_local(publish(w, shared.clone(), st.clone(), snapshots));
+        let mut handles = Vec::with_capacity(clients / threads + 1);
+        for i in (w..clients).step_by(threads) {
+            let i = i as u32;
+            handles.push((
+                i,
+                tokio::task::spawn_local(client(i, shared.clone(), st.clone())),
+            ));
+        }
+        let mut logs = Vec::with_capacity(handles.len());
+        for (i, h) in handles {
+            match h.await {
+                Ok(log) => logs.push(log),
+                Err(e) => {
+                    // Keep one log per client so accounting stays indexed by client.
+                    st.borrow_mut()
+                        .stats
+                        .error(format!("internal: client task failed: {e}"));
+                    logs.push(ClientLog::new(i, i % shared.cfg.rooms as u32));
+                }
+            }
+        }
+        ticker.abort();
+        logs
+    });
+    publish_now(&shared.live[w], &st.borrow());
+    shared.live[w].finished.store(1, Ordering::Relaxed);
+    let cpu = thread_cpu().saturating_sub(cpu0);
+    let stats = std::mem::take(&mut st.borrow_mut().stats);
+    Ok(WorkerResult { stats, logs, cpu })
+}
+
+fn publish_now(live: &Live, l: &Local) {
+    live.sent
+        .store(l.stats.sent + l.stats.sent_warmup, Ordering::Relaxed);
+    live.received.store(
+        l.stats.received + l.stats.received_warmup,
+        Ordering::Relaxed,
+    );
+    live.errors
+        .store(l.stats.errors.values().sum(), Ordering::Relaxed);
+    live.open.store(l.open, Ordering::Relaxed);
+    live.connect_done.store(l.connect_done, Ordering::Relaxed);
+    live.connect_failed
+        .store(l.connect_failed, Ordering::Relaxed);
+    live.join_acked.store(l.join_acked, Ordering::Relaxed);
+}
+
+/// Publish the live counters 4 times a second and the interval histogram once a second.
+async fn publish(
+    w: usize,
+    shared: Arc<Shared>,
+    st: LocalRef,
+    snapshots: mpsc::Sender<IntervalSnapshot>,
+) {
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    let mut n = 0u64;
+    loop {
+        tick.tick().await;
+        n += 1;
+        let mut l = st.borrow_mut();
+        publish_now(&shared.live[w], &l);
+        if n % 4 == 0 {
+            let h = std::mem::replace(&mut l.interval, new_coarse_hist());
+            let _ = snapshots.send((w, h));
+        }
+    }
+}
+
+/// Why a connection ended.
+enum End {
+    /// The run is over (phase Stop).
+    Stopped,
+    /// Churn: close and reconnect.
+    Churn,
+    /// The connection failed or the server closed it.
+    Lost(String),
+}
+
+/// Per-connection protocol state for the receive callback.
+struct Session {
+    index: u32,
+    mode: Mode,
+    receiver: Receiver,
+    /// The join's ack (id 0) is awaited.
+    join_pending: bool,
+    /// Acks awaited: (ack id, intended send time µs, measured).
+    acks: std::collections::VecDeque<(u64, u64, bool)>,
+    next_ack: u64,
+}
+
+/// One client: connect (ramped), join, run the schedule, churn, hand in the log.
+async fn client(i: u32, sh: Arc<Shared>, st: LocalRef) -> ClientLog {
+    let cfg = &sh.cfg;
+    let rooms = cfg.rooms as u32;
+    let room = i % rooms;
+    let mut log = ClientLog::new(i, room);
+    let mut phase_rx = sh.phase.subscribe();
+    let ramp_ns =
+        (cfg.ramp.as_nanos() as u64).saturating_mul(u64::from(i)) / cfg.clients.max(1) as u64;
+    let start = sh.at(sh.connect_start_ns + ramp_ns);
+    tokio::select! {
+        _ = sleep_until(start) => {}
+        _ = wait_stop(&mut phase_rx) => return log,
+    }
+    let mut template = match cfg.mode {
+        Mode::Raw => Template::raw(cfg.size),
+        _ => Template::chat(
+            &cfg.namespace,
+            &sh.room_name(room),
+            &format!("bench-{i}"),
+            cfg.size,
+            &sh.clock,
+        ),
+    };
+    let scanner = Scanner::new();
+    let mut next_seq: u32 = 0;
+    let mut reconnect = false;
+    let mut ack_buf = Vec::new();
+    loop {
+        // Connect, bounded by the shared permits.
+        let conn = {
+            let _permit = sh.permits.acquire().await;
+            let t0 = sh.now_ns();
+            let source =
+                (!sh.sources.is_empty()).then(|| sh.sources[i as usize % sh.sources.len()]);
+            let r = tokio::select! {
+                r = tokio::time::timeout(cfg.connect_timeout, BenchConn::connect(&sh.target, source)) => r,
+                _ = wait_stop(&mut phase_rx) => return log,
+            };
+            let t1 = sh.now_ns();
+            let mut l = st.borrow_mut();
+            match r {
+                Ok(Ok(conn)) => {
+                    record(&mut l.stats.connect, (t1 - t0) / 1000);
+                    l.stats.connects += 1;
+                    l.open += 1;
+                    if !reconnect {
+                        l.connect_done += 1;
+                    }
+                    conn
+                }
+                Ok(Err(e)) => {
+                    l.stats.error(e.reason());
+                    if !reconnect {
+                        l.connect_failed += 1;
+                    }
+                    return log;
+                }
+                Err(_) => {
+                    l.stats
+                        .error(ConnError::Timeout(cfg.connect_timeout).reason());
+                    if !reconnect {
+                        l.connect_failed += 1;
+                    }
+                    return log;
+                }
+            }
+        };
+        let mut conn = conn;
+        let mut sess = Session {
+            index: i,
+            mode: cfg.mode,
+            receiver: Receiver {
+                index: i,
+                room,
+                rooms,
+                clients: cfg.clients as u32,
+                echo: cfg.mode == Mode::Raw,
+            },
+            join_pending: false,
+            acks: Default::default(),
+            next_ack: 1,
+        };
+        let joined_at = sh.now_ns();
+        match cfg.mode {
+            Mode::Raw => log.joined(joined_at),
+            _ => {
+                // Ask for an ack (id 0): servers that answer it tell us exactly when we are in.
+                let join = format!(
+                    "{}0[\"join_room\",{}]",
+                    ns_prefix(&cfg.namespace),
+                    json_str(&sh.room_name(room))
+                );
+                conn.queue(join.as_bytes());
+                sess.join_pending = true;
+            }
+        }
+        if let Err(e) = conn.flush().await {
+            let mut l = st.borrow_mut();
+            l.open -= 1;
+            l.stats.disconnect(e.reason());
+            return log;
+        }
+        let end = run_connection(
+            &sh,
+            &st,
+            &mut conn,
+            &mut sess,
+            &mut log,
+            &mut phase_rx,
+            &mut template,
+            &scanner,
+            &mut next_seq,
+            joined_at,
+            &mut ack_buf,
+        )
+        .await;
+        let now = sh.now_ns();
+        log.left(now, cfg.grace.as_nanos() as u64);
+        {
+            let mut l = st.borrow_mut();
+            l.open -= 1;
+            // Acks still awaited are missing; they stay counted as expected.
+            match &end {
+                End::Stopped => {}
+                End::Churn => l.stats.disconnect("churn (by the bench)"),
+                End::Lost(reason) => l.stats.disconnect(reason.clone()),
+            }
+        }
+        match end {
+            End::Stopped => {
+                conn.close().await;
+                return log;
+            }
+            End::Churn => {
+                conn.close().await;
+                reconnect = true;
+            }
+            End::Lost(_) => return log,
+        }
+    }
+}
+
+/// Drive one open connection until the run stops, a churn is due, or the connection is lost.
+#[allow(clippy::too_many_arguments)]
+async fn run_connection(
+    sh: &Shared,
+    st: &LocalRef,
+    conn: &mut BenchConn,
+    sess: &mut Session,
+    log: &mut ClientLog,
+    phase_rx: &mut watch::Receiver<Phase>,
+    template: &mut Template,
+    scanner: &Scanner,
+    next_seq: &mut u32,
+    joined_at: u64,
+    ack_buf: &mut Vec<u8>,
+) -> End {
+    let cfg = &sh.cfg;
+    let grace_ns = cfg.grace.as_nanos() as u64;
+    // A (re)connect during the run: the slots that passed while away are skipped (not sent, so
+    // not expected anywhere).
+    if let Phase::Run(s) = *phase_rx.borrow() {
+        *next_seq = (*next_seq).max(s.first_seq_at_or_after(sess.index, sh.now_ns()) as u32);
+    }
+    let conn_start = sh.now_ns();
+    loop {
+        let phase = *phase_rx.borrow_and_update();
+        let schedule = match phase {
+            Phase::Stop => return End::Stopped,
+            Phase::Run(s) => Some(s),
+            _ => None,
+        };
+        let due = schedule.and_then(|s| {
+            let t = s.intended_ns(sess.index, *next_seq);
+            (cfg.mode != Mode::Idle && s.is_sent(t)).then_some(t)
+        });
+        // A server that never acknowledges join_room (the original app's) is assumed to have
+        // processed it one grace period after it was sent.
+        let join_deadline = sess.join_pending.then_some(joined_at + grace_ns);
+        let churn = schedule.and_then(|_| churn_time(sh, sess.index, conn_start));
+        tokio::select! {
+            biased;
+            r = phase_rx.changed() => {
+                if r.is_err() {
+                    return End::Stopped;
+                }
+            }
+            _ = sleep_until(sh.at(due.unwrap_or(0))), if due.is_some() => {
+                let Some(s) = schedule else { continue };
+                send_due(sh, st, conn, sess, log, template, &s, next_seq, ack_buf);
+                if let Err(e) = conn.flush().await {
+                    return End::Lost(e.reason());
+                }
+            }
+            _ = sleep_until(sh.at(join_deadline.unwrap_or(0))), if join_deadline.is_some() => {
+                sess.join_pending = false;
+                log.joined(joined_at + grace_ns);
+            }
+            _ = sleep_until(sh.at(churn.unwrap_or(0))), if churn.is_some() => return End::Churn,
+            r = conn.read(|packet, now| on_packet(sh, st, sess, log, scanner, phase, packet, now)) => {
+                match r {
+                    Ok(()) => {}
+                    Err(e) => return End::Lost(e.reason()),
+                }
+            }
+        }
+    }
+}
+
+/// Queue every message of this client that is due by now (several when it fell behind: each
+/// keeps its own intended time, so the delay counts as latency).
+#[allow(clippy::too_many_arguments)]
+fn send_due(
+    sh: &Shared,
+    st: &LocalRef,
+    conn: &mut BenchConn,
+    sess: &mut Session,
+    log: &mut ClientLog,
+    template: &mut Template,
+    s: &Schedule,
+    next_seq: &mut u32,
+    ack_buf: &mut Vec<u8>,
+) {
+    let now = sh.now_ns();
+    let mut l = st.borrow_mut();
+    let mut lag_noted = false;
+    loop {
+        let t = s.intended_ns(sess.index, *next_seq);
+        if t > now || !s.is_sent(t) {
+            break;
+        }
+        if !lag_noted {
+            lag_noted = true;
+            l.stats.send_lag_max_us = l.stats.send_lag_max_us.max((now - t) / 1000);
+        }
+        let id = MessageId {
+            sender: sess.index,
+            seq: *next_seq,
+            t_us: t / 1000,
+        };
+        let measured = t >= s.measure_start_ns;
+        if sh.cfg.ack {
+            let ack = sess.next_ack;
+            sess.next_ack += 1;
+            template.fill_with_ack(id, ack, ack_buf);
+            conn.queue(ack_buf);
+            sess.acks.push_back((ack, id.t_us, measured));
+            if measured {
+                l.stats.acks_expected += 1;
+            }
+        } else {
+            conn.queue(template.fill(id));
+        }
+        log.sent(*next_seq);
+        if measured {
+            l.stats.sent += 1;
+            let sec = ((t - s.measure_start_ns) / 1_000_000_000) as usize;
+            l.stats.second(sec).sent += 1;
+        } else {
+            l.stats.sent_warmup += 1;
+        }
+        *next_seq += 1;
+    }
+}
+
+/// The next churn time of client `i` after `now`: clients are cycled round-robin at the churn
+/// rate, so client `i` is due at `start + (i + m * clients) / rate` for m = 0, 1, ...
+fn churn_time(sh: &Shared, i: u32, now_ns: u64) -> Option<u64> {
+    let rate = sh.cfg.churn?;
+    let Phase::Run(s) = *sh.phase.borrow() else {
+        return None;
+    };
+    let period_ns = (1e9 / rate) as u64;
+    let clients = sh.cfg.clients as u64;
+    let first = s.start_ns + (u64::from(i) + 1) * period_ns;
+    let cycle = clients * period_ns;
+    let t = if now_ns < first {
+        first
+    } else {
+        first + (now_ns - first).div_ceil(cycle.max(1)) * cycle
+    };
+    (t < s.end_ns).then_some(t)
+}
+
+/// What to do with one received Socket.IO packet (or raw text frame).
+#[allow(clippy::too_many_arguments)]
+#[inline]
+fn on_packet(
+    sh: &Shared,
+    st: &LocalRef,
+    sess: &mut Session,
+    log: &mut ClientLog,
+    scanner: &Scanner,
+    phase: Phase,
+    packet: &[u8],
+    now: Instant,
+) {
+    let now_ns = now.saturating_duration_since(sh.epoch).as_nanos() as u64;
+    let schedule = match phase {
+        Phase::Run(s) | Phase::Drain(s) => Some(s),
+        _ => None,
+    };
+    let kind = if sess.mode == Mode::Raw {
+        Kind::Event
+    } else {
+        classify(packet)
+    };
+    match kind {
+        Kind::Event => {
+            let mut l = st.borrow_mut();
+            let got = match scanner.find(packet) {
+                Some(id) => sess
+                    .receiver
+                    .message(id, schedule.as_ref(), now_ns / 1000, log),
+                None => Got::Foreign,
+            };
+            let Local {
+                stats, interval, ..
+            } = &mut *l;
+            recv::apply(stats, interval, got);
+        }
+        Kind::Ack(0) if sess.join_pending => {
+            sess.join_pending = false;
+            log.joined(now_ns);
+            st.borrow_mut().join_acked += 1;
+        }
+        Kind::Ack(n) => {
+            while let Some(&(id, t_us, measured)) = sess.acks.front() {
+                if id > n {
+                    break;
+                }
+                sess.acks.pop_front();
+                if id == n && measured {
+                    let mut l = st.borrow_mut();
+                    l.stats.acks += 1;
+                    record(&mut l.stats.ack, (now_ns / 1000).saturating_sub(t_us));
+                }
+            }
+        }
+        Kind::ConnectError => st
+            .borrow_mut()
+            .stats
+            .error("server refused the namespace (CONNECT_ERROR)"),
+        Kind::Disconnect | Kind::Connect | Kind::Other => {}
+    }
+}
+
+async fn wait_stop(rx: &mut watch::Receiver<Phase>) {
+    loop {
+        if *rx.borrow_and_update() == Phase::Stop {
+            return;
+        }
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+fn ns_prefix(ns: &str) -> String {
+    if ns == "/" {
+        "42".to_string()
+    } else {
+        format!("42{ns},")
+    }
+}
+
+fn json_str(s: &str) -> String {
+    serde_json::Value::String(s.to_string()).to_string()
+}

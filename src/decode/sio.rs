@@ -1,0 +1,385 @@
+//! Engine.IO and Socket.IO on top of WebSocket messages and long-polling bodies, through the
+//! shared protocol core (`proto::engineio`, `proto::socketio`): packet types, namespaces, event
+//! names, ack ids, JSON arguments, and binary attachments joined to their placeholders.
+
+use std::borrow::Cow;
+
+use crate::proto::engineio::{self, PacketRef as EioRef, PacketType as EioType, Payload};
+use crate::proto::socketio::{self, PacketRef as SioRef, Reassembler};
+
+use super::event::Anomaly;
+
+/// Whether a stream carries Engine.IO.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// The handshake said so (`/socket.io/?EIO=4...`): parse errors are anomalies.
+    Yes,
+    /// Unknown (no handshake seen): decode what parses, flag nothing.
+    Maybe,
+    /// Plain WebSocket.
+    No,
+}
+
+/// One Engine.IO packet, with the Socket.IO packet it carries.
+#[derive(Debug)]
+pub struct EioPacket<'a> {
+    /// The packet, or `None` when it did not parse (see `error`).
+    pub packet: Option<EioRef<'a>>,
+    /// The packet's text as on the wire (`42["x"]`), empty for a binary WebSocket message.
+    pub raw: &'a str,
+    pub error: Option<String>,
+    pub sio: Option<SioPacket<'a>>,
+}
+
+impl EioPacket<'_> {
+    /// Engine.IO type name (`message`, `ping`, ...), `binary` for binary messages.
+    pub fn type_name(&self) -> &'static str {
+        match &self.packet {
+            Some(EioRef::Binary(_)) => "binary",
+            Some(p) => p.packet_type().name(),
+            None => "invalid",
+        }
+    }
+
+    /// The Engine.IO type digit (`b` for binary messages, `?` when invalid).
+    pub fn type_char(&self) -> char {
+        match &self.packet {
+            Some(EioRef::Binary(_)) => 'b',
+            Some(p) => p.packet_type().as_char(),
+            None => '?',
+        }
+    }
+}
+
+/// A Socket.IO packet (or one binary attachment of one).
+#[derive(Debug)]
+pub struct SioPacket<'a> {
+    /// The packet as parsed (None for an attachment or an error).
+    pub packet: Option<SioRef<'a>>,
+    /// One-line summary (`EVENT send_message nsp=/ {...}`).
+    pub summary: String,
+    pub error: Option<String>,
+    /// This binary message is attachment `.0` (0-based) of `.1` of a waiting packet.
+    pub attachment: Option<(usize, usize)>,
+    /// The binary packet this attachment completed, with placeholders joined to their bytes.
+    pub completed: Option<Completed>,
+}
+
+/// A BINARY_EVENT / BINARY_ACK with all its attachments.
+#[derive(Debug, Clone)]
+pub struct Completed {
+    pub summary: String,
+    pub event: Option<String>,
+    pub nsp: String,
+    pub id: Option<u64>,
+    /// Size and first bytes (hex) of each attachment, in placeholder order.
+    pub attachments: Vec<(usize, String)>,
+}
+
+/// Per-direction Socket.IO state: the packet waiting for binary attachments.
+#[derive(Debug)]
+pub struct SioDir {
+    pub mode: Mode,
+    reassembler: Reassembler,
+    expected: usize,
+    received: usize,
+}
+
+impl SioDir {
+    pub fn new(mode: Mode) -> Self {
+        SioDir {
+            mode,
+            reassembler: Reassembler::new(),
+            expected: 0,
+            received: 0,
+        }
+    }
+
+    /// A WebSocket message: one Engine.IO packet (text frame) or a binary message (binary frame).
+    pub fn ws_message<'a>(
+        &mut self,
+        binary: bool,
+        data: &'a [u8],
+        text: Option<&'a str>,
+        anomalies: &mut Vec<Anomaly>,
+    ) -> Vec<EioPacket<'a>> {
+        if self.mode == Mode::No {
+            return Vec::new();
+        }
+        if binary {
+            if self.mode == Mode::Maybe && self.expected == 0 {
+                return Vec::new();
+            }
+            let packet = EioRef::parse_binary(data);
+            let sio = self.binary_attachment(data, anomalies);
+            return vec![EioPacket {
+                packet: Some(packet),
+                raw: "",
+                error: None,
+                sio,
+            }];
+        }
+        let Some(text) = text else { return Vec::new() };
+        match EioRef::parse_text(text) {
+            Ok(p) => {
+                if self.mode == Mode::Maybe && !plausible(&p) {
+                    return Vec::new();
+                }
+                vec![self.packet(p, text, anomalies)]
+            }
+            Err(e) => {
+                if self.mode != Mode::Yes {
+                    return Vec::new();
+                }
+                anomalies.push(Anomaly::new("engineio_error", format!("Engine.IO: {e}")));
+                vec![EioPacket {
+                    packet: None,
+                    raw: text,
+                    error: Some(e.to_string()),
+                    sio: None,
+                }]
+            }
+        }
+    }
+
+    /// A long-polling body: packets separated by `\x1e`, binary as `b<base64>`.
+    pub fn polling_body<'a>(
+        &mut self,
+        body: &'a [u8],
+        anomalies: &mut Vec<Anomaly>,
+    ) -> Vec<EioPacket<'a>> {
+        let text = match std::str::from_utf8(body) {
+            Ok(t) => t,
+            Err(e) => {
+                anomalies.push(Anomaly::new(
+                    "engineio_error",
+                    format!(
+                        "Engine.IO: polling body is not UTF-8 at byte {}",
+                        e.valid_up_to()
+                    ),
+                ));
+                return Vec::new();
+            }
+        };
+        let mut out = Vec::new();
+        let mut rest = text;
+        for item in Payload::iter(text) {
+            // The raw text of this segment: up to the next separator.
+            let end = rest
+                .find(char::from(engineio::SEPARATOR))
+                .unwrap_or(rest.len());
+            let raw = rest.get(..end).unwrap_or_default();
+            rest = rest.get(end + 1..).unwrap_or_default();
+            match item {
+                Ok(EioRef::Binary(bytes)) => {
+                    let sio = self.binary_attachment(&bytes, anomalies);
+                    out.push(EioPacket {
+                        packet: Some(EioRef::Binary(bytes)),
+                        raw,
+                        error: None,
+                        sio,
+                    });
+                }
+                Ok(p) => out.push(self.packet(p, raw, anomalies)),
+                Err(e) => {
+                    anomalies.push(Anomaly::new("engineio_error", format!("Engine.IO: {e}")));
+                    out.push(EioPacket {
+                        packet: None,
+                        raw,
+                        error: Some(e.to_string()),
+                        sio: None,
+                    });
+                }
+            }
+        }
+        out
+    }
+
+    fn packet<'a>(
+        &mut self,
+        p: EioRef<'a>,
+        raw: &'a str,
+        anomalies: &mut Vec<Anomaly>,
+    ) -> EioPacket<'a> {
+        let sio = match &p {
+            EioRef::Message(m) => Some(self.text_packet(m, anomalies)),
+            _ => None,
+        };
+        EioPacket {
+            packet: Some(p),
+            raw,
+            error: None,
+            sio,
+        }
+    }
+
+    /// A Socket.IO packet in an Engine.IO message.
+    fn text_packet<'a>(&mut self, text: &'a str, anomalies: &mut Vec<Anomaly>) -> SioPacket<'a> {
+        if self.expected > 0 {
+            anomalies.push(Anomaly::new(
+                "socketio_error",
+                format!(
+                    "Socket.IO: text packet while {} binary attachment(s) were still expected",
+                    self.expected - self.received
+                ),
+            ));
+            self.reset();
+        }
+        match SioRef::parse(text) {
+            Ok(r) => {
+                let summary = r.summary();
+                if r.attachments() > 0 {
+                    match self.reassembler.push_ref(&r) {
+                        Ok(_) => {
+                            self.expected = r.attachments();
+                            self.received = 0;
+                        }
+                        Err(e) => {
+                            anomalies
+                                .push(Anomaly::new("socketio_error", format!("Socket.IO: {e}")));
+                            self.reset();
+                        }
+                    }
+                }
+                SioPacket {
+                    packet: Some(r),
+                    summary,
+                    error: None,
+                    attachment: None,
+                    completed: None,
+                }
+            }
+            Err(e) => {
+                anomalies.push(Anomaly::new("socketio_error", format!("Socket.IO: {e}")));
+                SioPacket {
+                    packet: None,
+                    summary: format!("invalid Socket.IO packet: {e}"),
+                    error: Some(e.to_string()),
+                    attachment: None,
+                    completed: None,
+                }
+            }
+        }
+    }
+
+    /// A binary Engine.IO message: the next attachment of the waiting packet.
+    fn binary_attachment<'a>(
+        &mut self,
+        data: &[u8],
+        anomalies: &mut Vec<Anomaly>,
+    ) -> Option<SioPacket<'a>> {
+        if self.expected == 0 {
+            if self.mode == Mode::Yes {
+                anomalies.push(Anomaly::new(
+                    "socketio_error",
+                    "Socket.IO: binary message with no packet waiting for attachments",
+                ));
+            }
+            return None;
+        }
+        let index = self.received;
+        let total = self.expected;
+        self.received += 1;
+        match self.reassembler.push_binary(data.to_vec()) {
+            Ok(None) => Some(SioPacket {
+                packet: None,
+                summary: format!("attachment {} of {total} ({} B)", index + 1, data.len()),
+                error: None,
+                attachment: Some((index, total)),
+                completed: None,
+            }),
+            Ok(Some(p)) => {
+                self.expected = 0;
+                self.received = 0;
+                let attachments = p
+                    .attachments
+                    .iter()
+                    .map(|a| (a.len(), hex_prefix(a, 16)))
+                    .collect();
+                let completed = Completed {
+                    summary: p.summary(),
+                    event: p.event_name().map(str::to_string),
+                    nsp: p.nsp.clone(),
+                    id: p.id,
+                    attachments,
+                };
+                Some(SioPacket {
+                    packet: None,
+                    summary: format!(
+                        "attachment {} of {total} ({} B), completes {}",
+                        index + 1,
+                        data.len(),
+                        completed.summary
+                    ),
+                    error: None,
+                    attachment: Some((index, total)),
+                    completed: Some(completed),
+                })
+            }
+            Err(e) => {
+                anomalies.push(Anomaly::new("socketio_error", format!("Socket.IO: {e}")));
+                self.reset();
+                Some(SioPacket {
+                    packet: None,
+                    summary: format!("attachment {} of {total}: {e}", index + 1),
+                    error: Some(e.to_string()),
+                    attachment: Some((index, total)),
+                    completed: None,
+                })
+            }
+        }
+    }
+
+    fn reset(&mut self) {
+        self.reassembler.reset();
+        self.expected = 0;
+        self.received = 0;
+    }
+
+    /// Attachments still expected (for the end-of-capture report).
+    pub fn missing_attachments(&self) -> usize {
+        self.expected.saturating_sub(self.received)
+    }
+}
+
+/// Without a handshake, only call something Engine.IO when it looks like it: a message carrying a
+/// valid Socket.IO packet, a bare ping/pong/probe, or an upgrade/noop/close digit.
+fn plausible(p: &EioRef<'_>) -> bool {
+    match p {
+        EioRef::Message(m) => SioRef::parse(m).is_ok(),
+        EioRef::Ping(d) | EioRef::Pong(d) => d.is_empty() || *d == "probe",
+        EioRef::Open(_) => true,
+        EioRef::Close | EioRef::Upgrade | EioRef::Noop => true,
+        EioRef::Binary(_) => false,
+    }
+}
+
+/// Up to `max` bytes as hex pairs.
+pub fn hex_prefix(bytes: &[u8], max: usize) -> String {
+    let mut s = String::with_capacity(max * 3);
+    for (i, b) in bytes.iter().take(max).enumerate() {
+        if i > 0 {
+            s.push(' ');
+        }
+        s.push_str(&format!("{b:02x}"));
+    }
+    if bytes.len() > max {
+        s.push('…');
+    }
+    s
+}
+
+/// Engine.IO type of a packet, for statistics.
+pub fn eio_type(p: &EioPacket<'_>) -> Option<EioType> {
+    p.packet.as_ref().map(|p| p.packet_type())
+}
+
+/// Socket.IO packet type name and event name of a packet, for statistics and filters.
+pub fn sio_names<'a>(p: &'a EioPacket<'_>) -> Option<(&'static str, Option<Cow<'a, str>>)> {
+    let s = p.sio.as_ref()?;
+    if let Some(r) = &s.packet {
+        return Some((r.packet_type().name(), r.event().map(Cow::Borrowed)));
+    }
+    let _ = socketio::DEFAULT_NAMESPACE;
+    None
+}

@@ -1,0 +1,493 @@
+//! End-to-end tests of `wschat bench`: bad input, the in-process relay, and the socket.io npm
+//! reference server (tests/peers/chat-server.js) with exact delivery counts.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const WSCHAT: &str = env!("CARGO_BIN_EXE_wschat");
+/// Upper bound for any single bench run in these tests.
+const RUN_LIMIT: Duration = Duration::from_secs(60);
+
+fn peers_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers")
+}
+
+/// Whether node and the socket.io server package are installed. Missing peers fail under CI and
+/// skip otherwise.
+fn have_node() -> bool {
+    let node = Command::new("node")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    let modules = peers_dir().join("node_modules/socket.io").is_dir();
+    if node && modules {
+        return true;
+    }
+    let why = if node {
+        "run `npm ci` in tests/peers"
+    } else {
+        "node is not installed"
+    };
+    if std::env::var_os("CI").is_some() {
+        panic!("node peers are required under CI: {why}");
+    }
+    eprintln!("skipping: {why}");
+    false
+}
+
+/// The socket.io npm chat server, killed when dropped.
+struct NodeServer {
+    child: Child,
+    port: u16,
+}
+
+impl NodeServer {
+    fn start() -> NodeServer {
+        let mut child = Command::new("node")
+            .arg(peers_dir().join("chat-server.js"))
+            .args(["--port", "0"])
+            .current_dir(peers_dir())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start node");
+        let stdout = child.stdout.take().unwrap();
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read listening line");
+        let port = line
+            .trim()
+            .strip_prefix("listening ")
+            .expect("listening PORT")
+            .parse()
+            .unwrap();
+        NodeServer { child, port }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for NodeServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Run `wschat bench ARGS`, killing it after RUN_LIMIT.
+fn bench(args: &[&str]) -> Output {
+    let mut child = Command::new(WSCHAT)
+        .arg("bench")
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start wschat");
+    let started = Instant::now();
+    loop {
+        if child.try_wait().expect("wait").is_some() {
+            return child.wait_with_output().expect("output");
+        }
+        if started.elapsed() > RUN_LIMIT {
+            let _ = child.kill();
+            panic!("wschat bench {args:?} ran longer than {RUN_LIMIT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn json_report(o: &Output) -> Value {
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not a JSON report ({e}):\n{}\nstderr:\n{}",
+            String::from_utf8_lossy(&o.stdout),
+            stderr(o)
+        )
+    })
+}
+
+/// One line on stderr, `wschat: error: ...` (or clap's `error: ...`), exit 2.
+fn assert_usage_error(o: &Output, needle: &str) {
+    let err = stderr(o);
+    assert_eq!(o.status.code(), Some(2), "exit code; stderr: {err}");
+    let first = err.lines().next().unwrap_or_default();
+    assert!(
+        first.contains("error:") && first.contains(needle),
+        "first line `{first}` should name `{needle}`"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(o.stdout.is_empty(), "no report on a usage error");
+}
+
+#[test]
+fn bad_input_gets_one_line_and_exit_2() {
+    assert_usage_error(&bench(&["--rate", "0/s"]), "must be greater than zero");
+    assert_usage_error(
+        &bench(&["--clients", "10", "--rooms", "50"]),
+        "--rooms 50 is more than --clients 10",
+    );
+    assert_usage_error(&bench(&["--size", "8"]), "--size 8 is too small");
+    assert_usage_error(
+        &bench(&["--duration", "0s"]),
+        "--duration must be greater than zero",
+    );
+    assert_usage_error(
+        &bench(&["--idle", "--raw"]),
+        "--idle cannot be combined with --raw",
+    );
+}
+
+#[test]
+fn unreachable_url_is_a_usage_error() {
+    // A port that was just free: nothing listens there.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}");
+    let o = bench(&[
+        "--url",
+        &url,
+        "--clients",
+        "2",
+        "--duration",
+        "1s",
+        "--connect-timeout",
+        "2s",
+    ]);
+    assert_usage_error(&o, &format!("cannot bench {url}"));
+    assert!(
+        stderr(&o).to_lowercase().contains("refused"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(stderr(&o).lines().count(), 1, "{}", stderr(&o));
+}
+
+#[test]
+fn a_refused_namespace_is_a_usage_error() {
+    if !have_node() {
+        return;
+    }
+    let server = NodeServer::start();
+    let o = bench(&[
+        "--url",
+        &server.url(),
+        "--namespace",
+        "/nope",
+        "--clients",
+        "2",
+        "--duration",
+        "1s",
+    ]);
+    assert_usage_error(&o, "cannot bench");
+    assert!(stderr(&o).contains("Invalid namespace"), "{}", stderr(&o));
+}
+
+/// 20 clients in 5 rooms of 4, 20 msgs/s each for 2 s measured: every message reaches the 3
+/// others, so 20 x 40 x 3 = 2,400 deliveries, counted exactly.
+#[test]
+fn socketio_npm_server_delivers_every_message_exactly_once() {
+    if !have_node() {
+        return;
+    }
+    let server = NodeServer::start();
+    let o = bench(&[
+        "--url",
+        &server.url(),
+        "--clients",
+        "20",
+        "--rooms",
+        "5",
+        "--rate",
+        "20/s",
+        "--warmup",
+        "500ms",
+        "--duration",
+        "2s",
+        "--ramp",
+        "200ms",
+        "--grace",
+        "1s",
+        "--threads",
+        "2",
+        "--json",
+        "--max-loss",
+        "0",
+    ]);
+    let r = json_report(&o);
+    assert_eq!(o.status.code(), Some(0), "stderr: {}\n{r:#}", stderr(&o));
+    assert_eq!(r["target"]["server"], "external server");
+    assert_eq!(r["connections"]["connected"], 20);
+    let m = &r["messages"];
+    assert_eq!(m["sent"], 20 * 40, "{m:#}");
+    assert_eq!(m["expected"], 20 * 40 * 3, "{m:#}");
+    assert_eq!(m["delivered"], 20 * 40 * 3, "{m:#}");
+    assert_eq!(m["lost"], 0);
+    assert_eq!(m["duplicated"], 0);
+    assert_eq!(m["misrouted"], 0);
+    assert_eq!(m["self_echo"], 0);
+    let lat = &r["latency_ms"];
+    assert_eq!(lat["count"], 20 * 40 * 3);
+    assert!(
+        lat["p50"].as_f64().unwrap() > 0.0
+            && lat["p99"].as_f64().unwrap() >= lat["p50"].as_f64().unwrap()
+    );
+    // The node server was found through its listening socket, so its CPU is known.
+    assert!(r["target"]["pid"].as_u64().is_some(), "{:#}", r["target"]);
+    assert!(r["cpu"]["server_s"].as_f64().is_some());
+}
+
+#[test]
+fn acks_are_timed_against_the_npm_server() {
+    if !have_node() {
+        return;
+    }
+    let server = NodeServer::start();
+    let o = bench(&[
+        "--url",
+        &server.url(),
+        "--clients",
+        "6",
+        "--rooms",
+        "2",
+        "--rate",
+        "10/s",
+        "--warmup",
+        "0s",
+        "--duration",
+        "1s",
+        "--ramp",
+        "0s",
+        "--grace",
+        "1s",
+        "--ack",
+        "--json",
+    ]);
+    let r = json_report(&o);
+    assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
+    assert_eq!(r["acks"]["expected"], 60);
+    assert_eq!(r["acks"]["received"], 60);
+    assert!(r["acks"]["ack_ms"]["p99"].as_f64().unwrap() > 0.0);
+    assert_eq!(r["messages"]["lost"], 0);
+}
+
+/// Clients leave and come back while messaging; messages due while a receiver was away are not
+/// expected there, every other one is, and none may be lost.
+#[test]
+fn churn_reconnects_and_keeps_delivery_exact() {
+    if !have_node() {
+        return;
+    }
+    let server = NodeServer::start();
+    let o = bench(&[
+        "--url",
+        &server.url(),
+        "--clients",
+        "12",
+        "--rooms",
+        "3",
+        "--rate",
+        "20/s",
+        "--warmup",
+        "200ms",
+        "--duration",
+        "3s",
+        "--ramp",
+        "0s",
+        "--grace",
+        "500ms",
+        "--churn",
+        "6/s",
+        "--json",
+        "--max-loss",
+        "0",
+    ]);
+    let r = json_report(&o);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "stderr: {}\n{:#}",
+        stderr(&o),
+        r["messages"]
+    );
+    assert!(
+        r["connections"]["reconnects"].as_u64().unwrap() >= 10,
+        "{:#}",
+        r["connections"]
+    );
+    assert!(r["disconnects"]["churn (by the bench)"].as_u64().unwrap() >= 10);
+    let m = &r["messages"];
+    let expected = m["expected"].as_u64().unwrap();
+    // Without churn it would be 12 x 60 x 3 = 2,160; away periods remove some.
+    assert!(expected > 1000 && expected < 2160, "{m:#}");
+    assert_eq!(m["delivered"], m["expected"]);
+}
+
+#[test]
+fn in_process_relay_is_benched_without_a_url() {
+    let html = tempfile::NamedTempFile::new().unwrap();
+    let html_path = html.path().to_str().unwrap().to_string();
+    let o = bench(&[
+        "--clients",
+        "20",
+        "--rate",
+        "20/s",
+        "--warmup",
+        "300ms",
+        "--duration",
+        "2s",
+        "--ramp",
+        "100ms",
+        "--grace",
+        "500ms",
+        "--json",
+        "--html",
+        &html_path,
+        "--max-loss",
+        "0",
+    ]);
+    let r = json_report(&o);
+    assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
+    assert_eq!(r["target"]["server"], "in-process wschat relay");
+    assert!(
+        r["target"]["url"]
+            .as_str()
+            .unwrap()
+            .starts_with("http://127.0.0.1:")
+    );
+    // 20 clients, default rooms = 10 rooms of 2: every message reaches exactly one other client.
+    assert_eq!(r["settings"]["rooms"], 10);
+    assert_eq!(r["messages"]["expected"], 20 * 40);
+    assert_eq!(r["messages"]["delivered"], 20 * 40);
+    let page = std::fs::read_to_string(&html_path).unwrap();
+    assert!(page.contains("<svg") && page.contains("Latency over time"));
+}
+
+#[test]
+fn a_violated_threshold_exits_1_and_still_reports() {
+    let o = bench(&[
+        "--clients",
+        "4",
+        "--rate",
+        "10/s",
+        "--warmup",
+        "0s",
+        "--duration",
+        "1s",
+        "--ramp",
+        "0s",
+        "--grace",
+        "300ms",
+        "--max-p99",
+        "1us",
+    ]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "stdout: {out}\nstderr: {}",
+        stderr(&o)
+    );
+    assert!(out.contains("FAIL p99 latency"), "{out}");
+    assert!(out.contains("latency distribution"), "{out}");
+}
+
+#[test]
+fn idle_mode_reports_connects_and_memory() {
+    let o = bench(&[
+        "--idle",
+        "--clients",
+        "200",
+        "--duration",
+        "1s",
+        "--ramp",
+        "200ms",
+        "--json",
+    ]);
+    let r = json_report(&o);
+    assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
+    assert_eq!(r["settings"]["mode"], "idle");
+    assert_eq!(r["connections"]["connected"], 200);
+    assert_eq!(r["connections"]["connect_ms"]["count"], 200);
+    assert!(r["memory"]["rss_after_bytes"].as_u64().unwrap() > 0);
+    assert!(r["messages"].is_null());
+}
+
+#[test]
+fn raw_mode_times_echo_round_trips() {
+    let o = bench(&[
+        "--raw",
+        "--clients",
+        "5",
+        "--rate",
+        "20/s",
+        "--warmup",
+        "0s",
+        "--duration",
+        "1s",
+        "--ramp",
+        "0s",
+        "--grace",
+        "300ms",
+        "--json",
+    ]);
+    let r = json_report(&o);
+    assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
+    assert!(r["target"]["url"].as_str().unwrap().ends_with("/echo"));
+    assert_eq!(r["messages"]["expected"], 5 * 20);
+    assert_eq!(r["messages"]["delivered"], 5 * 20);
+}
+
+#[test]
+fn ctrl_c_still_prints_the_report() {
+    let mut child = Command::new(WSCHAT)
+        .args([
+            "bench",
+            "--clients",
+            "4",
+            "--rate",
+            "10/s",
+            "--warmup",
+            "0s",
+            "--duration",
+            "30s",
+            "--ramp",
+            "0s",
+        ])
+        .args(["--grace", "200ms"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(2500));
+    // SAFETY: sending SIGINT to our own child.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    let started = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > Duration::from_secs(15) {
+            let _ = child.kill();
+            panic!("bench did not stop after Ctrl-C");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let o = child.wait_with_output().unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
+    assert!(out.contains("interrupted (Ctrl-C)"), "{out}");
+    assert!(out.contains("messages") && out.contains("latency"), "{out}");
+}
