@@ -208,3 +208,62 @@ fn announce(addr: SocketAddr, json: bool) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_specific_address_is_its_own_url() {
+        let u = urls("127.0.0.1:3001".parse().unwrap());
+        assert_eq!(
+            u,
+            vec![("http://127.0.0.1:3001/".to_string(), String::new())]
+        );
+        let u = urls("[::1]:3001".parse().unwrap());
+        assert_eq!(u[0].0, "http://[::1]:3001/");
+    }
+
+    #[test]
+    fn a_wildcard_bind_lists_the_interfaces_loopback_first() {
+        let u = urls("0.0.0.0:3001".parse().unwrap());
+        assert!(!u.is_empty());
+        assert!(
+            u.iter()
+                .all(|(url, _)| url.starts_with("http://") && url.ends_with(":3001/"))
+        );
+        assert!(
+            u.iter().all(|(url, _)| !url.contains('[')),
+            "IPv4 wildcard lists IPv4 only"
+        );
+        if u.len() > 1 {
+            assert_eq!(u[0].0, "http://127.0.0.1:3001/", "{u:?}");
+        }
+    }
+
+    #[test]
+    fn command_line_limits_are_checked() {
+        use clap::Parser as _;
+        let parse = |extra: &[&str]| {
+            let mut argv = vec!["wschat", "serve"];
+            argv.extend_from_slice(extra);
+            match crate::cli::Cli::parse_from(argv).command {
+                crate::cli::Command::Serve(a) => config_from_args(&a),
+                _ => unreachable!("serve"),
+            }
+        };
+        let c = parse(&[]).unwrap();
+        assert_eq!(c.ping_interval, std::time::Duration::from_secs(25));
+        assert_eq!(c.ping_timeout, std::time::Duration::from_secs(20));
+        assert_eq!(c.max_payload, 1_000_000);
+        assert_eq!(c.connect_timeout, std::time::Duration::from_secs(45));
+        assert!(parse(&["--max-payload", "0"]).is_err());
+        assert!(parse(&["--queue", "0"]).is_err());
+        assert!(parse(&["--ping-interval", "0"]).is_err());
+        let c = parse(&["--max-payload", "5000000", "--queue-bytes", "1"]).unwrap();
+        assert_eq!(
+            c.queue_bytes, 10_000_000,
+            "the queue holds at least two maximal messages"
+        );
+    }
+}
