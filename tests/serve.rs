@@ -1412,3 +1412,86 @@ fn conformance_socket_io_closes_on_invalid_packets_and_a_missing_handshake() {
         assert!(server_closes(&mut ws), "{bad}");
     }
 }
+
+#[test]
+fn garbage_on_every_endpoint_never_takes_the_relay_down() {
+    let relay = Relay::start(&["--max-payload", "4096"]);
+    let p = relay.port;
+    // A deterministic xorshift stream of junk.
+    let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+    let mut junk = |n: usize| -> Vec<u8> {
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    };
+    let raw = |bytes: &[u8]| {
+        if let Ok(mut s) = TcpStream::connect(("127.0.0.1", p)) {
+            s.set_read_timeout(Some(Duration::from_millis(300)))
+                .unwrap();
+            let _ = s.write_all(bytes);
+            let mut sink = [0u8; 4096];
+            let _ = s.read(&mut sink);
+        }
+    };
+    for n in [1usize, 17, 300, 5000, 40_000] {
+        raw(&junk(n));
+    }
+    raw(b"GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nUpgrade: websocket\r\n\r\n");
+    raw(b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999999999999\r\n\r\n");
+    raw(format!("GET /{} HTTP/1.1\r\n\r\n", "a".repeat(70_000)).as_bytes());
+    raw(b"POST /socket.io/?EIO=4&transport=polling&sid=x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n");
+    // Junk frames after valid handshakes on each WebSocket endpoint.
+    for path in [
+        "/socket.io/?EIO=4&transport=websocket",
+        "/ws/junk?name=j",
+        "/echo",
+        "/engine.io/?EIO=4&transport=websocket",
+    ] {
+        for n in [2usize, 14, 200, 9000] {
+            let stream = TcpStream::connect(("127.0.0.1", p)).unwrap();
+            stream
+                .set_read_timeout(Some(Duration::from_millis(300)))
+                .unwrap();
+            if let Ok((mut ws, _)) =
+                tungstenite::client(format!("ws://127.0.0.1:{p}{path}"), stream)
+            {
+                let s = ws.get_mut();
+                let _ = s.write_all(&junk(n));
+                let mut sink = [0u8; 4096];
+                let _ = s.read(&mut sink);
+            }
+        }
+    }
+    // Socket.IO packets of every shape, valid framing, invalid content.
+    for text in [
+        "4",
+        "45-[]",
+        "451-[\"x\"]",
+        "42[]",
+        "42[1]",
+        "40/,",
+        "41/x",
+        "43[]",
+        "4\u{0}",
+        "44{}",
+        "4ffff",
+    ] {
+        let mut ws = sio_connect(p);
+        let _ = ws.send(Message::text(text));
+        let _ = ws.send(Message::binary(junk(33)));
+        ws.get_mut()
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let _ = ws.read();
+    }
+    let (status, _, body) = http(p, "GET", "/healthz", &[], b"");
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let mut ws = sio_connect(p);
+    ws.send(Message::text(r#"421["join_room","ok"]"#)).unwrap();
+    assert_eq!(next_text(&mut ws), r#"431[{"ok":true,"room":"ok"}]"#);
+}
