@@ -95,6 +95,7 @@ pub fn run(args: &ServeArgs, _global: &Global) -> anyhow::Result<ExitCode> {
             .build(),
     }
     .context("while starting the async runtime")?;
+    raise_fd_limit(args.max_connections);
     let json = args.json;
     let listen = args.listen;
     runtime.block_on(async move {
@@ -118,6 +119,25 @@ pub fn run(args: &ServeArgs, _global: &Global) -> anyhow::Result<ExitCode> {
         anyhow::Ok(())
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Raise the soft open-files limit to the hard limit (each connection is a descriptor) and say so
+/// when it still cannot hold `--max-connections`.
+fn raise_fd_limit(max_connections: usize) {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => {
+            if (limit as usize) < max_connections.saturating_add(64) {
+                tracing::info!(
+                    limit,
+                    max_connections,
+                    "the open files limit caps concurrent clients below --max-connections (raise it with ulimit -n)"
+                );
+            } else {
+                tracing::debug!(limit, "open files limit");
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "could not raise the open files limit"),
+    }
 }
 
 /// Mount the chat relay: Socket.IO at `/socket.io/` running [`chat::ChatApp`], and its `/`
