@@ -64,6 +64,10 @@ pub fn config_from_args(args: &ServeArgs) -> anyhow::Result<ServerConfig> {
     if args.ping_interval.is_zero() || args.ping_timeout.is_zero() {
         anyhow::bail!("--ping-interval and --ping-timeout must be greater than zero");
     }
+    if let Some(dir) = &args.static_dir {
+        static_files::StaticDir::open(dir)
+            .with_context(|| format!("--static {}: cannot serve this folder", dir.display()))?;
+    }
     Ok(ServerConfig {
         ping_interval: args.ping_interval,
         ping_timeout: args.ping_timeout,
