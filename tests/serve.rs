@@ -1495,3 +1495,29 @@ fn garbage_on_every_endpoint_never_takes_the_relay_down() {
     ws.send(Message::text(r#"421["join_room","ok"]"#)).unwrap();
     assert_eq!(next_text(&mut ws), r#"431[{"ok":true,"room":"ok"}]"#);
 }
+
+#[test]
+fn each_namespace_is_a_chat_of_its_own() {
+    if !node_ok() {
+        return;
+    }
+    let relay = Relay::start(&[]);
+    let mut a = Peer::start("team-a", &relay, "websocket", &["--namespace", "/team"]);
+    let mut b = Peer::start("team-b", &relay, "default", &["--namespace", "/team"]);
+    let mut main = Peer::start("main", &relay, "websocket", &[]);
+    for p in [&mut a, &mut b, &mut main] {
+        p.connected();
+    }
+    a.join(json!("1"));
+    b.join(json!("1"));
+    main.join(json!("1"));
+    let m = msg("1", "A", "only the team");
+    a.emit("send_message", json!([m.clone()]), Some("t"));
+    assert_eq!(a.ack("t"), json!({"ok": true}));
+    assert_eq!(b.event("receive_message"), json!([m]));
+    main.expect_none(
+        "another namespace's message",
+        Duration::from_millis(300),
+        |v| v["ev"] == "event",
+    );
+}

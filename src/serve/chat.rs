@@ -13,7 +13,8 @@
 //!
 //! Without an ack the refusals arrive as an `error` event: `["error",{"event":"send_message",
 //! "error":"not a member of room 7"}]`. Rooms are named by a string or a number; `7` and `"7"` are
-//! the same room (a plain WebSocket client at `/ws/7` is in it too).
+//! the same room (a plain WebSocket client at `/ws/7` is in it too). Any namespace may be used;
+//! each has its own rooms (`/ws/ROOM` clients are in the `/` namespace's rooms).
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -29,6 +30,9 @@ use crate::proto::chat::{self as proto_chat, RoomId};
 
 /// Longest room name accepted, in bytes.
 pub const MAX_ROOM_LEN: usize = 256;
+
+/// Longest namespace name accepted, in bytes.
+pub const MAX_NAMESPACE_LEN: usize = 256;
 
 /// A chat message as the original app built it: `{room, author, message, time}` (field order kept).
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -54,18 +58,19 @@ impl<'a> ChatMessage<'a> {
     /// WebSocket members. Each form is encoded once for all recipients.
     pub fn broadcast(&self) -> Broadcast {
         let json = serde_json::to_string(self).unwrap_or_else(|_| "{}".into());
-        receive_message_broadcast(json.as_bytes())
+        receive_message_broadcast("/", json.as_bytes())
     }
 }
 
-/// A `receive_message` broadcast carrying `data_json` (one JSON value, already serialised).
-pub fn receive_message_broadcast(data_json: &[u8]) -> Broadcast {
+/// A `receive_message` broadcast in namespace `nsp` carrying `data_json` (one JSON value, already
+/// serialised).
+pub fn receive_message_broadcast(nsp: &str, data_json: &[u8]) -> Broadcast {
     let data = std::str::from_utf8(data_json).unwrap_or("null");
     let frame = SCRATCH.with(|scratch| {
         let mut text = scratch.borrow_mut();
         text.clear();
         text.push('4');
-        proto_chat::encode_receive_message(&mut text, "/", data);
+        proto_chat::encode_receive_message(&mut text, nsp, data);
         let frame = super::wsconn::text_frame(text.as_bytes());
         if text.capacity() > 64 * 1024 {
             *text = String::new();
@@ -181,7 +186,7 @@ impl ChatApp {
         // socket.to(room).emit("receive_message", data): the data as the client sent it (with its
         // binary attachments, if any).
         let b = if ev.attachments.is_empty() {
-            receive_message_broadcast(data.trim().as_bytes())
+            receive_message_broadcast(socket.nsp(), data.trim().as_bytes())
         } else {
             socket.binary_event_broadcast("receive_message", data, &ev.attachments)
         };
@@ -199,8 +204,9 @@ pub fn refusal_json(error: &str) -> String {
 }
 
 impl SioApp for ChatApp {
+    /// Every namespace is a chat of its own (its own rooms); `/ws/ROOM` clients share `/`'s.
     fn has_namespace(&self, nsp: &str) -> bool {
-        nsp == "/"
+        nsp.len() <= MAX_NAMESPACE_LEN
     }
 
     fn on_event(&self, socket: &Arc<Socket>, ev: Event<'_>) -> Result<(), CloseReason> {
@@ -239,7 +245,7 @@ mod tests {
     #[test]
     fn a_broadcast_is_encoded_once_and_the_plain_form_shares_its_bytes() {
         let data = r#"{"room":"7","author":"Ana","message":"Olá mundo!","time":"10:42"}"#;
-        let b = receive_message_broadcast(data.as_bytes());
+        let b = receive_message_broadcast("/", data.as_bytes());
         let frames = b.sio_frames();
         assert_eq!(frames.len(), 1);
         let (op, payload) = crate::serve::wsconn::frame_payload(&frames[0]).unwrap();
