@@ -1521,3 +1521,36 @@ fn each_namespace_is_a_chat_of_its_own() {
         |v| v["ev"] == "event",
     );
 }
+
+#[test]
+fn a_long_polling_only_client_sends_and_receives_text_and_binary() {
+    if !node_ok() {
+        return;
+    }
+    let relay = Relay::start(&[]);
+    let mut poller = Peer::start("poller", &relay, "polling", &[]);
+    let mut ws = Peer::start("ws", &relay, "websocket", &[]);
+    assert_eq!(poller.connected()["transport"], "polling");
+    ws.connected();
+    poller.join(json!("p"));
+    ws.join(json!("p"));
+    let to_poller = msg("p", "WS", "over a held GET");
+    ws.emit("send_message", json!([to_poller.clone()]), None);
+    assert_eq!(poller.event("receive_message"), json!([to_poller]));
+    let from_poller = json!({"room": "p", "author": "P", "message": "via POST", "time": "10:00",
+                             "blob": {"$bin": "AQIDBA=="}});
+    poller.emit("send_message", json!([from_poller.clone()]), Some("pp"));
+    assert_eq!(poller.ack("pp"), json!({"ok": true}));
+    assert_eq!(ws.event("receive_message"), json!([from_poller]));
+    // Binary towards the polling client travels as `b<base64>`.
+    let bin = json!({"room": "p", "author": "WS", "message": "file", "time": "10:01", "blob": {"$bin": "/wABAg=="}});
+    ws.emit("send_message", json!([bin.clone()]), Some("wb"));
+    ws.ack("wb");
+    assert_eq!(poller.event("receive_message"), json!([bin]));
+    let (_, _, body) = http(relay.port, "GET", "/metrics", &[], b"");
+    assert!(
+        String::from_utf8(body)
+            .unwrap()
+            .contains("wschat_connections{transport=\"polling\"} 1")
+    );
+}

@@ -86,8 +86,6 @@ pub struct Session {
     /// The state machine reported `Closed`.
     closed: AtomicBool,
     finished: AtomicBool,
-    #[allow(dead_code)]
-    opened_over: TransportKind,
     peer: SocketAddr,
     shared: Arc<Shared>,
 }
@@ -406,7 +404,6 @@ impl<A: EngineApp> EngineEndpoint<A> {
             reason: OnceLock::new(),
             closed: AtomicBool::new(false),
             finished: AtomicBool::new(false),
-            opened_over: transport,
             peer,
             shared: shared.clone(),
         });
