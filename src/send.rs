@@ -266,9 +266,7 @@ impl Plan {
             TransportChoice::Upgrade => TransportMode::Upgrade,
         };
         // With nothing to send, --timeout alone means "listen this long".
-        let listen = args.listen
-            || matches!(source, Source::Stdin { interactive: true })
-            || (args.timeout.is_some() && matches!(source, Source::Nothing));
+        let listen = args.listen || (args.timeout.is_some() && matches!(source, Source::Nothing));
         Ok(Plan {
             raw: args.raw,
             endpoint,
@@ -473,10 +471,6 @@ impl Feed {
         }
         (quoted, count)
     }
-
-    fn is_stdin(&self) -> bool {
-        self.stdin.is_some()
-    }
 }
 
 /// Read stdin line by line on a plain thread (a blocked read must never hold up exit).
@@ -632,7 +626,7 @@ async fn run_socketio(plan: &Plan, out: &mut Output) -> anyhow::Result<Outcome> 
             &plan.url,
             client.info(),
             attempt > 0,
-            feed.is_stdin() && plan.listen,
+            feed_was_interactive(plan),
             plan,
         );
         attempt = 1;
@@ -1000,7 +994,7 @@ async fn run_raw(plan: &Plan, out: &mut Output) -> anyhow::Result<Outcome> {
         _ = sleep_until_opt(deadline) => return finish_on_timeout(plan, &mut feed, &state, out, "connecting"),
         _ = &mut ctrl_c => return finish_interrupted(plan, &mut feed, &state, out),
     };
-    out.raw_connected(&plan.url, feed.is_stdin() && plan.listen);
+    out.raw_connected(&plan.url, feed_was_interactive(plan));
     let mut source_done = false;
     let mut next: Option<Outgoing> = None;
     loop {
