@@ -65,8 +65,6 @@ pub enum ConfigError {
     ZeroChurn,
     #[error("--transport {0} is not supported with --raw (plain WebSocket only)")]
     RawTransport(&'static str),
-    #[error("--transport {0} is not supported by bench yet (use websocket)")]
-    Transport(&'static str),
     #[error("--max-p99 needs messages; it cannot be used with --idle")]
     IdleP99,
 }
@@ -201,11 +199,6 @@ impl Config {
                 }
             }
             Mode::Chat => {}
-        }
-        match a.transport {
-            TransportChoice::Websocket => {}
-            TransportChoice::Polling => return Err(ConfigError::Transport("polling")),
-            TransportChoice::Upgrade => return Err(ConfigError::Transport("upgrade")),
         }
         if mode == Mode::Idle && a.max_p99.is_some() {
             return Err(ConfigError::IdleP99);

@@ -54,7 +54,7 @@ pub fn run(args: &BenchArgs, global: &Global) -> anyhow::Result<ExitCode> {
     }
 
     let server = if in_process {
-        Some(inproc::InProcess::start(&cfg)?)
+        Some(inproc::InProcess::start(&cfg, global.verbose == 0)?)
     } else {
         None
     };
@@ -72,7 +72,7 @@ pub fn run(args: &BenchArgs, global: &Global) -> anyhow::Result<ExitCode> {
     // One connection first: an unreachable URL or a refused namespace is a usage error (exit 2),
     // not a report full of identical failures.
     control_rt
-        .block_on(conn::probe(&target, cfg.connect_timeout))
+        .block_on(conn::probe(&target))
         .with_context(|| format!("cannot bench {url}"))?;
 
     let sources = if cfg.sources.is_empty() {

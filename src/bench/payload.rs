@@ -122,90 +122,52 @@ impl Scanner {
     }
 }
 
-/// A reusable Socket.IO packet (the Engine.IO message payload, e.g. `42["send_message",{...}]`)
-/// with the id's position recorded, so each send patches 32 bytes in place and allocates nothing.
+/// A reusable message: the JSON arguments of `send_message` (or the text frame for `--raw`) with
+/// the id's position recorded, so each send patches 32 bytes in place and allocates nothing.
 #[derive(Debug, Clone)]
 pub struct Template {
-    text: Vec<u8>,
+    text: String,
     id_at: usize,
 }
 
 impl Template {
-    /// The `send_message` packet of the original app:
-    /// `42[/ns,][ACK]["send_message",{"room":R,"author":A,"message":M,"time":T}]`, where `M` is the
-    /// id padded with `.` to `size` bytes. The ack id, when asked for, is filled in by [`Self::fill`]
-    /// callers via [`Self::with_ack`].
-    pub fn chat(namespace: &str, room: &str, author: &str, size: usize, time: &str) -> Template {
-        let mut message = String::with_capacity(size.max(ID_LEN));
-        message.push_str(&"\0".repeat(ID_LEN));
-        while message.len() < size {
-            message.push('.');
-        }
+    /// The `send_message` data of the original app, `{"room":R,"author":A,"message":M,"time":T}`,
+    /// where `M` is the id padded with `.` to `size` bytes.
+    pub fn chat(room: &str, author: &str, size: usize, time: &str) -> Template {
         // Field order as the original app sends it (serde_json's map would sort the keys).
-        let json = format!(
-            r#"["send_message",{{"room":{},"author":{},"message":{},"time":{}}}]"#,
+        let prefix = format!(
+            r#"{{"room":{},"author":{},"message":""#,
             json_str(room),
-            json_str(author),
-            json_str(&message),
-            json_str(time)
+            json_str(author)
         );
-        let mut text = String::from("42");
-        if namespace != "/" {
-            text.push_str(namespace);
-            text.push(',');
+        let text = format!("{prefix}{}\",\"time\":{}}}", padded(size), json_str(time));
+        Template {
+            text,
+            id_at: prefix.len(),
         }
-        text.push_str(&json);
-        Self::from_text(text.replace("\\u0000", "\0"))
     }
 
     /// A plain text frame for `--raw` echo servers: the id padded with `.` to `size` bytes.
     pub fn raw(size: usize) -> Template {
-        let mut text = "\0".repeat(ID_LEN);
-        while text.len() < size {
-            text.push('.');
+        Template {
+            text: padded(size),
+            id_at: 0,
         }
-        Self::from_text(text)
     }
 
-    fn from_text(text: String) -> Template {
-        let bytes = text.into_bytes();
-        let id_at = bytes.iter().position(|&b| b == 0).unwrap_or(0);
-        Template { text: bytes, id_at }
-    }
-
-    /// Patch the id in place and return the packet text.
+    /// Patch the id in place and return the text.
     #[inline]
-    pub fn fill(&mut self, id: MessageId) -> &[u8] {
-        if let Some(slot) = self.text.get_mut(self.id_at..self.id_at + ID_LEN) {
-            write_id(slot, id);
-        }
+    pub fn fill(&mut self, id: MessageId) -> &str {
+        let mut buf = [0u8; ID_LEN];
+        write_id(&mut buf, id);
+        // The id is ASCII (marker and hex digits), replacing ASCII: the text stays UTF-8.
+        let id_text = std::str::from_utf8(&buf).unwrap_or("");
+        self.text
+            .replace_range(self.id_at..self.id_at + ID_LEN, id_text);
         &self.text
     }
 
-    /// Patch the id and insert an ack id (after `42` and the namespace) into `out`.
-    pub fn fill_with_ack(&mut self, id: MessageId, ack: u64, out: &mut Vec<u8>) {
-        let ns_end = self.ack_position();
-        self.fill(id);
-        out.clear();
-        out.extend_from_slice(self.text.get(..ns_end).unwrap_or_default());
-        let mut digits = itoa_buf(ack);
-        out.append(&mut digits);
-        out.extend_from_slice(self.text.get(ns_end..).unwrap_or_default());
-    }
-
-    /// Byte offset where an ack id goes: after `42` and `/ns,` if any.
-    fn ack_position(&self) -> usize {
-        match self.text.get(2) {
-            Some(b'/') => self
-                .text
-                .iter()
-                .position(|&b| b == b',')
-                .map_or(2, |p| p + 1),
-            _ => 2,
-        }
-    }
-
-    /// Length of the packet in bytes.
+    /// Length in bytes.
     pub fn len(&self) -> usize {
         self.text.len()
     }
@@ -215,60 +177,22 @@ impl Template {
     }
 }
 
+/// A placeholder id (all zero hex) padded with `.` to `size` bytes.
+fn padded(size: usize) -> String {
+    let mut s = String::with_capacity(size.max(ID_LEN));
+    s.push_str(&id_string(MessageId {
+        sender: 0,
+        seq: 0,
+        t_us: 0,
+    }));
+    while s.len() < size {
+        s.push('.');
+    }
+    s
+}
+
 fn json_str(s: &str) -> String {
     serde_json::Value::String(s.to_string()).to_string()
-}
-
-fn itoa_buf(v: u64) -> Vec<u8> {
-    v.to_string().into_bytes()
-}
-
-/// What a received Socket.IO packet (Engine.IO message payload, without the leading `4`... i.e.
-/// starting at the Socket.IO type digit) is, as far as the bench cares. Cheap: looks at the first
-/// bytes only.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    /// `2...` an EVENT (possibly a chat message).
-    Event,
-    /// `3<id>[...]` an ACK with this id.
-    Ack(u64),
-    /// `0{...}` CONNECT accepted.
-    Connect,
-    /// `4{...}` CONNECT_ERROR.
-    ConnectError,
-    /// `1` DISCONNECT of the namespace.
-    Disconnect,
-    /// Anything else (binary events, junk).
-    Other,
-}
-
-/// Classify a Socket.IO packet text (e.g. `2["receive_message",{...}]`, `3/ns,12[...]`).
-#[inline]
-pub fn classify(packet: &[u8]) -> Kind {
-    match packet.first() {
-        Some(b'2') => Kind::Event,
-        Some(b'3') => {
-            let mut rest = packet.get(1..).unwrap_or_default();
-            if rest.first() == Some(&b'/') {
-                match rest.iter().position(|&b| b == b',') {
-                    Some(p) => rest = rest.get(p + 1..).unwrap_or_default(),
-                    None => return Kind::Other,
-                }
-            }
-            let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
-            match std::str::from_utf8(rest.get(..digits).unwrap_or_default())
-                .ok()
-                .and_then(|d| d.parse().ok())
-            {
-                Some(id) => Kind::Ack(id),
-                None => Kind::Other,
-            }
-        }
-        Some(b'0') => Kind::Connect,
-        Some(b'4') => Kind::ConnectError,
-        Some(b'1') => Kind::Disconnect,
-        _ => Kind::Other,
-    }
 }
 
 #[cfg(test)]
@@ -306,24 +230,23 @@ mod tests {
     }
 
     #[test]
-    fn chat_template_is_the_original_apps_send_message_and_patches_in_place() {
-        let mut t = Template::chat("/", "wsb-1-3", "bench-7", 40, "12:30");
+    fn chat_template_is_the_original_apps_send_message_data_and_patches_in_place() {
+        let mut t = Template::chat("wsb-1-3", "bench-7", 40, "12:30");
         let id = MessageId {
             sender: 7,
             seq: 1,
             t_us: 1000,
         };
-        let text = String::from_utf8(t.fill(id).to_vec()).unwrap();
+        let text = t.fill(id).to_string();
         let expected_msg = format!("{}........", id_string(id));
         assert_eq!(
             text,
             format!(
-                r#"42["send_message",{{"room":"wsb-1-3","author":"bench-7","message":"{expected_msg}","time":"12:30"}}]"#
+                r#"{{"room":"wsb-1-3","author":"bench-7","message":"{expected_msg}","time":"12:30"}}"#
             )
         );
-        // The packet is valid JSON after the type digits, and the scanner finds the id in it.
-        let v: serde_json::Value = serde_json::from_str(&text[2..]).unwrap();
-        assert_eq!(v[1]["message"].as_str().unwrap().len(), 40);
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["message"].as_str().unwrap().len(), 40);
         assert_eq!(Scanner::new().find(text.as_bytes()), Some(id));
         // A second fill overwrites the same bytes.
         let id2 = MessageId {
@@ -331,29 +254,21 @@ mod tests {
             seq: 2,
             t_us: 2000,
         };
-        assert_eq!(Scanner::new().find(t.fill(id2)), Some(id2));
+        assert_eq!(Scanner::new().find(t.fill(id2).as_bytes()), Some(id2));
+        assert_eq!(t.len(), text.len());
     }
 
     #[test]
-    fn template_with_ack_and_namespace() {
-        let mut t = Template::chat("/chat", "r", "a", ID_LEN, "t");
-        let id = MessageId {
-            sender: 0,
-            seq: 0,
-            t_us: 0,
-        };
-        let mut out = Vec::new();
-        t.fill_with_ack(id, 42, &mut out);
-        let s = String::from_utf8(out).unwrap();
-        assert!(s.starts_with(r#"42/chat,42["send_message","#), "{s}");
-        let mut t = Template::chat("/", "r", "a", ID_LEN, "t");
-        let mut out = Vec::new();
-        t.fill_with_ack(id, 5, &mut out);
-        assert!(
-            String::from_utf8(out)
-                .unwrap()
-                .starts_with(r#"425["send_message","#)
-        );
+    fn json_special_characters_in_room_and_author_are_escaped() {
+        let mut t = Template::chat("r\"1", "a\\b", ID_LEN, "t");
+        let v: serde_json::Value = serde_json::from_str(t.fill(MessageId {
+            sender: 1,
+            seq: 2,
+            t_us: 3,
+        }))
+        .unwrap();
+        assert_eq!(v["room"], "r\"1");
+        assert_eq!(v["author"], "a\\b");
     }
 
     #[test]
@@ -365,22 +280,8 @@ mod tests {
             t_us: 1,
         };
         assert_eq!(t.fill(id).len(), 36);
-        assert!(t.fill(id).ends_with(b"...."));
-    }
-
-    #[test]
-    fn classify_socketio_packets() {
-        assert_eq!(classify(br#"2["receive_message",{}]"#), Kind::Event);
-        assert_eq!(classify(br#"312[{"ok":true}]"#), Kind::Ack(12));
-        assert_eq!(classify(br#"3/chat,7[]"#), Kind::Ack(7));
-        assert_eq!(classify(br#"3[]"#), Kind::Other);
-        assert_eq!(classify(br#"0{"sid":"x"}"#), Kind::Connect);
-        assert_eq!(
-            classify(br#"4{"message":"Invalid namespace"}"#),
-            Kind::ConnectError
-        );
-        assert_eq!(classify(b"1"), Kind::Disconnect);
-        assert_eq!(classify(b""), Kind::Other);
+        assert!(t.fill(id).ends_with("...."));
+        assert_eq!(Scanner::new().find(t.fill(id).as_bytes()), Some(id));
     }
 
     #[test]
@@ -426,11 +327,10 @@ mod tests {
                 pretty in any::<bool>(),
             ) {
                 let id = MessageId { sender, seq, t_us };
-                let mut t = Template::chat("/", &room, &author, size, "9:05");
-                let sent = String::from_utf8(t.fill(id).to_vec()).unwrap();
-                // What a server emits: the event renamed, the data re-serialized (maybe spaced).
-                let data: serde_json::Value = serde_json::from_str(&sent[2..]).unwrap();
-                let relayed = serde_json::json!(["receive_message", data[1]]);
+                let mut t = Template::chat(&room, &author, size, "9:05");
+                // What a server emits: the data re-serialized (maybe spaced) in receive_message.
+                let data: serde_json::Value = serde_json::from_str(t.fill(id)).unwrap();
+                let relayed = serde_json::json!(["receive_message", data]);
                 let body = if pretty { serde_json::to_string_pretty(&relayed).unwrap() } else { relayed.to_string() };
                 let text = format!("42{body}");
                 prop_assert_eq!(Scanner::new().find(text.as_bytes()), parse_reference(&text));

@@ -64,9 +64,9 @@ pub struct Progress {
 impl Progress {
     pub fn new(enabled: bool) -> Progress {
         let bar = enabled.then(|| {
-            let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr_with_hz(4));
+            let bar = ProgressBar::with_draw_target(Some(1), ProgressDrawTarget::stderr_with_hz(4));
             bar.set_style(
-                ProgressStyle::with_template("{prefix:>10} [{bar:30}] {pos}/{len} {msg}")
+                ProgressStyle::with_template("{prefix:>9} {bar:16} {pos}/{len}{msg}")
                     .unwrap_or_else(|_| ProgressStyle::default_bar())
                     .progress_chars("=> "),
             );
@@ -89,7 +89,7 @@ impl Progress {
             bar.set_prefix("connecting");
             bar.set_length(total);
             bar.set_position(t.connect_done + t.connect_failed);
-            let mut msg = format!("{} open", thousands(t.open));
+            let mut msg = format!(" {} open", thousands(t.open));
             if t.connect_failed > 0 {
                 msg.push_str(&format!(", {} failed", thousands(t.connect_failed)));
             }
@@ -117,11 +117,11 @@ impl Progress {
                 let sent = (t.sent.saturating_sub(self.last.sent)) as f64 / dt;
                 let recv = (t.received.saturating_sub(self.last.received)) as f64 / dt;
                 let p99 = p99_ms.map_or_else(|| "-".to_string(), ms);
+                // Short enough for an 80-column terminal.
                 bar.set_message(format!(
-                    "s  sent {}/s  recv {}/s  p99 {p99}  open {}  errors {}",
+                    "s tx {}/s rx {}/s p99 {p99} err {}",
                     rate(sent),
                     rate(recv),
-                    thousands(t.open),
                     thousands(t.errors)
                 ));
             }

@@ -294,7 +294,7 @@ pub fn ms(v: f64) -> String {
 
 /// Bytes as KiB/MiB.
 pub fn bytes(b: f64) -> String {
-    if b.abs() >= 10.0 * 1024.0 * 1024.0 {
+    if b.abs() >= 1024.0 * 1024.0 {
         format!("{:.1} MiB", b / (1024.0 * 1024.0))
     } else if b.abs() >= 10.0 * 1024.0 {
         format!("{:.1} KiB", b / 1024.0)
@@ -676,6 +676,7 @@ pub fn render_html(r: &Report) -> String {
     if !r.histogram.is_empty() {
         o.push_str("<h2>Latency distribution</h2>\n");
         o.push_str(&svg_histogram(&r.histogram));
+        o.push_str("<h2>Latency by percentile</h2>\n");
         o.push_str(&svg_percentiles(&r.distribution));
     }
     // `<` only occurs inside JSON strings, where \u003c means the same: no `</script>` or `<!--`
@@ -1128,6 +1129,7 @@ mod tests {
         assert_eq!(ms(1234.0), "1,234 ms");
         assert_eq!(rate(44_999.7), "45,000");
         assert_eq!(bytes(15.0 * 1024.0), "15.0 KiB");
+        assert_eq!(bytes(6660.0 * 1024.0), "6.5 MiB");
     }
 
     #[test]

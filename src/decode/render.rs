@@ -14,6 +14,7 @@ use super::event::{Anomaly, Event, HttpMessage, WsFrame};
 use super::net::{self, Dissected, Link};
 use super::sio::{self, EioPacket};
 use super::stats::Stats;
+use super::tcp::{Endpoint, FxHashMap};
 
 /// Which view to produce.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,7 +80,9 @@ pub struct Renderer {
     /// Unmasked payloads to dump after the packet (`-x`).
     hex_extra: Vec<(String, Vec<u8>)>,
     follow: BTreeMap<u64, Transcript>,
+    /// JSON lines waiting to be written (written in blocks of [`JSON_BLOCK`]).
     json: Vec<u8>,
+    names: Names,
     /// Print a summary at the end.
     pub stats: bool,
     /// The summary as one JSON object.
@@ -103,7 +106,8 @@ impl Renderer {
             current: None,
             hex_extra: Vec::new(),
             follow: BTreeMap::new(),
-            json: Vec::with_capacity(4096),
+            json: Vec::with_capacity(JSON_BLOCK + 4096),
+            names: Names::default(),
             stats,
             json_stats,
         }
@@ -145,14 +149,13 @@ impl Renderer {
             }
             View::Tree => self.tree_header(ctx),
             View::Json => {
-                self.json.clear();
-                json_common(&mut self.json, ctx, "packet");
+                json_common(&mut self.json, ctx, "packet", &mut self.names);
                 if let Some(skip) = ctx.skip {
                     self.json.extend_from_slice(b",\"note\":");
                     json_str(&mut self.json, &skip_text(skip));
                 }
                 self.json.extend_from_slice(b"}\n");
-                self.out.write_all(&self.json)
+                Ok(())
             }
             View::Follow | View::Stats => Ok(()),
         }
@@ -179,16 +182,29 @@ impl Renderer {
         Ok(())
     }
 
+    /// A conversation ended (and was forgotten): its transcript can be written now.
+    pub fn end_stream(&mut self, stream: u64) -> io::Result<()> {
+        if let Some(t) = self.follow.remove(&stream) {
+            self.write_transcript(t)?;
+        }
+        Ok(())
+    }
+
+    fn write_transcript(&mut self, t: Transcript) -> io::Result<()> {
+        writeln!(self.out, "{}", t.title)?;
+        for l in t.lines {
+            writeln!(self.out, "{l}")?;
+        }
+        writeln!(self.out)
+    }
+
     /// End of the run: transcripts, the summary, flush.
     pub fn finish(&mut self, stats: &Stats) -> io::Result<()> {
+        self.flush_json()?;
         if self.view == View::Follow {
             let follow = std::mem::take(&mut self.follow);
             for (_, t) in follow {
-                writeln!(self.out, "{}", t.title)?;
-                for l in t.lines {
-                    writeln!(self.out, "{l}")?;
-                }
-                writeln!(self.out)?;
+                self.write_transcript(t)?;
             }
         }
         if self.stats {
@@ -202,6 +218,7 @@ impl Renderer {
     }
 
     pub fn flush(&mut self) -> io::Result<()> {
+        self.flush_json()?;
         self.out.flush()
     }
 
@@ -393,11 +410,7 @@ impl Renderer {
                 _ => String::new(),
             };
             if !text.is_empty() {
-                writeln!(
-                    self.out,
-                    "[End of capture] {stream}{}",
-                    self.style.bad(&text)
-                )?;
+                writeln!(self.out, "[Stream end] {stream}{}", self.style.bad(&text))?;
             }
             if let Event::Ws(f) = ev {
                 self.tree_ws(f)?;
@@ -540,8 +553,6 @@ impl Renderer {
         let o = &mut self.out;
         let h = &f.header;
         writeln!(o, "WebSocket")?;
-        let b0 = u8::from(h.fin) << 7 | h.rsv().bits() | h.opcode.as_u8();
-        let _ = b0;
         writeln!(
             o,
             "    {}... .... = Fin: {}",
@@ -711,10 +722,10 @@ impl Renderer {
 
     fn json_event(&mut self, ctx: &Ctx<'_>, ev: &Event<'_>) -> io::Result<()> {
         let j = &mut self.json;
-        j.clear();
+        let names = &mut self.names;
         match ev {
             Event::Tcp(note) => {
-                json_common(j, ctx, "tcp");
+                json_common(j, ctx, "tcp", names);
                 j.extend_from_slice(b",\"flags\":");
                 json_str(j, &ctx.flags.bracketed());
                 if let Some(s) = ctx.seg {
@@ -731,15 +742,15 @@ impl Renderer {
                 j.push(b']');
             }
             Event::Http(m, packets) => {
-                json_common(j, ctx, "http");
+                json_common(j, ctx, "http", names);
                 json_http(j, m, packets);
             }
             Event::Ws(f) => {
-                json_common(j, ctx, "websocket");
+                json_common(j, ctx, "websocket", names);
                 json_ws(j, f);
             }
             Event::Gap { bytes } => {
-                json_common(j, ctx, "gap");
+                json_common(j, ctx, "gap", names);
                 let _ = write!(Bw(j), ",\"bytes\":{bytes}");
                 json_anomalies(
                     j,
@@ -750,27 +761,40 @@ impl Renderer {
                 );
             }
             Event::Data { len } => {
-                json_common(j, ctx, "data");
+                json_common(j, ctx, "data", names);
                 let _ = write!(Bw(j), ",\"len\":{len}");
             }
             Event::Truncated { what } => {
-                json_common(j, ctx, "truncated");
+                json_common(j, ctx, "truncated", names);
                 j.extend_from_slice(b",\"what\":");
                 json_str(j, what);
                 json_anomalies(j, &[Anomaly::new("truncated", what.clone())]);
             }
             Event::Note { anomaly } => {
-                json_common(j, ctx, "note");
+                json_common(j, ctx, "note", names);
                 json_anomalies(j, std::slice::from_ref(anomaly));
             }
         }
         j.extend_from_slice(b"}\n");
-        self.out.write_all(j)
+        if j.len() >= JSON_BLOCK {
+            self.out.write_all(j)?;
+            j.clear();
+        }
+        Ok(())
+    }
+
+    /// Write out JSON lines still in the block buffer.
+    fn flush_json(&mut self) -> io::Result<()> {
+        if !self.json.is_empty() {
+            self.out.write_all(&self.json)?;
+            self.json.clear();
+        }
+        Ok(())
     }
 
     fn json_stats(&mut self, s: &Stats) -> io::Result<()> {
+        self.flush_json()?;
         let j = &mut self.json;
-        j.clear();
         let _ = write!(
             Bw(j),
             "{{\"type\":\"stats\",\"packets\":{},\"bytes\":{},\"duration\":{:.6},\"streams\":{}",
@@ -854,7 +878,7 @@ impl Renderer {
             );
         }
         j.extend_from_slice(b"]}\n");
-        self.out.write_all(j)
+        self.flush_json()
     }
 
     // ---- follow ----------------------------------------------------------------------
@@ -886,7 +910,9 @@ impl Renderer {
         let mut push = |text: String| t.lines.push(format!("{when}{who}  {text}"));
         match ev {
             Event::Http(m, packets) => {
-                if packets.is_empty() {
+                // A long-polling POST's `ok` answer carries nothing to follow.
+                let polling_ok = !m.is_request && m.body == b"ok" && m.anomalies.is_empty();
+                if packets.is_empty() && !polling_ok {
                     let mut line = m.start_line.clone();
                     if !m.is_request && m.status == 101 {
                         line.push_str("  (WebSocket)");
@@ -1183,10 +1209,11 @@ fn eio_summary(p: &EioPacket<'_>, style: &Style) -> String {
     if let Some(s) = &p.sio {
         if let Some(r) = &s.packet {
             let name = r.packet_type().name();
-            let rest = s.summary.strip_prefix(name).unwrap_or(&s.summary);
+            let summary = s.summary();
+            let rest = summary.strip_prefix(name).unwrap_or(&summary);
             return format!("{}{rest}", style.event(name));
         }
-        return s.summary.clone();
+        return s.summary();
     }
     match &p.packet {
         Some(pk) => format!("Engine.IO {}", pk.summary()),
@@ -1633,7 +1660,7 @@ fn tree_eio(o: &mut impl Write, p: &EioPacket<'_>, indent: &str, style: &Style) 
         if let Some(e) = &s.error {
             writeln!(o, "{indent}    {}", style.bad(&format!("[Invalid: {e}]")))?;
         }
-        writeln!(o, "{indent}    [Summary: {}]", s.summary)?;
+        writeln!(o, "{indent}    [Summary: {}]", s.summary())?;
     }
     Ok(())
 }
@@ -1683,40 +1710,62 @@ fn follow_eio(p: &EioPacket<'_>, style: &Style) -> Option<String> {
             }
         }
         let name = r.packet_type().name();
+        let summary = s.summary();
         return Some(format!(
             "{}{}",
             style.event(name),
-            s.summary.strip_prefix(name).unwrap_or(&s.summary)
+            summary.strip_prefix(name).unwrap_or(&summary)
         ));
     }
     if s.completed.is_some() || s.attachment.is_some() {
-        return Some(s.summary.clone());
+        return Some(s.summary());
     }
-    Some(style.dim(&s.summary))
+    Some(style.dim(&s.summary()))
 }
 
 // ---- JSON --------------------------------------------------------------------------
 
+/// Bytes that need escaping in a JSON string: `"`, `\\` and control characters (RFC 8259 §7).
+static JSON_ESCAPE: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 0x20 {
+        t[i] = true;
+        i += 1;
+    }
+    t[b'"' as usize] = true;
+    t[b'\\' as usize] = true;
+    t
+};
+
 /// Appends `s` as a JSON string (RFC 8259 §7).
 pub fn json_str(j: &mut Vec<u8>, s: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    j.reserve(s.len() + 2);
     j.push(b'"');
     let bytes = s.as_bytes();
     let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
-        let esc: &[u8] = match b {
-            b'"' => b"\\\"",
-            b'\\' => b"\\\\",
-            b'\n' => b"\\n",
-            b'\r' => b"\\r",
-            b'\t' => b"\\t",
-            0..=0x1f => b"",
-            _ => continue,
-        };
+    while let Some(off) = bytes
+        .get(start..)
+        .and_then(|rest| rest.iter().position(|&b| JSON_ESCAPE[usize::from(b)]))
+    {
+        let i = start + off;
         j.extend_from_slice(bytes.get(start..i).unwrap_or_default());
-        if esc.is_empty() {
-            let _ = write!(Bw(j), "\\u{b:04x}");
-        } else {
-            j.extend_from_slice(esc);
+        let b = bytes.get(i).copied().unwrap_or(0);
+        match b {
+            b'"' => j.extend_from_slice(b"\\\""),
+            b'\\' => j.extend_from_slice(b"\\\\"),
+            b'\n' => j.extend_from_slice(b"\\n"),
+            b'\r' => j.extend_from_slice(b"\\r"),
+            b'\t' => j.extend_from_slice(b"\\t"),
+            _ => j.extend_from_slice(&[
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                HEX[usize::from(b >> 4)],
+                HEX[usize::from(b & 15)],
+            ]),
         }
         start = i + 1;
     }
@@ -1734,54 +1783,109 @@ fn json_hex(j: &mut Vec<u8>, b: &[u8]) {
     j.push(b'"');
 }
 
+/// JSON output is written in blocks of about this many bytes.
+const JSON_BLOCK: usize = 1 << 16;
+
 /// Largest payload written out in JSON (hex or text); longer ones are cut and flagged.
 const JSON_MAX_PAYLOAD: usize = 1 << 20;
 
 fn json_bytes_field(j: &mut Vec<u8>, name: &str, b: &[u8], as_text: bool) {
     let cut = b.len() > JSON_MAX_PAYLOAD;
     let shown = b.get(..JSON_MAX_PAYLOAD.min(b.len())).unwrap_or_default();
+    j.extend_from_slice(b",\"");
+    j.extend_from_slice(name.as_bytes());
     match (as_text, std::str::from_utf8(shown)) {
         (true, Ok(t)) => {
-            let _ = write!(Bw(j), ",\"{name}_text\":");
+            j.extend_from_slice(b"_text\":");
             json_str(j, t);
         }
         _ => {
-            let _ = write!(Bw(j), ",\"{name}_hex\":");
+            j.extend_from_slice(b"_hex\":");
             json_hex(j, shown);
         }
     }
     if cut {
-        let _ = write!(Bw(j), ",\"{name}_truncated\":true");
+        j.extend_from_slice(b",\"");
+        j.extend_from_slice(name.as_bytes());
+        j.extend_from_slice(b"_truncated\":true");
     }
 }
 
-fn json_common(j: &mut Vec<u8>, ctx: &Ctx<'_>, kind: &str) {
+/// Appends a decimal number (a hot path: `fmt` is several times slower).
+fn push_u64(j: &mut Vec<u8>, mut n: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        if let Some(d) = buf.get_mut(i) {
+            *d = b'0' + (n % 10) as u8;
+        }
+        n /= 10;
+        if n == 0 || i == 0 {
+            break;
+        }
+    }
+    j.extend_from_slice(buf.get(i..).unwrap_or_default());
+}
+
+/// Appends `secs.nnnnnnnnn` for a time in nanoseconds (negative values with a sign).
+fn push_secs(j: &mut Vec<u8>, nanos: i64) {
+    if nanos < 0 {
+        j.push(b'-');
+    }
+    let n = nanos.unsigned_abs();
+    push_u64(j, n / 1_000_000_000);
+    j.push(b'.');
+    let mut digits = [b'0'; 9];
+    let mut f = n % 1_000_000_000;
+    for d in digits.iter_mut().rev() {
+        *d = b'0' + (f % 10) as u8;
+        f /= 10;
+    }
+    j.extend_from_slice(&digits);
+}
+
+/// Endpoint names (`127.0.0.1:3001`, `[::1]:3001`), formatted once.
+#[derive(Default)]
+struct Names(FxHashMap<Endpoint, Box<str>>);
+
+impl Names {
+    fn get(&mut self, e: Endpoint) -> &str {
+        if self.0.len() > 65_536 {
+            self.0.clear();
+        }
+        self.0
+            .entry(e)
+            .or_insert_with(|| e.to_string().into_boxed_str())
+    }
+}
+
+fn json_common(j: &mut Vec<u8>, ctx: &Ctx<'_>, kind: &str, names: &mut Names) {
     j.extend_from_slice(b"{\"type\":\"");
     j.extend_from_slice(kind.as_bytes());
     j.extend_from_slice(b"\",\"frame\":");
     match ctx.packet {
         Some(p) => {
-            let _ = write!(
-                Bw(j),
-                "{},\"time\":{}.{:09},\"rel_time\":{:.9}",
-                p.number,
-                p.ts.secs,
-                p.ts.nanos,
-                ctx.rel_time
-            );
+            push_u64(j, p.number);
+            j.extend_from_slice(b",\"time\":");
+            push_secs(j, i64::try_from(p.ts.as_nanos()).unwrap_or(i64::MAX));
+            j.extend_from_slice(b",\"rel_time\":");
+            push_secs(j, ctx.rel_ns);
         }
         None => j.extend_from_slice(b"null,\"time\":null,\"rel_time\":null"),
     }
     j.extend_from_slice(b",\"stream\":");
     match ctx.stream {
-        Some(s) => {
-            let _ = write!(Bw(j), "{s}");
-        }
+        Some(s) => push_u64(j, s),
         None => j.extend_from_slice(b"null"),
     }
     match (ctx.src, ctx.dst) {
         (Some(a), Some(b)) => {
-            let _ = write!(Bw(j), ",\"src\":\"{a}\",\"dst\":\"{b}\"");
+            j.extend_from_slice(b",\"src\":\"");
+            j.extend_from_slice(names.get(a).as_bytes());
+            j.extend_from_slice(b"\",\"dst\":\"");
+            j.extend_from_slice(names.get(b).as_bytes());
+            j.push(b'"');
         }
         _ => j.extend_from_slice(b",\"src\":null,\"dst\":null"),
     }
@@ -1822,39 +1926,57 @@ fn json_map<'k>(j: &mut Vec<u8>, items: impl Iterator<Item = (&'k str, u64)>) {
     j.push(b'}');
 }
 
+fn json_bool(j: &mut Vec<u8>, b: bool) {
+    j.extend_from_slice(if b { b"true" } else { b"false" });
+}
+
 fn json_ws(j: &mut Vec<u8>, f: &WsFrame<'_>) {
     let h = &f.header;
-    let _ = write!(
-        Bw(j),
-        ",\"index\":{},\"fin\":{},\"rsv\":{},\"opcode\":{},\"opcode_name\":\"{}\",\"masked\":{},\"masking_key\":",
-        f.index_in_packet,
-        h.fin,
-        h.rsv().value(),
-        h.opcode.as_u8(),
-        super::stats::opcode_name(h.opcode),
-        h.mask.is_some()
-    );
+    j.extend_from_slice(b",\"index\":");
+    push_u64(j, u64::from(f.index_in_packet));
+    j.extend_from_slice(b",\"fin\":");
+    json_bool(j, h.fin);
+    j.extend_from_slice(b",\"rsv\":");
+    push_u64(j, u64::from(h.rsv().value()));
+    j.extend_from_slice(b",\"opcode\":");
+    push_u64(j, u64::from(h.opcode.as_u8()));
+    j.extend_from_slice(b",\"opcode_name\":\"");
+    j.extend_from_slice(super::stats::opcode_name(h.opcode).as_bytes());
+    j.extend_from_slice(b"\",\"masked\":");
+    json_bool(j, h.mask.is_some());
+    j.extend_from_slice(b",\"masking_key\":");
     match h.mask {
         Some(k) => json_hex(j, &k),
         None => j.extend_from_slice(b"null"),
     }
-    let form = match h.length_form {
-        LengthForm::Short7 => 7,
-        LengthForm::Ext16 => 16,
-        LengthForm::Ext64 => 64,
-    };
-    let _ = write!(
-        Bw(j),
-        ",\"payload_length\":{},\"length_form\":{form}",
-        h.payload_len
-    );
+    j.extend_from_slice(b",\"payload_length\":");
+    push_u64(j, h.payload_len);
+    j.extend_from_slice(match h.length_form {
+        LengthForm::Short7 => b",\"length_form\":7",
+        LengthForm::Ext16 => b",\"length_form\":16",
+        LengthForm::Ext64 => b",\"length_form\":64",
+    });
     if !f.payload_skipped {
-        let text_like = !h.rsv1
-            && matches!(
-                h.opcode,
-                Opcode::Text | Opcode::Continuation | Opcode::Ping | Opcode::Pong
-            );
-        json_bytes_field(j, "payload", f.payload, text_like);
+        // A single-frame text message was checked already: its text is the payload.
+        let known = f
+            .message
+            .as_ref()
+            .filter(|m| m.frames == 1 && !m.compressed)
+            .and_then(|m| m.text);
+        match known {
+            Some(t) if f.payload.len() <= JSON_MAX_PAYLOAD => {
+                j.extend_from_slice(b",\"payload_text\":");
+                json_str(j, t);
+            }
+            _ => {
+                let text_like = !h.rsv1
+                    && matches!(
+                        h.opcode,
+                        Opcode::Text | Opcode::Continuation | Opcode::Ping | Opcode::Pong
+                    );
+                json_bytes_field(j, "payload", f.payload, text_like);
+            }
+        }
     }
     if let Some((code, reason)) = &f.close {
         j.extend_from_slice(b",\"close\":{\"code\":");
@@ -1872,15 +1994,18 @@ fn json_ws(j: &mut Vec<u8>, f: &WsFrame<'_>) {
         let _ = write!(Bw(j), ",\"fragment\":{n}");
     }
     if let Some(m) = &f.message {
-        let _ = write!(
-            Bw(j),
-            ",\"message\":{{\"opcode\":\"{}\",\"frames\":{},\"compressed\":{},\"wire_length\":{},\"length\":{}",
-            if m.binary { "binary" } else { "text" },
-            m.frames,
-            m.compressed,
-            m.wire_len,
-            m.data.len()
-        );
+        j.extend_from_slice(if m.binary {
+            b",\"message\":{\"opcode\":\"binary\",\"frames\":"
+        } else {
+            b",\"message\":{\"opcode\":\"text\",\"frames\":"
+        });
+        push_u64(j, u64::from(m.frames));
+        j.extend_from_slice(b",\"compressed\":");
+        json_bool(j, m.compressed);
+        j.extend_from_slice(b",\"wire_length\":");
+        push_u64(j, m.wire_len as u64);
+        j.extend_from_slice(b",\"length\":");
+        push_u64(j, m.data.len() as u64);
         if m.frames > 1 || m.compressed || m.text.is_none() {
             json_bytes_field(j, "data", m.data, m.text.is_some());
         }
@@ -1936,11 +2061,14 @@ fn json_engineio(j: &mut Vec<u8>, packets: &[EioPacket<'_>]) {
             j.extend_from_slice(b",\"socketio\":{");
             if let Some(r) = &s.packet {
                 let t = r.packet_type();
-                let _ = write!(Bw(j), "\"type\":\"{}\",\"nsp\":", t.name());
+                j.extend_from_slice(b"\"type\":\"");
+                j.extend_from_slice(t.name().as_bytes());
+                j.extend_from_slice(b"\",\"nsp\":");
                 json_str(j, r.nsp());
                 match r.id() {
                     Some(id) => {
-                        let _ = write!(Bw(j), ",\"id\":{id}");
+                        j.extend_from_slice(b",\"id\":");
+                        push_u64(j, id);
                     }
                     None => j.extend_from_slice(b",\"id\":null"),
                 }
