@@ -604,7 +604,8 @@ async fn run_socketio(plan: &Plan, out: &mut Output) -> anyhow::Result<Outcome> 
                 attempt += 1;
                 let delay = backoff(attempt);
                 out.status(&format!(
-                    "reconnect failed ({e}); retrying in {}",
+                    "reconnect failed ({}); retrying in {}",
+                    e.chain(),
                     humantime::format_duration(delay)
                 ));
                 tokio::select! {
@@ -672,11 +673,12 @@ async fn run_socketio(plan: &Plan, out: &mut Output) -> anyhow::Result<Outcome> 
                 return Ok(outcome);
             }
             SessionEnd::Lost(err) => {
-                out.disconnected(&err.to_string(), true, &state);
+                out.disconnected(&err.chain(), true, &state);
                 if plan.reconnect {
                     let delay = backoff(attempt);
                     out.status(&format!(
-                        "connection lost ({err}); reconnecting in {}",
+                        "connection lost ({}); reconnecting in {}",
+                        err.chain(),
                         humantime::format_duration(delay)
                     ));
                     tokio::select! {
@@ -686,7 +688,7 @@ async fn run_socketio(plan: &Plan, out: &mut Output) -> anyhow::Result<Outcome> 
                     }
                 }
                 let (quoted, count) = feed.drain_unsent();
-                let mut msg = format!("connection lost: {err}");
+                let mut msg = format!("connection lost: {}", err.chain());
                 if count > 0 {
                     msg.push_str(&format!("; {}", not_sent_list(&quoted, count)));
                 }
@@ -770,7 +772,7 @@ async fn session(
                 }
                 None => {
                     requeue(feed, &mut next, &mut unacked);
-                    return Ok(SessionEnd::Lost(ClientError::Closed { during: "" }));
+                    return Ok(SessionEnd::Lost(ClientError::Closed { during: "connected" }));
                 }
             },
             r = async { join_ack.as_mut().unwrap().await }, if join_ack.is_some() => {
@@ -956,11 +958,17 @@ fn not_sent_list(quoted: &[String], count: u64) -> String {
 /// The error, with what to do about it where that is not obvious.
 fn with_hint(e: ClientError) -> anyhow::Error {
     match &e {
-        ClientError::Tls { error, .. } if error.to_string().contains("certificate") => {
-            anyhow::anyhow!("{e} (a self-signed test server? --insecure accepts any certificate)")
+        ClientError::Tls { source, .. } if source.to_string().contains("certificate") => {
+            anyhow::anyhow!(
+                "{} (a self-signed test server? --insecure accepts any certificate)",
+                e.chain()
+            )
         }
-        ClientError::Tls { error, .. } if error.to_string().contains("InvalidContentType") => {
-            anyhow::anyhow!("{e} (the server does not speak TLS there: use http:// or ws://)")
+        ClientError::Tls { source, .. } if source.to_string().contains("InvalidContentType") => {
+            anyhow::anyhow!(
+                "{} (the server does not speak TLS there: use http:// or ws://)",
+                e.chain()
+            )
         }
         _ => anyhow::Error::new(e),
     }
@@ -1091,7 +1099,7 @@ async fn run_raw(plan: &Plan, out: &mut Output) -> anyhow::Result<Outcome> {
                 Err(e) => {
                     if let Some(m) = next.take() { feed.push_front(m); }
                     let (quoted, count) = feed.drain_unsent();
-                    let mut msg = format!("connection lost: {e}");
+                    let mut msg = format!("connection lost: {}", e.chain());
                     if count > 0 { msg.push_str(&format!("; {}", not_sent_list(&quoted, count))); }
                     bail!(msg);
                 }
@@ -1102,7 +1110,7 @@ async fn run_raw(plan: &Plan, out: &mut Output) -> anyhow::Result<Outcome> {
                 if let Err(e) = ws.send_text(&m.text).await {
                     feed.push_front(m);
                     let (quoted, count) = feed.drain_unsent();
-                    bail!("connection lost: {e}; {}", not_sent_list(&quoted, count));
+                    bail!("connection lost: {}; {}", e.chain(), not_sent_list(&quoted, count));
                 }
                 pacer.mark_sent(now);
                 state.sent += 1;

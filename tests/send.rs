@@ -815,7 +815,7 @@ fn wrong_url_is_one_line_and_exit_2() {
     let err = text(&out.stderr);
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(
-        err.contains("closed the connection before answering the WebSocket handshake"),
+        err.contains("closed the connection while waiting for the WebSocket handshake answer"),
         "{err}"
     );
 }

@@ -682,7 +682,9 @@ impl Conn {
         let now = Instant::now();
         match read {
             Ok(0) => {
-                self.cause.get_or_insert(ClientError::Closed { during: "" });
+                self.cause.get_or_insert(ClientError::Closed {
+                    during: "connected",
+                });
                 self.ws_gone(now);
             }
             Ok(_) => {
@@ -720,7 +722,9 @@ impl Conn {
                             // Answer with the same code (RFC 6455 §5.5.1) and end.
                             ws.queue_close(c.as_ref().map(|(code, _)| *code), "");
                             let _ = ws.flush().await;
-                            self.cause.get_or_insert(ClientError::Closed { during: "" });
+                            self.cause.get_or_insert(ClientError::Closed {
+                                during: "connected",
+                            });
                             self.ws_gone(now);
                             None
                         }
@@ -926,9 +930,9 @@ impl Conn {
     }
 
     fn closed_error(&self) -> ClientError {
-        self.cause
-            .clone()
-            .unwrap_or(ClientError::Closed { during: "" })
+        self.cause.clone().unwrap_or(ClientError::Closed {
+            during: "connected",
+        })
     }
 
     fn fail_transport(&mut self, e: ClientError) -> ClientError {
@@ -1444,7 +1448,10 @@ mod tests {
                 break e;
             }
         };
-        assert_eq!(err.to_string(), "the server closed the connection");
+        assert_eq!(
+            err.to_string(),
+            "the server closed the connection while connected"
+        );
         assert!(matches!(
             conn.emit("x", ""),
             Err(ClientError::Closed { .. })

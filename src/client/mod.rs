@@ -21,21 +21,30 @@ pub use url::Endpoint;
 
 /// Everything that can go wrong in the client, each with what a person needs to act on it.
 ///
-/// Cloneable (IO errors are shared) so one failure can be reported to every waiting caller. The
-/// message of each includes its cause (nothing is chained as a `source`, so an error chain
-/// printed with `: ` separators says everything once).
+/// Cloneable (IO errors are shared) so one failure can be reported to every waiting caller.
+/// Connect, Resolve and Tls carry the IO error as their `source`, not in their message: print the
+/// chain ([`ClientError::chain`], or anyhow's) to see it.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ClientError {
     #[error("invalid URL `{url}`: {reason}")]
     Url { url: String, reason: String },
-    #[error("cannot resolve host `{host}`: {error}")]
-    Resolve { host: String, error: Arc<io::Error> },
-    #[error("cannot connect to {addr}: {error}")]
-    Connect { addr: String, error: Arc<io::Error> },
+    #[error("cannot resolve host `{host}`")]
+    Resolve {
+        host: String,
+        source: Arc<io::Error>,
+    },
+    #[error("cannot connect to {addr}")]
+    Connect {
+        addr: String,
+        source: Arc<io::Error>,
+    },
     #[error("connecting to {target} timed out after {}", humantime::format_duration(*after))]
     ConnectTimeout { target: String, after: Duration },
-    #[error("TLS handshake with `{host}` failed: {error}")]
-    Tls { host: String, error: Arc<io::Error> },
+    #[error("TLS handshake with `{host}` failed")]
+    Tls {
+        host: String,
+        source: Arc<io::Error>,
+    },
     #[error("TLS configuration: {0}")]
     TlsConfig(String),
     #[error("the server answered HTTP {status} {reason}{}", if body.is_empty() { String::new() } else { format!(": {body}") })]
@@ -66,7 +75,7 @@ pub enum ClientError {
     PingTimeout { after: Duration },
     #[error("no ack for packet {id} within {}", humantime::format_duration(*after))]
     AckTimeout { id: u64, after: Duration },
-    #[error("the server closed the connection{during}")]
+    #[error("the server closed the connection while {during}")]
     Closed { during: &'static str },
     #[error("the client is closed")]
     ClientClosed,
@@ -78,5 +87,17 @@ impl ClientError {
     /// An IO error.
     pub fn io(e: io::Error) -> ClientError {
         ClientError::Io(Arc::new(e))
+    }
+
+    /// The message with its causes, `: `-separated (what a person should read).
+    pub fn chain(&self) -> String {
+        let mut s = self.to_string();
+        let mut cause = std::error::Error::source(self);
+        while let Some(c) = cause {
+            s.push_str(": ");
+            s.push_str(&c.to_string());
+            cause = c.source();
+        }
+        s
     }
 }

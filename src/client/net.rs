@@ -144,14 +144,14 @@ pub async fn connect(ep: &Endpoint, opts: &NetOptions) -> Result<Stream, ClientE
         };
         let name = ServerName::try_from(ep.host.clone()).map_err(|e| ClientError::Tls {
             host: ep.host.clone(),
-            error: Arc::new(io::Error::new(io::ErrorKind::InvalidInput, e)),
+            source: Arc::new(io::Error::new(io::ErrorKind::InvalidInput, e)),
         })?;
         let tls = connector
             .connect(name, tcp)
             .await
             .map_err(|e| ClientError::Tls {
                 host: ep.host.clone(),
-                error: Arc::new(e),
+                source: Arc::new(e),
             })?;
         Ok(Stream::Tls(Box::new(tls)))
     };
@@ -171,7 +171,7 @@ async fn connect_tcp(ep: &Endpoint, opts: &NetOptions) -> Result<TcpStream, Clie
             .await
             .map_err(|e| ClientError::Resolve {
                 host: ep.host.clone(),
-                error: Arc::new(e),
+                source: Arc::new(e),
             })?
             .collect(),
     };
@@ -193,11 +193,11 @@ async fn connect_tcp(ep: &Endpoint, opts: &NetOptions) -> Result<TcpStream, Clie
     match last {
         Some((addr, e)) => Err(ClientError::Connect {
             addr: addr.to_string(),
-            error: Arc::new(e),
+            source: Arc::new(e),
         }),
         None => Err(ClientError::Resolve {
             host: ep.host.clone(),
-            error: Arc::new(io::Error::new(io::ErrorKind::NotFound, "no usable address")),
+            source: Arc::new(io::Error::new(io::ErrorKind::NotFound, "no usable address")),
         }),
     }
 }

@@ -92,7 +92,7 @@ impl WsIo {
                     }
                     if read_more(&mut stream, &mut rbuf).await? == 0 {
                         return Err(ClientError::Closed {
-                            during: " before answering the WebSocket handshake (is this the right URL and path?)",
+                            during: "waiting for the WebSocket handshake answer (is this the right URL and path?)",
                         });
                     }
                 }
