@@ -1,4 +1,44 @@
 //! One Socket.IO client driver over the protocol core, used by `send` and `bench`.
+//!
+//! Two layers over the same code:
+//! - [`Conn`]: one connection (one namespace) that the caller drives in its own task. One
+//!   `recv` = one socket read (or one polling response): every complete packet in it goes to a
+//!   callback, borrowed ([`Received`] with the raw JSON of the arguments, or the untouched packet
+//!   text with [`Conn::recv_raw`]); pings are answered inside. Emits are queued
+//!   ([`Conn::emit`], [`Conn::emit_with_ack`], [`Conn::queue_raw`]) and written by one
+//!   [`Conn::flush`]. The caller runs the dead-server timer ([`Conn::poll_timeout`] /
+//!   [`Conn::handle_timeout`]). Per connection: the Engine.IO session, a read buffer that exists
+//!   only while bytes are pending, a write buffer, about 2.3 KB in all when idle.
+//! - [`Client`]: a [`Conn`] in its own task, with [`Emitter::emit`] (resolves once written),
+//!   [`Emitter::emit_with_ack`] (a [`PendingAck`] with a timeout) and [`Client::next_event`].
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), wschat::client::ClientError> {
+//! use wschat::client::{Client, ClientOptions, Conn, Endpoint, Incoming, Received};
+//! use std::time::Duration;
+//!
+//! let opts = ClientOptions {
+//!     endpoint: Endpoint::parse("http://127.0.0.1:3001")?,
+//!     ..ClientOptions::default()
+//! };
+//! // Simple: a task per connection, channels.
+//! let mut client = Client::connect(opts.clone()).await?;
+//! client.emit("join_room", vec!["1".into()]).await?;
+//! let ack = client.emit_with_ack("send_message", vec![serde_json::json!({"room": "1"})], Duration::from_secs(5)).await?;
+//! if let Some(Incoming::Event(ev)) = client.next_event().await {
+//!     println!("{} {:?} (ack {:?})", ev.name, ev.args, ack.args);
+//! }
+//! client.close().await?;
+//!
+//! // Lean: drive it yourself.
+//! let (mut conn, _info) = Conn::connect(&opts).await?;
+//! conn.queue_raw(r#"2["join_room","1"]"#)?;
+//! conn.flush().await?;
+//! let mut n = 0;
+//! conn.recv(&mut |r| if let Received::Event { name, args, .. } = r { n += name.len() + args.len() }).await?;
+//! conn.close().await?;
+//! # Ok(()) }
+//! ```
 
 mod api;
 pub mod conn;
