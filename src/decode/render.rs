@@ -1235,24 +1235,11 @@ fn quoted_or_hex(b: &[u8]) -> String {
     }
 }
 
-/// Text on one line: control characters escaped, cut at `max` characters.
+/// Text on one line: control characters escaped, cut at `max` characters (the core's rule, so the
+/// decoder's views and the packet summaries escape alike).
 pub fn one_line(s: &str, max: usize) -> String {
     let mut out = String::with_capacity(s.len().min(max + 8));
-    for (n, c) in s.chars().enumerate() {
-        if n >= max {
-            out.push('…');
-            break;
-        }
-        match c {
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if c.is_control() => {
-                let _ = write!(out, "\\x{:02x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
+    crate::proto::json::push_one_line(&mut out, s, max);
     out
 }
 
