@@ -1738,44 +1738,53 @@ static JSON_ESCAPE: [bool; 256] = {
     t
 };
 
+/// 1 for the bytes escaped with a backslash in front (`"` and `\\`), 2 for control characters.
+static JSON_ESCAPE_KIND: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 0x20 {
+        t[i] = 2;
+        i += 1;
+    }
+    t[b'"' as usize] = 1;
+    t[b'\\' as usize] = 1;
+    t
+};
+
 /// Appends `s` as a JSON string (RFC 8259 §7).
 ///
-/// A hot path (every payload text goes through it): eight bytes are checked at a time and copied
-/// in one go when none needs escaping; bytes are escaped one by one otherwise.
+/// A hot path (every payload text goes through it, and chat payloads are JSON full of quotes):
+/// without control characters the output is at most twice the input, so it is written
+/// branch-free into room made for that; a string with control characters takes the byte-at-a-time
+/// path.
 pub fn json_str(j: &mut Vec<u8>, s: &str) {
     let bytes = s.as_bytes();
-    j.reserve(bytes.len() + 2);
-    j.push(b'"');
-    let mut chunks = bytes.chunks_exact(8);
-    for c in &mut chunks {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(c);
-        if needs_escape(u64::from_le_bytes(w)) {
-            for &b in c {
-                push_json_byte(j, b);
-            }
-        } else {
-            j.extend_from_slice(c);
-        }
+    let start = j.len();
+    j.resize(start + 2 * bytes.len() + 2, 0);
+    let out = &mut j[start..];
+    out[0] = b'"';
+    let mut o = 1;
+    let mut control = 0u8;
+    for &b in bytes {
+        let kind = JSON_ESCAPE_KIND[usize::from(b)];
+        control |= kind;
+        let e = usize::from(kind & 1);
+        // The backslash is overwritten by the byte itself when none is needed.
+        out[o] = b'\\';
+        out[o + e] = b;
+        o += 1 + e;
     }
-    for &b in chunks.remainder() {
+    if control & 2 == 0 {
+        out[o] = b'"';
+        j.truncate(start + o + 1);
+        return;
+    }
+    j.truncate(start);
+    j.push(b'"');
+    for &b in bytes {
         push_json_byte(j, b);
     }
     j.push(b'"');
-}
-
-/// Whether any of the eight bytes in `w` is a control character, `"` or `\\` (bit tricks:
-/// a byte below `n` makes `(b - n) & !b` set its top bit; exact for "any", which is all we ask).
-#[inline(always)]
-fn needs_escape(w: u64) -> bool {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    let control = w.wrapping_sub(ONES * 0x20) & !w;
-    let q = w ^ (ONES * u64::from(b'"'));
-    let quote = q.wrapping_sub(ONES) & !q;
-    let b = w ^ (ONES * u64::from(b'\\'));
-    let backslash = b.wrapping_sub(ONES) & !b;
-    (control | quote | backslash) & HIGH != 0
 }
 
 /// Appends one byte of a JSON string, escaped if it has to be.
@@ -1914,11 +1923,23 @@ fn push_secs(j: &mut Vec<u8>, nanos: i64) {
 }
 
 /// Endpoint names (`127.0.0.1:3001`, `[::1]:3001`), formatted once.
-#[derive(Default)]
 struct Names {
     names: FxHashMap<Endpoint, Box<str>>,
-    /// The last `,"src":"…","dst":"…"` written, with its endpoints (most lines repeat it).
-    last_pair: Option<(Endpoint, Endpoint, Vec<u8>)>,
+    /// `,"src":"…","dst":"…"` with its endpoints, direct-mapped by the ports (most lines repeat
+    /// a recent pair, and a hash lookup of two endpoints per line is measurable).
+    pairs: Vec<Option<(Endpoint, Endpoint, Box<[u8]>)>>,
+}
+
+/// Slots in [`Names::pairs`] (a power of two).
+const PAIR_SLOTS: usize = 1024;
+
+impl Default for Names {
+    fn default() -> Self {
+        Names {
+            names: FxHashMap::default(),
+            pairs: vec![None; PAIR_SLOTS],
+        }
+    }
 }
 
 impl Names {
@@ -1933,7 +1954,8 @@ impl Names {
 
     /// `,"src":"A","dst":"B"` for a pair of endpoints.
     fn pair(&mut self, a: Endpoint, b: Endpoint) -> &[u8] {
-        let hit = matches!(&self.last_pair, Some((x, y, _)) if *x == a && *y == b);
+        let slot = (usize::from(a.port) ^ usize::from(b.port).rotate_left(5)) & (PAIR_SLOTS - 1);
+        let hit = matches!(self.pairs.get(slot), Some(Some((x, y, _))) if *x == a && *y == b);
         if !hit {
             let mut text = Vec::with_capacity(64);
             text.extend_from_slice(b",\"src\":\"");
@@ -1941,11 +1963,14 @@ impl Names {
             text.extend_from_slice(b"\",\"dst\":\"");
             text.extend_from_slice(self.get(b).as_bytes());
             text.push(b'"');
-            self.last_pair = Some((a, b, text));
+            if let Some(p) = self.pairs.get_mut(slot) {
+                *p = Some((a, b, text.into_boxed_slice()));
+            }
         }
-        self.last_pair
-            .as_ref()
-            .map_or(&[], |(_, _, t)| t.as_slice())
+        match self.pairs.get(slot) {
+            Some(Some((_, _, t))) => t,
+            _ => &[],
+        }
     }
 }
 
