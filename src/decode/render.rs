@@ -1927,8 +1927,11 @@ struct Names {
     names: FxHashMap<Endpoint, Box<str>>,
     /// `,"src":"…","dst":"…"` with its endpoints, direct-mapped by the ports (most lines repeat
     /// a recent pair, and a hash lookup of two endpoints per line is measurable).
-    pairs: Vec<Option<(Endpoint, Endpoint, Box<[u8]>)>>,
+    pairs: Vec<Option<NamedPair>>,
 }
+
+/// Two endpoints and their `,"src":…,"dst":…` text.
+type NamedPair = (Endpoint, Endpoint, Box<[u8]>);
 
 /// Slots in [`Names::pairs`] (a power of two).
 const PAIR_SLOTS: usize = 1024;
