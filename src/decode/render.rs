@@ -1871,6 +1871,7 @@ static DIGIT_PAIRS: [[u8; 2]; 100] = {
 };
 
 /// Appends a decimal number (a hot path: `fmt` is several times slower).
+#[inline]
 fn push_u64(j: &mut Vec<u8>, mut n: u64) {
     if n < 10 {
         j.push(b'0' + n as u8);
