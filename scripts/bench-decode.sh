@@ -6,6 +6,7 @@
 # `wschat decode --json` on a capture a quarter of the size shows that memory does not grow with
 # the capture.
 #   scripts/bench-decode.sh [MEGABYTES] [RUNS]     defaults 40 and 5
+# WSCHAT_BIN=path/to/wschat measures that binary instead of building this tree (before/after).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mb=${1:-40}
@@ -17,8 +18,12 @@ cap_small=$dir/wschat-bench-$small.pcap
 [ -f "$cap" ] || python3 scripts/pcaptool.py bench "$cap" "$mb"
 [ -f "$cap_small" ] || python3 scripts/pcaptool.py bench "$cap_small" "$small"
 [ -x /usr/bin/time ] || { echo "needs /usr/bin/time (apt-get install -y time)" >&2; exit 2; }
-cargo build --release --quiet
-bin=${CARGO_TARGET_DIR:-target}/release/wschat
+if [ -n "${WSCHAT_BIN:-}" ]; then
+  bin=$WSCHAT_BIN
+else
+  cargo build --release --quiet
+  bin=${CARGO_TARGET_DIR:-target}/release/wschat
+fi
 times=$(mktemp)
 trap 'rm -f "$times"' EXIT
 
