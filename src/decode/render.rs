@@ -1725,39 +1725,87 @@ static JSON_ESCAPE: [bool; 256] = {
     t
 };
 
-/// Appends `s` as a JSON string (RFC 8259 §7).
-pub fn json_str(j: &mut Vec<u8>, s: &str) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    j.reserve(s.len() + 2);
-    j.push(b'"');
-    let bytes = s.as_bytes();
-    let mut start = 0;
-    while let Some(off) = bytes
-        .get(start..)
-        .and_then(|rest| rest.iter().position(|&b| JSON_ESCAPE[usize::from(b)]))
-    {
-        let i = start + off;
-        j.extend_from_slice(bytes.get(start..i).unwrap_or_default());
-        let b = bytes.get(i).copied().unwrap_or(0);
-        match b {
-            b'"' => j.extend_from_slice(b"\\\""),
-            b'\\' => j.extend_from_slice(b"\\\\"),
-            b'\n' => j.extend_from_slice(b"\\n"),
-            b'\r' => j.extend_from_slice(b"\\r"),
-            b'\t' => j.extend_from_slice(b"\\t"),
-            _ => j.extend_from_slice(&[
-                b'\\',
-                b'u',
-                b'0',
-                b'0',
-                HEX[usize::from(b >> 4)],
-                HEX[usize::from(b & 15)],
-            ]),
-        }
-        start = i + 1;
+/// 1 for the bytes escaped with a backslash in front (`"` and `\\`), 2 for control characters.
+static JSON_ESCAPE_KIND: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 0x20 {
+        t[i] = 2;
+        i += 1;
     }
-    j.extend_from_slice(bytes.get(start..).unwrap_or_default());
+    t[b'"' as usize] = 1;
+    t[b'\\' as usize] = 1;
+    t
+};
+
+/// Appends `s` as a JSON string (RFC 8259 §7).
+///
+/// A hot path (every payload text goes through it, and chat payloads are JSON full of quotes):
+/// without control characters the output is at most twice the input, so it is written
+/// branch-free into room made for that; a string with control characters takes the byte-at-a-time
+/// path.
+pub fn json_str(j: &mut Vec<u8>, s: &str) {
+    let bytes = s.as_bytes();
+    let start = j.len();
+    j.resize(start + 2 * bytes.len() + 2, 0);
+    let out = &mut j[start..];
+    out[0] = b'"';
+    let mut o = 1;
+    let mut control = 0u8;
+    for &b in bytes {
+        let kind = JSON_ESCAPE_KIND[usize::from(b)];
+        control |= kind;
+        let e = usize::from(kind & 1);
+        // The backslash is overwritten by the byte itself when none is needed.
+        out[o] = b'\\';
+        out[o + e] = b;
+        o += 1 + e;
+    }
+    if control & 2 == 0 {
+        out[o] = b'"';
+        j.truncate(start + o + 1);
+        return;
+    }
+    j.truncate(start);
     j.push(b'"');
+    for &b in bytes {
+        push_json_byte(j, b);
+    }
+    j.push(b'"');
+}
+
+/// Appends one byte of a JSON string, escaped if it has to be.
+#[inline(always)]
+fn push_json_byte(j: &mut Vec<u8>, b: u8) {
+    if !JSON_ESCAPE[usize::from(b)] {
+        j.push(b);
+    } else if b == b'"' {
+        // Common in chat payloads (they carry JSON), so not on the cold path.
+        j.extend_from_slice(b"\\\"");
+    } else {
+        push_json_escape(j, b);
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn push_json_escape(j: &mut Vec<u8>, b: u8) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    match b {
+        b'"' => j.extend_from_slice(b"\\\""),
+        b'\\' => j.extend_from_slice(b"\\\\"),
+        b'\n' => j.extend_from_slice(b"\\n"),
+        b'\r' => j.extend_from_slice(b"\\r"),
+        b'\t' => j.extend_from_slice(b"\\t"),
+        _ => j.extend_from_slice(&[
+            b'\\',
+            b'u',
+            b'0',
+            b'0',
+            HEX[usize::from(b >> 4)],
+            HEX[usize::from(b & 15)],
+        ]),
+    }
 }
 
 fn json_hex(j: &mut Vec<u8>, b: &[u8]) {
@@ -1798,18 +1846,43 @@ fn json_bytes_field(j: &mut Vec<u8>, name: &str, b: &[u8], as_text: bool) {
     }
 }
 
+/// Two-digit decimal pairs `00`..`99`, for [`push_u64`] and [`push_secs`].
+static DIGIT_PAIRS: [[u8; 2]; 100] = {
+    let mut t = [[0u8; 2]; 100];
+    let mut i = 0;
+    while i < 100 {
+        t[i] = [b'0' + (i / 10) as u8, b'0' + (i % 10) as u8];
+        i += 1;
+    }
+    t
+};
+
 /// Appends a decimal number (a hot path: `fmt` is several times slower).
+#[inline]
 fn push_u64(j: &mut Vec<u8>, mut n: u64) {
+    if n < 10 {
+        j.push(b'0' + n as u8);
+        return;
+    }
     let mut buf = [0u8; 20];
     let mut i = buf.len();
-    loop {
+    while n >= 100 && i >= 2 {
+        let pair = DIGIT_PAIRS[(n % 100) as usize];
+        i -= 2;
+        if let Some(d) = buf.get_mut(i..i + 2) {
+            d.copy_from_slice(&pair);
+        }
+        n /= 100;
+    }
+    if n >= 10 && i >= 2 {
+        i -= 2;
+        if let Some(d) = buf.get_mut(i..i + 2) {
+            d.copy_from_slice(&DIGIT_PAIRS[n as usize]);
+        }
+    } else if i >= 1 {
         i -= 1;
         if let Some(d) = buf.get_mut(i) {
-            *d = b'0' + (n % 10) as u8;
-        }
-        n /= 10;
-        if n == 0 || i == 0 {
-            break;
+            *d = b'0' + n as u8;
         }
     }
     j.extend_from_slice(buf.get(i..).unwrap_or_default());
@@ -1822,28 +1895,73 @@ fn push_secs(j: &mut Vec<u8>, nanos: i64) {
     }
     let n = nanos.unsigned_abs();
     push_u64(j, n / 1_000_000_000);
-    j.push(b'.');
-    let mut digits = [b'0'; 9];
-    let mut f = n % 1_000_000_000;
-    for d in digits.iter_mut().rev() {
-        *d = b'0' + (f % 10) as u8;
-        f /= 10;
+    let f = (n % 1_000_000_000) as u32;
+    // `.` and nine digits: the first one, then four pairs.
+    let hi = f / 100_000_000;
+    let mut rest = f % 100_000_000;
+    let mut digits = [b'.', b'0' + hi as u8, 0, 0, 0, 0, 0, 0, 0, 0];
+    for k in (0..4).rev() {
+        let pair = DIGIT_PAIRS[(rest % 100) as usize];
+        if let Some(d) = digits.get_mut(2 + 2 * k..4 + 2 * k) {
+            d.copy_from_slice(&pair);
+        }
+        rest /= 100;
     }
     j.extend_from_slice(&digits);
 }
 
 /// Endpoint names (`127.0.0.1:3001`, `[::1]:3001`), formatted once.
-#[derive(Default)]
-struct Names(FxHashMap<Endpoint, Box<str>>);
+struct Names {
+    names: FxHashMap<Endpoint, Box<str>>,
+    /// `,"src":"…","dst":"…"` with its endpoints, direct-mapped by the ports (most lines repeat
+    /// a recent pair, and a hash lookup of two endpoints per line is measurable).
+    pairs: Vec<Option<NamedPair>>,
+}
+
+/// Two endpoints and their `,"src":…,"dst":…` text.
+type NamedPair = (Endpoint, Endpoint, Box<[u8]>);
+
+/// Slots in [`Names::pairs`] (a power of two).
+const PAIR_SLOTS: usize = 1024;
+
+impl Default for Names {
+    fn default() -> Self {
+        Names {
+            names: FxHashMap::default(),
+            pairs: vec![None; PAIR_SLOTS],
+        }
+    }
+}
 
 impl Names {
     fn get(&mut self, e: Endpoint) -> &str {
-        if self.0.len() > 65_536 {
-            self.0.clear();
+        if self.names.len() > 65_536 {
+            self.names.clear();
         }
-        self.0
+        self.names
             .entry(e)
             .or_insert_with(|| e.to_string().into_boxed_str())
+    }
+
+    /// `,"src":"A","dst":"B"` for a pair of endpoints.
+    fn pair(&mut self, a: Endpoint, b: Endpoint) -> &[u8] {
+        let slot = (usize::from(a.port) ^ usize::from(b.port).rotate_left(5)) & (PAIR_SLOTS - 1);
+        let hit = matches!(self.pairs.get(slot), Some(Some((x, y, _))) if *x == a && *y == b);
+        if !hit {
+            let mut text = Vec::with_capacity(64);
+            text.extend_from_slice(b",\"src\":\"");
+            text.extend_from_slice(self.get(a).as_bytes());
+            text.extend_from_slice(b"\",\"dst\":\"");
+            text.extend_from_slice(self.get(b).as_bytes());
+            text.push(b'"');
+            if let Some(p) = self.pairs.get_mut(slot) {
+                *p = Some((a, b, text.into_boxed_slice()));
+            }
+        }
+        match self.pairs.get(slot) {
+            Some(Some((_, _, t))) => t,
+            _ => &[],
+        }
     }
 }
 
@@ -1867,13 +1985,7 @@ fn json_common(j: &mut Vec<u8>, ctx: &Ctx<'_>, kind: &str, names: &mut Names) {
         None => j.extend_from_slice(b"null"),
     }
     match (ctx.src, ctx.dst) {
-        (Some(a), Some(b)) => {
-            j.extend_from_slice(b",\"src\":\"");
-            j.extend_from_slice(names.get(a).as_bytes());
-            j.extend_from_slice(b"\",\"dst\":\"");
-            j.extend_from_slice(names.get(b).as_bytes());
-            j.push(b'"');
-        }
+        (Some(a), Some(b)) => j.extend_from_slice(names.pair(a, b)),
         _ => j.extend_from_slice(b",\"src\":null,\"dst\":null"),
     }
     j.extend_from_slice(match ctx.from_client {
@@ -2192,6 +2304,89 @@ fn str_list(j: &mut Vec<u8>, l: &[String]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The escaping rules one byte at a time, to check the word-at-a-time [`json_str`].
+    fn json_str_slow(s: &str) -> String {
+        let mut out = String::from("\"");
+        for c in s.chars() {
+            match c {
+                '"' => out.push_str("\\\""),
+                '\\' => out.push_str("\\\\"),
+                '\n' => out.push_str("\\n"),
+                '\r' => out.push_str("\\r"),
+                '\t' => out.push_str("\\t"),
+                c if u32::from(c) < 0x20 => out.push_str(&format!("\\u{:04x}", u32::from(c))),
+                c => out.push(c),
+            }
+        }
+        out.push('"');
+        out
+    }
+
+    #[test]
+    fn json_str_matches_byte_at_a_time_escaping() {
+        let samples = [
+            "",
+            "a",
+            "plain ascii text longer than eight bytes",
+            "42[\"send_message\",{\"room\":\"0\",\"message\":\"hi\"}]",
+            "\\\\\\\\\\\\\\\\\\",
+            "tab\there\nnew\rline\u{1}\u{1f}\u{7f}\u{0}end",
+            "ünïcødé 😀 \u{1b}[31m \"quoted\" ……",
+            "\u{1f}\u{20}\u{21}\u{22}\u{5b}\u{5c}\u{5d}\u{7e}",
+        ];
+        for s in samples {
+            // Every alignment of every sample against the 8-byte chunks.
+            for pad in 0..9 {
+                let t = format!("{}{s}", "x".repeat(pad));
+                let mut j = Vec::new();
+                json_str(&mut j, &t);
+                assert_eq!(String::from_utf8(j).unwrap(), json_str_slow(&t), "{t:?}");
+            }
+        }
+        for b in 0u8..0x80 {
+            let t = format!("abcdefg{}hijklmnop", char::from(b));
+            let mut j = Vec::new();
+            json_str(&mut j, &t);
+            assert_eq!(String::from_utf8(j).unwrap(), json_str_slow(&t));
+        }
+    }
+
+    #[test]
+    fn numbers_and_times_format_like_fmt() {
+        for n in [
+            0u64,
+            1,
+            9,
+            10,
+            11,
+            99,
+            100,
+            101,
+            999,
+            1000,
+            12345,
+            1_700_000_000,
+            u64::MAX,
+        ] {
+            let mut j = Vec::new();
+            push_u64(&mut j, n);
+            assert_eq!(String::from_utf8(j).unwrap(), n.to_string());
+        }
+        for (ns, text) in [
+            (0i64, "0.000000000"),
+            (1, "0.000000001"),
+            (37_000, "0.000037000"),
+            (1_700_000_000_000_037_000, "1700000000.000037000"),
+            (999_999_999, "0.999999999"),
+            (-1_500_000_000, "-1.500000000"),
+            (i64::MAX, "9223372036.854775807"),
+        ] {
+            let mut j = Vec::new();
+            push_secs(&mut j, ns);
+            assert_eq!(String::from_utf8(j).unwrap(), text);
+        }
+    }
 
     #[test]
     fn json_strings_are_escaped() {

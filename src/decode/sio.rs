@@ -70,7 +70,7 @@ pub struct SioPacket<'a> {
     /// This binary message is attachment `.0` (0-based) of `.1` of a waiting packet.
     pub attachment: Option<(usize, usize)>,
     /// The binary packet this attachment completed, with placeholders joined to their bytes.
-    pub completed: Option<Completed>,
+    pub completed: Option<Box<Completed>>,
 }
 
 /// A BINARY_EVENT / BINARY_ACK with all its attachments.
@@ -348,7 +348,7 @@ impl SioDir {
                     ),
                     error: None,
                     attachment: Some((index, total)),
-                    completed: Some(completed),
+                    completed: Some(Box::new(completed)),
                 })
             }
             Err(e) => {
