@@ -5,13 +5,15 @@
 # below the limit with no message lost, then measures idle memory per connection.
 #
 # Usage: scripts/bench-relay.sh [--clients 500] [--rooms 50] [--p99 15ms] [--duration 10s]
-#                               [--idle-clients 5000] [--only wschat|node] [--out DIR]
+#                               [--tries 2] [--idle-clients 5000] [--only wschat|node] [--out DIR]
+# A rate passes when one of --tries runs (each against a fresh server) meets the limit: on a shared
+# machine a neighbour's burst can spoil a single run.
 # Needs: a release build (built here), node + `npm ci` in tests/peers, taskset, jq.
 # Output: one JSON report per run in DIR (default target/bench-relay), and a summary table.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-clients=500 rooms=50 p99=15ms duration=10s warmup=3s idle_clients=5000 only="" out=""
+clients=500 rooms=50 p99=15ms duration=10s warmup=3s tries=2 idle_clients=5000 only="" out=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --clients) clients=$2; shift 2 ;;
@@ -19,10 +21,11 @@ while [ $# -gt 0 ]; do
     --p99) p99=$2; shift 2 ;;
     --duration) duration=$2; shift 2 ;;
     --warmup) warmup=$2; shift 2 ;;
+    --tries) tries=$2; shift 2 ;;
     --idle-clients) idle_clients=$2; shift 2 ;;
     --only) only=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
-    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
     *) echo "bench-relay.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -67,26 +70,41 @@ start_server() {
   [ -n "$port" ] || { echo "bench-relay.sh: $1 server did not start (see $out/$1-serve.err)" >&2; exit 1; }
 }
 
-# run_at NAME RATE -> prints "p99_ms lost delivered_per_s", writes the JSON report
+# run_at NAME RATE -> prints "p99 lost delivered/s server-us/msg generator-busy", writes the JSON
+# report. Each run gets a fresh server, so an overloaded run cannot spoil the next one.
 run_at() {
   local name=$1 rate=$2 file="$out/$1-rate-$2.json"
+  start_server "$name"
   taskset -c 1 "$wschat" bench --url "http://127.0.0.1:$port" --clients "$clients" --rooms "$rooms" \
     --rate "$rate/s" --warmup "$warmup" --duration "$duration" --ramp 2s --threads 1 --json \
     >"$file" 2>>"$out/$name-bench.log" || true
+  stop_server
   jq -r '[(.latency_ms.p99 // 1e9), (.messages.lost // 1e9), (.messages.delivered_per_s // 0),
           (.cpu.server_us_per_delivery // 0), (.cpu.generator_busy // 0)] | @tsv' "$file"
 }
 
 limit_ms=$(jq -n --arg d "$p99" '$d | if endswith("ms") then (.[:-2]|tonumber) elif endswith("s") then (.[:-1]|tonumber*1000) else tonumber end')
 
+passes() { awk -v p="$1" -v l="$limit_ms" -v x="$2" 'BEGIN{exit !(p<=l && x==0)}'; }
+
+# try_rate NAME RATE -> the first passing run's line, else the last run's line
+try_rate() {
+  local name=$1 rate=$2 line p99 lost
+  for ((k = 1; k <= tries; k++)); do
+    line=$(run_at "$name" "$rate"); read -r p99 lost _ <<<"$line"
+    printf '  %-6s rate %7s/s per client: p99 %8.2f ms, lost %s, delivered %s/s\n' "$name" "$rate" "$p99" "$lost" "$(cut -f3 <<<"$line")" >&2
+    passes "$p99" "$lost" && break
+  done
+  echo "$line"
+}
+
 # search NAME -> highest rate (msgs/s per client, 2 decimals) with p99 <= limit and no loss
 search() {
   local name=$1 lo=0 hi="" rate=2 best_line="" line p99 lost
   # Double until the limit is crossed, then bisect five times.
   while :; do
-    line=$(run_at "$name" "$rate"); read -r p99 lost _ <<<"$line"
-    printf '  %-6s rate %7s/s per client: p99 %8.2f ms, lost %s, delivered %s/s\n' "$name" "$rate" "$p99" "$lost" "$(cut -f3 <<<"$line")" >&2
-    if awk -v p="$p99" -v l="$limit_ms" -v x="$lost" 'BEGIN{exit !(p<=l && x==0)}'; then
+    line=$(try_rate "$name" "$rate"); read -r p99 lost _ <<<"$line"
+    if passes "$p99" "$lost"; then
       lo=$rate; best_line=$line
       rate=$(awk -v r="$rate" 'BEGIN{print r*2}')
       awk -v r="$rate" 'BEGIN{exit !(r>4096)}' && break
@@ -97,9 +115,8 @@ search() {
   if [ -n "$hi" ]; then
     for _ in 1 2 3 4 5; do
       rate=$(awk -v a="$lo" -v b="$hi" 'BEGIN{printf "%.2f", (a+b)/2}')
-      line=$(run_at "$name" "$rate"); read -r p99 lost _ <<<"$line"
-      printf '  %-6s rate %7s/s per client: p99 %8.2f ms, lost %s, delivered %s/s\n' "$name" "$rate" "$p99" "$lost" "$(cut -f3 <<<"$line")" >&2
-      if awk -v p="$p99" -v l="$limit_ms" -v x="$lost" 'BEGIN{exit !(p<=l && x==0)}'; then
+      line=$(try_rate "$name" "$rate"); read -r p99 lost _ <<<"$line"
+      if passes "$p99" "$lost"; then
         lo=$rate; best_line=$line
       else
         hi=$rate
@@ -111,8 +128,10 @@ search() {
 
 idle_memory() {
   local name=$1 file="$out/$1-idle.json"
+  start_server "$name"
   taskset -c 1 "$wschat" bench --url "http://127.0.0.1:$port" --idle --clients "$idle_clients" \
     --connect-concurrency 250 --ramp 0s --duration 3s --threads 1 --json >"$file" 2>>"$out/$name-bench.log" || true
+  stop_server
   jq -r '[(.memory.per_connection_bytes // 0), (.connections.connect_phase_s // 0), (.connections.connected // 0)] | @tsv' "$file"
 }
 
@@ -120,12 +139,8 @@ declare -A result idle
 for name in wschat node; do
   [ -n "$only" ] && [ "$only" != "$name" ] && continue
   echo "== $name (server on core 0, generator on core 1)" >&2
-  start_server "$name"
   result[$name]=$(search "$name")
-  stop_server
-  start_server "$name"
   idle[$name]=$(idle_memory "$name")
-  stop_server
 done
 
 echo

@@ -2,9 +2,10 @@
 //! of the clients; every client connects (ramped, with bounded concurrency), joins its room, then
 //! sends on the open-loop schedule and accounts for what it receives.
 //!
-//! Hot path: one read syscall brings a batch of frames; each Socket.IO packet is classified by its
-//! first bytes and scanned for a bench id ([`payload::Scanner`]) — no JSON is parsed — and the
-//! result goes into thread-local histograms and the client's own bitsets. Nothing is shared
+//! Hot path: one read syscall brings a batch of frames; the client driver splits them into
+//! Socket.IO packets and hands over each event's raw JSON arguments, which are scanned for a bench
+//! id ([`super::payload::Scanner`]) — no JSON tree is built — and the result goes into thread-local
+//! histograms and the client's own bitsets ([`super::recv`]). Nothing is shared
 //! between threads while the run is going except the phase (a watch channel, read on change) and
 //! the live counters each worker publishes four times a second.
 
@@ -46,9 +47,8 @@ pub enum Phase {
 /// Everything the workers share (read-only, plus the phase channel and live counters).
 pub struct Shared {
     pub cfg: Config,
+    /// Time zero of the run; connects start here, ramped over `cfg.ramp`.
     pub epoch: Instant,
-    /// Connects start at this time (ns since epoch), ramped over `cfg.ramp`.
-    pub connect_start_ns: u64,
     /// Unique per run, so concurrent benches against one server do not share rooms.
     pub run_id: String,
     pub target: Target,
@@ -92,7 +92,7 @@ struct Local {
     open: u64,
     connect_done: u64,
     connect_failed: u64,
-    /// Clients whose server acknowledged `join_room` (ack id 0) / did not.
+    /// Connections whose `join_room` the server acknowledged.
     join_acked: u64,
 }
 
@@ -121,12 +121,13 @@ pub fn run_worker(
     let clients = shared.cfg.clients;
     let logs = local.block_on(&rt, async {
         let ticker = tokio::task::spawn_local(publish(w, shared.clone(), st.clone(), snapshots));
+        let scanner = Rc::new(Scanner::new());
         let mut handles = Vec::with_capacity(clients / threads + 1);
         for i in (w..clients).step_by(threads) {
             let i = i as u32;
             handles.push((
                 i,
-                tokio::task::spawn_local(client(i, shared.clone(), st.clone())),
+                tokio::task::spawn_local(client(i, shared.clone(), st.clone(), scanner.clone())),
             ));
         }
         let mut logs = Vec::with_capacity(handles.len());
@@ -146,7 +147,6 @@ pub fn run_worker(
         logs
     });
     publish_now(&shared.live[w], &st.borrow());
-    shared.live[w].finished.store(1, Ordering::Relaxed);
     let cpu = thread_cpu().saturating_sub(cpu0);
     let stats = std::mem::take(&mut st.borrow_mut().stats);
     Ok(WorkerResult { stats, logs, cpu })
@@ -205,7 +205,8 @@ struct Client {
     receiver: Receiver,
     log: ClientLog,
     template: Template,
-    scanner: Scanner,
+    /// Shared by the worker's clients (the precompiled finder is not tiny).
+    scanner: Rc<Scanner>,
     /// The next slot of the schedule to send.
     next_seq: u32,
     phase_rx: watch::Receiver<Phase>,
@@ -222,7 +223,7 @@ struct Session {
 }
 
 /// One client: connect (ramped), join, run the schedule, churn, hand in the log.
-async fn client(i: u32, sh: Arc<Shared>, st: LocalRef) -> ClientLog {
+async fn client(i: u32, sh: Arc<Shared>, st: LocalRef, scanner: Rc<Scanner>) -> ClientLog {
     let cfg = &sh.cfg;
     let rooms = cfg.rooms as u32;
     let room = i % rooms;
@@ -245,14 +246,14 @@ async fn client(i: u32, sh: Arc<Shared>, st: LocalRef) -> ClientLog {
                 &sh.clock,
             ),
         },
-        scanner: Scanner::new(),
+        scanner,
         next_seq: 0,
         phase_rx: sh.phase.subscribe(),
     };
     let ramp_ns =
         (cfg.ramp.as_nanos() as u64).saturating_mul(u64::from(i)) / cfg.clients.max(1) as u64;
     tokio::select! {
-        _ = sleep_until(sh.at(sh.connect_start_ns + ramp_ns)) => {}
+        _ = sleep_until(sh.at(ramp_ns)) => {}
         _ = wait_stop(&mut c.phase_rx) => return c.log,
     }
     let room_json = json_str(&sh.room_name(room));
@@ -281,6 +282,8 @@ async fn client(i: u32, sh: Arc<Shared>, st: LocalRef) -> ClientLog {
                     l.open += 1;
                     if !reconnect {
                         l.connect_done += 1;
+                        l.stats.connect_first_ns = l.stats.connect_first_ns.min(t0);
+                        l.stats.connect_last_ns = l.stats.connect_last_ns.max(t1);
                     }
                 }
                 Err(e) => {
@@ -313,7 +316,12 @@ async fn client(i: u32, sh: Arc<Shared>, st: LocalRef) -> ClientLog {
             },
             Err(e) => End::Lost(reason(&e)),
         };
-        c.log.left(sh.now_ns(), cfg.grace.as_nanos() as u64);
+        // Leaving on purpose (churn) ends the membership: what is due afterwards is not expected
+        // here. A connection the server dropped stays a member, so everything it missed counts
+        // as lost (and the drop is reported under disconnects).
+        if matches!(end, End::Churn) {
+            c.log.left(sh.now_ns(), cfg.grace.as_nanos() as u64);
+        }
         {
             let mut l = st.borrow_mut();
             l.open -= 1;
@@ -362,10 +370,12 @@ async fn run_connection(
     let mut armed: Option<u64> = None;
     loop {
         let phase = *c.phase_rx.borrow_and_update();
+        // In the grace period, messages that were due before the end but could not be written
+        // yet (a full send buffer) still go out late: open loop, their lateness is latency.
         let schedule = match phase {
             Phase::Stop => return End::Stopped,
-            Phase::Run(s) => Some(s),
-            _ => None,
+            Phase::Run(s) | Phase::Drain(s) => Some(s),
+            Phase::Connecting => None,
         };
         let due = schedule.and_then(|s| {
             let t = s.intended_ns(c.index, c.next_seq);
@@ -374,7 +384,12 @@ async fn run_connection(
         // A server that never acknowledges join_room (the original app's) is assumed to have
         // processed it one grace period after it was sent.
         let join_deadline = sess.join_ack.map(|_| sess.join_sent + grace_ns);
-        let churn = schedule.and_then(|_| churn_time(sh, c.index, conn_start));
+        let churn = match (phase, cfg.churn) {
+            (Phase::Run(s), Some(rate)) => {
+                churn_time(rate, cfg.clients as u64, &s, c.index, conn_start)
+            }
+            _ => None,
+        };
         let check = conn
             .poll_timeout()
             .map(|t| t.saturating_duration_since(sh.epoch).as_nanos() as u64);
@@ -474,18 +489,14 @@ fn send_due(
     }
 }
 
-/// The next churn time of client `i` after `from_ns`: clients are cycled round-robin at the churn
-/// rate, so client `i` is due at `start + (i + 1 + m * clients) / rate` for m = 0, 1, ...
-fn churn_time(sh: &Shared, i: u32, from_ns: u64) -> Option<u64> {
-    let rate = sh.cfg.churn?;
-    let Phase::Run(s) = *sh.phase.borrow() else {
-        return None;
-    };
-    let period_ns = (1e9 / rate) as u64;
-    let clients = sh.cfg.clients as u64;
+/// The next churn time of client `i` at or after `from_ns`, before the end of sending: clients
+/// are cycled round-robin at `rate` per second, so client `i` is due at
+/// `start + (i + 1 + m * clients) / rate` for m = 0, 1, ...
+fn churn_time(rate: f64, clients: u64, s: &Schedule, i: u32, from_ns: u64) -> Option<u64> {
+    let period_ns = ((1e9 / rate) as u64).max(1);
     let first = s.start_ns + (u64::from(i) + 1) * period_ns;
     let cycle = (clients * period_ns).max(1);
-    let t = if from_ns < first {
+    let t = if from_ns <= first {
         first
     } else {
         first + (from_ns - first).div_ceil(cycle) * cycle
@@ -560,4 +571,35 @@ async fn wait_stop(rx: &mut watch::Receiver<Phase>) {
 
 fn json_str(s: &str) -> String {
     serde_json::Value::String(s.to_string()).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn churn_cycles_clients_round_robin_at_the_rate() {
+        // 4 clients, 2 churns per second: client i at 0.5 s * (i + 1 + 4m).
+        let s = Schedule::new(0, 10.0, 4, 0, 10_000_000_000);
+        let t = |i, from| churn_time(2.0, 4, &s, i, from);
+        assert_eq!(t(0, 0), Some(500_000_000));
+        assert_eq!(t(3, 0), Some(2_000_000_000));
+        // After its first churn, client 0 is next due one full cycle (4 clients / 2 per s) later.
+        assert_eq!(t(0, 500_000_001), Some(2_500_000_000));
+        assert_eq!(t(0, 2_500_000_000), Some(2_500_000_000));
+        // Nothing at or after the end of sending.
+        assert_eq!(t(3, 9_000_000_000), None);
+        // Over the whole run every client churns rate * duration / clients = 5 times.
+        let per_client: Vec<usize> = (0..4)
+            .map(|i| {
+                let (mut n, mut from) = (0, 0);
+                while let Some(at) = t(i, from) {
+                    n += 1;
+                    from = at + 1;
+                }
+                n
+            })
+            .collect();
+        assert_eq!(per_client.iter().sum::<usize>(), 20 - 1, "{per_client:?}");
+    }
 }

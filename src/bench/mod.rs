@@ -98,7 +98,6 @@ pub fn run(args: &BenchArgs, global: &Global) -> anyhow::Result<ExitCode> {
     let (phase_tx, _) = watch::channel(Phase::Connecting);
     let shared = Arc::new(Shared {
         epoch,
-        connect_start_ns: 0,
         run_id: run_id(),
         target,
         sources,
@@ -573,7 +572,12 @@ fn build_report(
         );
     }
 
-    let connect_phase_s = out.connect_phase.as_secs_f64();
+    // From the first connect attempt to the last successful initial connect.
+    let connect_phase_s = if stats.connect_last_ns > stats.connect_first_ns {
+        (stats.connect_last_ns - stats.connect_first_ns) as f64 / 1e9
+    } else {
+        out.connect_phase.as_secs_f64()
+    };
     Report {
         wschat: env!("CARGO_PKG_VERSION"),
         target: report::Target {

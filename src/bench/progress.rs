@@ -22,8 +22,6 @@ pub struct Live {
     pub connect_failed: AtomicU64,
     /// Clients whose `join_room` the server acknowledged.
     pub join_acked: AtomicU64,
-    /// Set once the worker's clients are all finished.
-    pub finished: AtomicU64,
 }
 
 /// A snapshot of all workers' live counters.

@@ -79,7 +79,7 @@ pub struct Connections {
     pub reconnects: u64,
     /// Time from starting to connect to the Socket.IO CONNECT reply.
     pub connect_ms: Percentiles,
-    /// Wall time of the initial connect phase.
+    /// From the first connect attempt to the last successful initial connect.
     pub connect_phase_s: f64,
     /// Connections established per second during the connect phase.
     pub connect_rate_per_s: f64,
@@ -421,10 +421,11 @@ pub fn render_text(r: &Report, color: bool) -> String {
     );
     let c = &r.connections;
     let mut conn = format!(
-        "{} of {} connected, {} failed, {}/s",
+        "{} of {} connected, {} failed, in {:.2} s ({}/s)",
         thousands(c.connected),
         thousands(c.attempted),
         thousands(c.failed),
+        c.connect_phase_s,
         rate(c.connect_rate_per_s)
     );
     if c.reconnects > 0 {

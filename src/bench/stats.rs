@@ -91,8 +91,11 @@ pub struct WorkerStats {
     pub disconnects: BTreeMap<String, u64>,
     /// Successful connects (including reconnects under `--churn`).
     pub connects: u64,
-    /// Time spent by the worker's senders behind schedule, summed over sends (for diagnostics).
+    /// How far the worker's senders fell behind schedule at worst, µs (for diagnostics).
     pub send_lag_max_us: u64,
+    /// First start and last end of an initial connect (ns since epoch): the connect phase.
+    pub connect_first_ns: u64,
+    pub connect_last_ns: u64,
 }
 
 impl Default for WorkerStats {
@@ -115,6 +118,8 @@ impl Default for WorkerStats {
             disconnects: BTreeMap::new(),
             connects: 0,
             send_lag_max_us: 0,
+            connect_first_ns: u64::MAX,
+            connect_last_ns: 0,
         }
     }
 }
@@ -166,6 +171,8 @@ impl WorkerStats {
         }
         self.connects += other.connects;
         self.send_lag_max_us = self.send_lag_max_us.max(other.send_lag_max_us);
+        self.connect_first_ns = self.connect_first_ns.min(other.connect_first_ns);
+        self.connect_last_ns = self.connect_last_ns.max(other.connect_last_ns);
     }
 }
 
@@ -284,7 +291,7 @@ impl ClientLog {
         self.windows.push((t_ns, u64::MAX));
     }
 
-    /// Left the room (or lost the connection) at `t_ns`; messages due within `margin_ns` before
+    /// Left the room on purpose (churn) at `t_ns`; messages due within `margin_ns` before
     /// this may or may not have been routed here, so they are not expected.
     pub fn left(&mut self, t_ns: u64, margin_ns: u64) {
         if let Some(w) = self.windows.last_mut()
