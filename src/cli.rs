@@ -14,7 +14,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
     about,
     after_help = "\
 Examples:
-  wschat serve                                   relay on 127.0.0.1:3001, web chat at http://127.0.0.1:3001/
+  wschat serve                                   relay and web chat on http://127.0.0.1:3001/
   wschat send --room 1 --name Celular 'Olá mundo!'
   wschat send --room 1 --listen                  print the room's messages as they arrive
   wschat bench --clients 500 --rooms 50 --rate 10/s --duration 30s

@@ -4,7 +4,7 @@
 //! (`--interval`, `--rate`), one loop moves it through the shared [`crate::client`] driver, and one
 //! [`Output`] renders everything that happens (human lines, or JSON Lines with `--json`).
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -266,9 +266,7 @@ impl Plan {
             TransportChoice::Upgrade => TransportMode::Upgrade,
         };
         // With nothing to send, --timeout alone means "listen this long".
-        let listen = args.listen
-            || matches!(source, Source::Stdin { interactive: true })
-            || (args.timeout.is_some() && matches!(source, Source::Nothing));
+        let listen = args.listen || (args.timeout.is_some() && matches!(source, Source::Nothing));
         Ok(Plan {
             raw: args.raw,
             endpoint,
@@ -473,10 +471,6 @@ impl Feed {
         }
         (quoted, count)
     }
-
-    fn is_stdin(&self) -> bool {
-        self.stdin.is_some()
-    }
 }
 
 /// Read stdin line by line on a plain thread (a blocked read must never hold up exit).
@@ -610,7 +604,8 @@ async fn run_socketio(plan: &Plan, out: &mut Output) -> anyhow::Result<Outcome> 
                 attempt += 1;
                 let delay = backoff(attempt);
                 out.status(&format!(
-                    "reconnect failed ({e}); retrying in {}",
+                    "reconnect failed ({}); retrying in {}",
+                    e.chain(),
                     humantime::format_duration(delay)
                 ));
                 tokio::select! {
@@ -625,14 +620,14 @@ async fn run_socketio(plan: &Plan, out: &mut Output) -> anyhow::Result<Outcome> 
                 } else {
                     "while reconnecting to"
                 };
-                return Err(anyhow::Error::new(e)).context(format!("{what} {}", plan.url));
+                return Err(with_hint(e)).context(format!("{what} {}", plan.url));
             }
         };
         out.connected(
             &plan.url,
             client.info(),
             attempt > 0,
-            feed.is_stdin() && plan.listen,
+            feed_was_interactive(plan),
             plan,
         );
         attempt = 1;
@@ -674,15 +669,16 @@ async fn run_socketio(plan: &Plan, out: &mut Output) -> anyhow::Result<Outcome> 
         {
             SessionEnd::Finished(outcome) => {
                 let _ = tokio::time::timeout(CLOSE_GRACE, client.close()).await;
-                out.disconnected("client closed", false);
+                out.disconnected("client closed", false, &state);
                 return Ok(outcome);
             }
             SessionEnd::Lost(err) => {
-                out.disconnected(&err.to_string(), true);
+                out.disconnected(&err.chain(), true, &state);
                 if plan.reconnect {
                     let delay = backoff(attempt);
                     out.status(&format!(
-                        "connection lost ({err}); reconnecting in {}",
+                        "connection lost ({}); reconnecting in {}",
+                        err.chain(),
                         humantime::format_duration(delay)
                     ));
                     tokio::select! {
@@ -692,7 +688,7 @@ async fn run_socketio(plan: &Plan, out: &mut Output) -> anyhow::Result<Outcome> 
                     }
                 }
                 let (quoted, count) = feed.drain_unsent();
-                let mut msg = format!("connection lost: {err}");
+                let mut msg = format!("connection lost: {}", err.chain());
                 if count > 0 {
                     msg.push_str(&format!("; {}", not_sent_list(&quoted, count)));
                 }
@@ -702,7 +698,7 @@ async fn run_socketio(plan: &Plan, out: &mut Output) -> anyhow::Result<Outcome> 
     }
 }
 
-/// Counters that survive reconnects.
+/// Counters that survive reconnects (reported in the `disconnect` record).
 #[derive(Debug, Default)]
 struct RunState {
     sent: u64,
@@ -728,13 +724,20 @@ async fn session(
     deadline: Option<Instant>,
     ctrl_c: &mut std::pin::Pin<&mut impl std::future::Future<Output = std::io::Result<()>>>,
 ) -> anyhow::Result<SessionEnd> {
-    // Acks in flight: each resolves to (message, result).
+    // Acks in flight: each resolves to (sequence number, result); the messages wait in `unacked`
+    // so that a lost connection puts every one of them back, in order.
     let mut acks = FuturesUnordered::new();
+    let mut unacked: BTreeMap<u64, Outgoing> = BTreeMap::new();
     let mut source_done = false;
     // The message taken from the feed and waiting for its pacing slot.
     let mut next: Option<Outgoing> = None;
     let mut join_ack = join_ack;
     loop {
+        if out.stdout_closed() {
+            // `| head -3`: nobody reads any more.
+            requeue(feed, &mut next, &mut unacked);
+            return finish_interrupted(plan, feed, state, out).map(SessionEnd::Finished);
+        }
         let sending_done = source_done && next.is_none() && acks.is_empty();
         let wait_met = plan.wait.is_none_or(|n| state.received >= n);
         if sending_done
@@ -751,11 +754,11 @@ async fn session(
         tokio::select! {
             biased;
             _ = &mut *ctrl_c => {
-                if let Some(m) = next.take() { feed.push_front(m); }
+                requeue(feed, &mut next, &mut unacked);
                 return finish_interrupted(plan, feed, state, out).map(SessionEnd::Finished);
             }
             _ = sleep_until_opt(deadline) => {
-                if let Some(m) = next.take() { feed.push_front(m); }
+                requeue(feed, &mut next, &mut unacked);
                 return finish_on_timeout(plan, feed, state, out, "sending").map(SessionEnd::Finished);
             }
             incoming = client.next_event() => match incoming {
@@ -764,12 +767,12 @@ async fn session(
                     out.received(&ev);
                 }
                 Some(Incoming::Closed(err)) => {
-                    if let Some(m) = next.take() { feed.push_front(m); }
+                    requeue(feed, &mut next, &mut unacked);
                     return Ok(SessionEnd::Lost(err));
                 }
                 None => {
-                    if let Some(m) = next.take() { feed.push_front(m); }
-                    return Ok(SessionEnd::Lost(ClientError::Closed { during: "" }));
+                    requeue(feed, &mut next, &mut unacked);
+                    return Ok(SessionEnd::Lost(ClientError::Closed { during: "connected" }));
                 }
             },
             r = async { join_ack.as_mut().unwrap().await }, if join_ack.is_some() => {
@@ -778,8 +781,9 @@ async fn session(
                     out.joined(plan.room.as_deref().unwrap_or_default());
                 }
             }
-            Some((m, res)) = acks.next(), if !acks.is_empty() => {
-                let m: Outgoing = m;
+            Some((seq, res)) = acks.next(), if !acks.is_empty() => {
+                let seq: u64 = seq;
+                let Some(m) = unacked.remove(&seq) else { continue };
                 match res {
                     Ok(ack) => {
                         state.acked += 1;
@@ -795,7 +799,8 @@ async fn session(
                     }
                     Err(e) => {
                         // The connection went away before the ack: the message counts as not sent.
-                        feed.push_front(m);
+                        unacked.insert(m.seq, m);
+                        requeue(feed, &mut next, &mut unacked);
                         return Ok(SessionEnd::Lost(e));
                     }
                 }
@@ -811,11 +816,13 @@ async fn session(
                             pacer.mark_sent(now);
                             state.sent += 1;
                             out.sent(&plan.event, &args, &m, Some(pending.id()));
-                            let mm = m.clone();
-                            acks.push(async move { (mm, pending.await) });
+                            let seq = m.seq;
+                            unacked.insert(seq, m);
+                            acks.push(async move { (seq, pending.await) });
                         }
                         Err(e) => {
-                            feed.push_front(m);
+                            next = Some(m);
+                            requeue(feed, &mut next, &mut unacked);
                             return Ok(SessionEnd::Lost(e));
                         }
                     }
@@ -827,7 +834,8 @@ async fn session(
                             out.sent(&plan.event, &args, &m, None);
                         }
                         Err(e) => {
-                            feed.push_front(m);
+                            next = Some(m);
+                            requeue(feed, &mut next, &mut unacked);
                             return Ok(SessionEnd::Lost(e));
                         }
                     }
@@ -838,6 +846,17 @@ async fn session(
                 None => source_done = true,
             },
         }
+    }
+}
+
+/// Put the message waiting for its slot and every unacknowledged one back at the front of the
+/// feed, in order, to be reported as not sent or sent again after a reconnect.
+fn requeue(feed: &mut Feed, next: &mut Option<Outgoing>, unacked: &mut BTreeMap<u64, Outgoing>) {
+    if let Some(m) = next.take() {
+        feed.push_front(m);
+    }
+    while let Some((_, m)) = unacked.pop_last() {
+        feed.push_front(m);
     }
 }
 
@@ -899,7 +918,7 @@ fn finish_interrupted(
     out: &mut Output,
 ) -> anyhow::Result<Outcome> {
     let (quoted, count) = feed.drain_unsent();
-    if count > 0 && !feed_was_interactive(plan) {
+    if count > 0 {
         return Ok(Outcome::CheckFailed(format!(
             "interrupted; {}",
             not_sent_list(&quoted, count)
@@ -934,6 +953,25 @@ fn not_sent_list(quoted: &[String], count: u64) -> String {
     };
     let noun = if count == 1 { "message" } else { "messages" };
     format!("{count} {noun} not sent: {}{tail}", list.join(", "))
+}
+
+/// The error, with what to do about it where that is not obvious.
+fn with_hint(e: ClientError) -> anyhow::Error {
+    match &e {
+        ClientError::Tls { source, .. } if source.to_string().contains("certificate") => {
+            anyhow::anyhow!(
+                "{} (a self-signed test server? --insecure accepts any certificate)",
+                e.chain()
+            )
+        }
+        ClientError::Tls { source, .. } if source.to_string().contains("InvalidContentType") => {
+            anyhow::anyhow!(
+                "{} (the server does not speak TLS there: use http:// or ws://)",
+                e.chain()
+            )
+        }
+        _ => anyhow::Error::new(e),
+    }
 }
 
 fn is_retryable(e: &ClientError) -> bool {
@@ -996,20 +1034,28 @@ async fn run_raw(plan: &Plan, out: &mut Output) -> anyhow::Result<Outcome> {
     tokio::pin!(ctrl_c);
 
     let mut ws = tokio::select! {
-        r = RawClient::connect(opts) => r.with_context(|| format!("while connecting to {}", plan.url))?,
+        r = RawClient::connect(opts) => r.map_err(with_hint).with_context(|| format!("while connecting to {}", plan.url))?,
         _ = sleep_until_opt(deadline) => return finish_on_timeout(plan, &mut feed, &state, out, "connecting"),
         _ = &mut ctrl_c => return finish_interrupted(plan, &mut feed, &state, out),
     };
-    out.raw_connected(&plan.url, feed.is_stdin() && plan.listen);
+    out.raw_connected(&plan.url, feed_was_interactive(plan));
     let mut source_done = false;
     let mut next: Option<Outgoing> = None;
     loop {
+        if out.stdout_closed() {
+            if let Some(m) = next.take() {
+                feed.push_front(m);
+            }
+            let _ = tokio::time::timeout(CLOSE_GRACE, ws.close(1000, "")).await;
+            return finish_interrupted(plan, &mut feed, &state, out);
+        }
         let sending_done = source_done && next.is_none();
         let wait_met = plan.wait.is_none_or(|n| state.received >= n);
         if sending_done
             && (!plan.receives_after_sending() || (plan.wait.is_some() && wait_met && !plan.listen))
         {
             let _ = tokio::time::timeout(CLOSE_GRACE, ws.close(1000, "")).await;
+            out.disconnected("client closed", false, &state);
             return Ok(Outcome::Done);
         }
         let slot = pacer.next_at();
@@ -1053,7 +1099,7 @@ async fn run_raw(plan: &Plan, out: &mut Output) -> anyhow::Result<Outcome> {
                 Err(e) => {
                     if let Some(m) = next.take() { feed.push_front(m); }
                     let (quoted, count) = feed.drain_unsent();
-                    let mut msg = format!("connection lost: {e}");
+                    let mut msg = format!("connection lost: {}", e.chain());
                     if count > 0 { msg.push_str(&format!("; {}", not_sent_list(&quoted, count))); }
                     bail!(msg);
                 }
@@ -1064,7 +1110,7 @@ async fn run_raw(plan: &Plan, out: &mut Output) -> anyhow::Result<Outcome> {
                 if let Err(e) = ws.send_text(&m.text).await {
                     feed.push_front(m);
                     let (quoted, count) = feed.drain_unsent();
-                    bail!("connection lost: {e}; {}", not_sent_list(&quoted, count));
+                    bail!("connection lost: {}; {}", e.chain(), not_sent_list(&quoted, count));
                 }
                 pacer.mark_sent(now);
                 state.sent += 1;
@@ -1086,8 +1132,8 @@ struct Output {
     color: bool,
     quiet: bool,
     stdout: std::io::BufWriter<std::io::Stdout>,
-    /// Interactive and line-oriented runs flush after every line.
-    line_flush: bool,
+    /// stdout was closed by its reader (`| head`).
+    closed: bool,
 }
 
 impl Output {
@@ -1097,7 +1143,7 @@ impl Output {
             color,
             quiet,
             stdout: std::io::BufWriter::new(std::io::stdout()),
-            line_flush: true,
+            closed: false,
         }
     }
 
@@ -1106,11 +1152,24 @@ impl Output {
     }
 
     fn line(&mut self, text: &str) {
-        // A closed stdout (`| head`) ends output quietly; the run itself goes on to its end.
-        let _ = writeln!(self.stdout, "{text}");
-        if self.line_flush {
-            let _ = self.stdout.flush();
+        if self.closed {
+            return;
         }
+        let mut r = writeln!(self.stdout, "{text}");
+        // Every line is flushed: a reader (a person, a test, `jq`) sees each event as it happens.
+        if r.is_ok() {
+            r = self.stdout.flush();
+        }
+        // A closed stdout (`| head`) is not an error: the run ends quietly.
+        if let Err(e) = r
+            && e.kind() == std::io::ErrorKind::BrokenPipe
+        {
+            self.closed = true;
+        }
+    }
+
+    fn stdout_closed(&self) -> bool {
+        self.closed
     }
 
     fn record(&mut self, kind: &str, fields: Value) {
@@ -1178,9 +1237,18 @@ impl Output {
         }
     }
 
-    fn disconnected(&mut self, reason: &str, lost: bool) {
+    fn disconnected(&mut self, reason: &str, lost: bool, state: &RunState) {
         if self.json {
-            self.record("disconnect", json!({ "reason": reason, "by_server": lost }));
+            self.record(
+                "disconnect",
+                json!({
+                    "reason": reason,
+                    "by_server": lost,
+                    "sent": state.sent,
+                    "received": state.received,
+                    "acked": state.acked,
+                }),
+            );
         }
     }
 

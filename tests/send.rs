@@ -50,15 +50,20 @@ struct Peer {
 
 impl Peer {
     fn node(script: &str, args: &[&str]) -> Peer {
-        let mut child = Command::new("node")
-            .arg(peers_dir().join(script))
+        let mut cmd = Command::new("node");
+        cmd.arg(peers_dir().join(script))
             .args(args)
-            .current_dir(peers_dir())
+            .current_dir(peers_dir());
+        Peer::spawn(cmd)
+    }
+
+    fn spawn(mut cmd: Command) -> Peer {
+        let mut child = cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
-            .expect("start node");
+            .expect("start peer");
         let stdout = child.stdout.take().unwrap();
         let stdin = child.stdin.take();
         let (tx, rx) = mpsc::channel();
@@ -810,7 +815,7 @@ fn wrong_url_is_one_line_and_exit_2() {
     let err = text(&out.stderr);
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(
-        err.contains("closed the connection before answering the WebSocket handshake"),
+        err.contains("closed the connection while waiting for the WebSocket handshake answer"),
         "{err}"
     );
 }
@@ -928,7 +933,8 @@ fn tls_with_a_self_signed_certificate_fails_clearly_and_works_with_insecure() {
     let err = text(&out.stderr);
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(
-        err.contains("TLS handshake with `127.0.0.1` failed"),
+        err.contains("TLS handshake with `127.0.0.1` failed: invalid peer certificate")
+            && err.contains("--insecure accepts any certificate"),
         "{err}"
     );
 
@@ -980,4 +986,365 @@ fn tls_with_a_self_signed_certificate_fails_clearly_and_works_with_insecure() {
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout), "hello /echo\nsealed\n");
+}
+
+// --- heartbeat, Ctrl-C, interactive -------------------------------------------------------------
+
+#[test]
+fn heartbeat_keeps_a_listening_client_connected_over_websocket_and_polling() {
+    if !have_node() {
+        return;
+    }
+    // The server pings every 100 ms and drops a client that does not answer within 100 ms.
+    let (_server, port) = Peer::server(
+        "chat-server.js",
+        &[
+            "--port",
+            "0",
+            "--ping-interval",
+            "100",
+            "--ping-timeout",
+            "100",
+        ],
+    );
+    for transport in ["websocket", "polling"] {
+        let out = wschat(
+            &[
+                "send",
+                "--url",
+                &url(port),
+                "--transport",
+                transport,
+                "--listen",
+                "--timeout",
+                "1s",
+                "--json",
+            ],
+            None,
+        );
+        assert!(out.status.success(), "{transport}: {}", text(&out.stderr));
+        let lines = json_lines(&out);
+        let disconnect = lines
+            .iter()
+            .find(|v| v["type"] == "disconnect")
+            .expect("a disconnect record");
+        assert_eq!(disconnect["by_server"], false, "{transport}: {disconnect}");
+        assert_eq!(lines[0]["type"], "connect");
+        assert_eq!(lines[0]["transport"], transport);
+    }
+}
+
+#[test]
+fn ctrl_c_while_listening_leaves_cleanly_with_exit_0() {
+    if !have_node() {
+        return;
+    }
+    let (_server, port) = chat_server();
+    let run = Running::start(&[
+        "send",
+        "--url",
+        &url(port),
+        "--room",
+        "1",
+        "--listen",
+        "--json",
+    ]);
+    run.wait_for("joined");
+    let st = Command::new("kill")
+        .args(["-INT", &run.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let (status, lines, stderr) = run.finish();
+    assert!(status.success(), "{stderr}");
+    assert!(
+        lines.iter().any(|l| l.contains(r#""type":"disconnect""#)),
+        "{lines:?}"
+    );
+}
+
+#[test]
+fn interactive_terminal_sends_typed_lines_and_shows_the_room() {
+    if !have_node() {
+        return;
+    }
+    // util-linux `script` runs wschat on a pseudo-terminal (stdin and stdout are a tty).
+    let have_script = Command::new("script")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !have_script {
+        if std::env::var_os("CI").is_some() {
+            panic!("`script` (util-linux) is required under CI");
+        }
+        eprintln!("skipping: `script` is not installed");
+        return;
+    }
+    let (_server, port) = chat_server();
+    let u = url(port);
+    let mut l = listener(&u, "1");
+    let cmd = format!("{WSCHAT} send --url {u} --room 1 --name tty");
+    let mut child = Command::new("script")
+        .args(["-qfec", &cmd, "/dev/null"])
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line.trim_end_matches('\r').to_string()).is_err() {
+                break;
+            }
+        }
+    });
+    let wait_line = |want: &str| {
+        let end = Instant::now() + Duration::from_secs(10);
+        let mut seen = Vec::new();
+        while Instant::now() < end {
+            if let Ok(line) = rx.recv_timeout(Duration::from_millis(100)) {
+                if line.contains(want) {
+                    return;
+                }
+                seen.push(line);
+            }
+        }
+        panic!("no `{want}` on the terminal; saw {seen:?}");
+    };
+    wait_line("type a message and press Enter");
+    let mut stdin = child.stdin.take().unwrap();
+    stdin
+        .write_all("Olá from the terminal\n".as_bytes())
+        .unwrap();
+    stdin.flush().unwrap();
+    let got = l.events(1, Duration::from_secs(10));
+    assert_eq!(got.len(), 1, "the typed line did not arrive");
+    assert_chat(&got[0]["args"][0], "1", "tty", "Olá from the terminal");
+    let data = json!({"room": "1", "author": "node", "message": "hi tty", "time": "9:05"});
+    l.write_line(&json!({"event": "send_message", "args": [data]}).to_string());
+    wait_line("node | 9:05: hi tty");
+    // Ctrl-D on an empty line: end of input, the session ends.
+    stdin.write_all(b"\x04").unwrap();
+    stdin.flush().unwrap();
+    let end = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > end {
+            let _ = child.kill();
+            panic!("interactive wschat did not end at Ctrl-D");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success());
+}
+
+// --- against `wschat serve` -----------------------------------------------------------------------
+
+/// `wschat serve` on an ephemeral loopback port.
+fn wschat_serve() -> (Peer, u16) {
+    let mut cmd = Command::new(WSCHAT);
+    cmd.args([
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--json",
+        "--ping-interval",
+        "300ms",
+        "--ping-timeout",
+        "300ms",
+    ]);
+    cmd.env("RUST_LOG", "error");
+    let peer = Peer::spawn(cmd);
+    let line = peer
+        .next_line(Duration::from_secs(10))
+        .expect("wschat serve did not start");
+    let v: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON: {line}: {e}"));
+    assert_eq!(v["event"], "listening", "{v}");
+    let port = v["port"].as_u64().unwrap() as u16;
+    (peer, port)
+}
+
+#[test]
+fn serve_relays_messages_byte_exact_to_a_socketio_client_over_each_transport() {
+    if !have_node() {
+        return;
+    }
+    let (_serve, port) = wschat_serve();
+    let u = url(port);
+    let l = listener(&u, "1");
+    for transport in ["websocket", "polling", "upgrade"] {
+        let msg = format!("Olá mundo! via {transport}");
+        let out = wschat(
+            &[
+                "send",
+                "--url",
+                &u,
+                "--room",
+                "1",
+                "--name",
+                "Celular",
+                "--transport",
+                transport,
+                "--ack",
+                &msg,
+            ],
+            None,
+        );
+        assert!(out.status.success(), "{transport}: {}", text(&out.stderr));
+        assert_eq!(text(&out.stdout), "ack 1: {\"ok\":true}\n", "{transport}");
+        let got = l.events(1, Duration::from_secs(10));
+        assert_eq!(got.len(), 1, "{transport}");
+        assert_eq!(got[0]["event"], "receive_message");
+        assert_chat(&got[0]["args"][0], "1", "Celular", &msg);
+    }
+}
+
+#[test]
+fn serve_relays_between_two_wschat_clients_and_plain_websocket_rooms() {
+    // No node needed: wschat listens, wschat sends, through wschat serve.
+    let (_serve, port) = wschat_serve();
+    let u = url(port);
+    let run = Running::start(&[
+        "send",
+        "--url",
+        &u,
+        "--room",
+        "9",
+        "--wait",
+        "2",
+        "--timeout",
+        "20s",
+        "--json",
+    ]);
+    run.wait_for("joined");
+    let out = wschat(
+        &[
+            "send",
+            "--url",
+            &u,
+            "--room",
+            "9",
+            "--name",
+            "ana",
+            "Olá mundo!",
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // A plain WebSocket client in the same room (`/ws/ROOM?name=NAME`) reaches it too.
+    let ws = format!("ws://127.0.0.1:{port}/ws/9?name=raw");
+    let out = wschat(&["send", "--raw", &ws, "from a plain socket"], None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let (status, lines, stderr) = run.finish();
+    assert!(status.success(), "{stderr}");
+    let got: Vec<Value> = lines
+        .iter()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|v| v["type"] == "received")
+        .collect();
+    assert_eq!(got.len(), 2, "{lines:?}");
+    assert_chat(&got[0]["args"][0], "9", "ana", "Olá mundo!");
+    assert_eq!(got[1]["args"][0]["author"], "raw");
+    assert_eq!(got[1]["args"][0]["message"], "from a plain socket");
+}
+
+#[test]
+fn raw_against_the_relays_echo_endpoint() {
+    let (_serve, port) = wschat_serve();
+    let out = wschat(
+        &[
+            "send",
+            "--raw",
+            &format!("ws://127.0.0.1:{port}/echo"),
+            "Olá",
+            "second",
+            "--wait",
+            "2",
+            "--timeout",
+            "10s",
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "Olá\nsecond\n");
+}
+
+// --- rendered output ----------------------------------------------------------------------------
+
+/// Mask what changes from run to run: timestamps, socket ids, ports, local times.
+fn snapshot(name: &str, text: &str) {
+    insta::with_settings!({
+        snapshot_path => concat!(env!("CARGO_MANIFEST_DIR"), "/snapshots"),
+        prepend_module_to_snapshot => false,
+        filters => vec![
+            (r#""ts":"[^"]+""#, r#""ts":"[TS]""#),
+            (r#""sid":"[^"]+""#, r#""sid":"[SID]""#),
+            (r"127\.0\.0\.1:\d+", "127.0.0.1:[PORT]"),
+            (r#""time":"\d\d:\d\d""#, r#""time":"[HH:MM]""#),
+        ],
+    }, {
+        insta::assert_snapshot!(name, text);
+    });
+}
+
+#[test]
+fn json_lines_of_a_chat_session_with_acks() {
+    if !have_node() {
+        return;
+    }
+    let (_server, port) = chat_server();
+    let out = wschat(
+        &[
+            "send",
+            "--url",
+            &url(port),
+            "--room",
+            "1",
+            "--name",
+            "Celular",
+            "--ack",
+            "--json",
+            "Olá mundo!",
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // `joined` and the message's ack race (both are acks of the server); order them for the snapshot.
+    let mut lines: Vec<String> = text(&out.stdout).lines().map(str::to_string).collect();
+    let joined = lines
+        .iter()
+        .position(|l| l.contains(r#""type":"joined""#))
+        .expect("joined");
+    let j = lines.remove(joined);
+    lines.insert(1, j);
+    snapshot("send_json_chat_with_acks", &(lines.join("\n") + "\n"));
+}
+
+#[test]
+fn json_lines_of_a_raw_session() {
+    // The relay's /echo (no greeting, so the order of the lines is fixed).
+    let (_serve, port) = wschat_serve();
+    let u = format!("ws://127.0.0.1:{port}/echo");
+    let out = wschat(
+        &[
+            "send",
+            "--raw",
+            &u,
+            "--json",
+            "--wait",
+            "1",
+            "--timeout",
+            "10s",
+            "Olá",
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    snapshot("send_json_raw_echo", &text(&out.stdout));
 }

@@ -980,3 +980,580 @@ fn the_web_page_chats_with_a_socketio_peer_in_headless_chromium() {
     let bytes = std::fs::read(&png).expect("screenshot written");
     assert!(bytes.starts_with(b"\x89PNG"), "a PNG screenshot");
 }
+
+// ---------------------------------------------------------------------------------------------
+// The behaviours the official Engine.IO v4 / Socket.IO v5 suites check, pinned against the
+// library's fixture server (`wschat::serve::fixture`, the same one examples/conformance.rs runs),
+// in process, with the suites' timings (pingInterval 300 ms, pingTimeout 200 ms).
+
+struct InProcess {
+    port: u16,
+    handle: wschat::serve::server::ShutdownHandle,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl InProcess {
+    fn suite() -> InProcess {
+        use wschat::serve::fixture::{suite_config, suite_server};
+        use wschat::serve::server::ServerBuilder;
+        let (tx, rx) = channel();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let server = suite_server(ServerBuilder::new(suite_config()))
+                    .bind("127.0.0.1:0".parse().unwrap())
+                    .expect("bind");
+                tx.send((server.local_addr().unwrap().port(), server.handle()))
+                    .unwrap();
+                server.run(std::future::pending()).await;
+            });
+        });
+        let (port, handle) = rx.recv_timeout(STEP).expect("fixture started");
+        InProcess {
+            port,
+            handle,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for InProcess {
+    fn drop(&mut self) {
+        self.handle.shutdown();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Whether the server closes this WebSocket (a close frame or EOF) within STEP.
+fn server_closes(ws: &mut tungstenite::WebSocket<TcpStream>) -> bool {
+    loop {
+        match ws.read() {
+            Ok(Message::Close(_)) => return true,
+            Ok(_) => continue,
+            Err(tungstenite::Error::Io(e))
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                return false;
+            }
+            Err(_) => return true,
+        }
+    }
+}
+
+/// Whether the handshake is refused or the socket closed right away.
+fn ws_refused(port: u16, path: &str) -> bool {
+    let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream.set_read_timeout(Some(STEP)).unwrap();
+    match tungstenite::client(format!("ws://127.0.0.1:{port}{path}"), stream) {
+        Err(_) => true,
+        Ok((mut ws, _)) => server_closes(&mut ws),
+    }
+}
+
+/// The next message that is not a ping (`2`), as the Socket.IO suite's `waitForPackets`.
+fn next_packet(ws: &mut tungstenite::WebSocket<TcpStream>) -> Message {
+    loop {
+        match ws.read().expect("read") {
+            Message::Text(t) if t.as_str() == "2" => continue,
+            Message::Ping(_) | Message::Pong(_) => continue,
+            m => return m,
+        }
+    }
+}
+
+fn polling_sid(port: u16, base: &str) -> String {
+    let (status, _, body) = http(
+        port,
+        "GET",
+        &format!("{base}?EIO=4&transport=polling"),
+        &[],
+        b"",
+    );
+    assert_eq!(status, 200);
+    serde_json::from_slice::<Value>(&body[1..]).unwrap()["sid"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn conformance_engine_io_handshake_messages_and_errors() {
+    let s = InProcess::suite();
+    let p = s.port;
+    // Handshake over polling: exactly the five keys.
+    let (status, head, body) = http(p, "GET", "/engine.io/?EIO=4&transport=polling", &[], b"");
+    assert_eq!(status, 200);
+    assert!(head.contains("text/plain; charset=UTF-8"), "{head}");
+    assert_eq!(body[0], b'0');
+    let open: Value = serde_json::from_slice(&body[1..]).unwrap();
+    let mut keys: Vec<_> = open.as_object().unwrap().keys().cloned().collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        [
+            "maxPayload",
+            "pingInterval",
+            "pingTimeout",
+            "sid",
+            "upgrades"
+        ]
+    );
+    assert_eq!(open["upgrades"], json!(["websocket"]));
+    assert_eq!(
+        (open["pingInterval"].clone(), open["pingTimeout"].clone()),
+        (json!(300), json!(200))
+    );
+    assert_eq!(open["maxPayload"], 1_000_000);
+    // ... and over WebSocket: no upgrades.
+    let mut ws = ws_connect(p, "/engine.io/?EIO=4&transport=websocket");
+    let open: Value = serde_json::from_str(&next_text(&mut ws)[1..]).unwrap();
+    assert_eq!(open["upgrades"], json!([]));
+    // Bad query or method: 400 over polling, refused over WebSocket.
+    for q in [
+        "transport=polling",
+        "EIO=abc&transport=polling",
+        "EIO=4",
+        "EIO=4&transport=abc",
+    ] {
+        assert_eq!(
+            http(p, "GET", &format!("/engine.io/?{q}"), &[], b"").0,
+            400,
+            "{q}"
+        );
+    }
+    for m in ["POST", "PUT"] {
+        assert_eq!(
+            http(p, m, "/engine.io/?EIO=4&transport=polling", &[], b"").0,
+            400,
+            "{m}"
+        );
+    }
+    for q in [
+        "transport=websocket",
+        "EIO=abc&transport=websocket",
+        "EIO=4",
+        "EIO=4&transport=abc",
+    ] {
+        assert!(ws_refused(p, &format!("/engine.io/?{q}")), "{q}");
+    }
+    // Messages over polling: one, several (batched), text + binary.
+    for body in [
+        "4hello",
+        "4test1\x1e4test2\x1e4test3",
+        "4hello\x1ebAQIDBA==",
+    ] {
+        let sid = polling_sid(p, "/engine.io/");
+        let path = format!("/engine.io/?EIO=4&transport=polling&sid={sid}");
+        let (status, _, ok) = http(p, "POST", &path, &[], body.as_bytes());
+        assert_eq!((status, ok.as_slice()), (200, &b"ok"[..]));
+        let (status, _, got) = http(p, "GET", &path, &[], b"");
+        assert_eq!(
+            (status, String::from_utf8(got).unwrap().as_str()),
+            (200, body)
+        );
+    }
+    // An invalid packet closes the session.
+    let sid = polling_sid(p, "/engine.io/");
+    let path = format!("/engine.io/?EIO=4&transport=polling&sid={sid}");
+    assert_eq!(http(p, "POST", &path, &[], b"abc").0, 400);
+    assert_eq!(http(p, "GET", &path, &[], b"").0, 400);
+    // Duplicate GETs: the first gets `1`, the second 400, the session is gone.
+    let sid = polling_sid(p, "/engine.io/");
+    let path = format!("/engine.io/?EIO=4&transport=polling&sid={sid}");
+    let first = {
+        let path = path.clone();
+        std::thread::spawn(move || http(p, "GET", &path, &[], b""))
+    };
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(http(p, "GET", &format!("{path}&t=burst"), &[], b"").0, 400);
+    let (status, _, body) = first.join().unwrap();
+    assert_eq!((status, body.as_slice()), (200, &b"1"[..]));
+    assert_eq!(http(p, "GET", &path, &[], b"").0, 400);
+    // WebSocket: text and binary echo, invalid packet closes.
+    ws.send(Message::text("4hello")).unwrap();
+    assert_eq!(next_text(&mut ws), "4hello");
+    ws.send(Message::binary(vec![1u8, 2, 3, 4])).unwrap();
+    assert_eq!(ws.read().unwrap(), Message::binary(vec![1u8, 2, 3, 4]));
+    ws.send(Message::text("abc")).unwrap();
+    assert!(server_closes(&mut ws));
+}
+
+#[test]
+fn conformance_engine_io_heartbeat_close_and_upgrade() {
+    let s = InProcess::suite();
+    let p = s.port;
+    // Polling heartbeat: a ping every pingInterval, answered by a pong.
+    let sid = polling_sid(p, "/engine.io/");
+    let path = format!("/engine.io/?EIO=4&transport=polling&sid={sid}");
+    for _ in 0..3 {
+        let t = Instant::now();
+        let (status, _, body) = http(p, "GET", &path, &[], b"");
+        assert_eq!((status, body.as_slice()), (200, &b"2"[..]));
+        assert!(t.elapsed() < Duration::from_millis(1000));
+        assert_eq!(http(p, "POST", &path, &[], b"3").0, 200);
+    }
+    // No pong: gone after pingInterval + pingTimeout.
+    let sid = polling_sid(p, "/engine.io/");
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        http(
+            p,
+            "GET",
+            &format!("/engine.io/?EIO=4&transport=polling&sid={sid}"),
+            &[],
+            b""
+        )
+        .0,
+        400
+    );
+    // WebSocket heartbeat, and the close on timeout.
+    let mut ws = ws_connect(p, "/engine.io/?EIO=4&transport=websocket");
+    next_text(&mut ws);
+    for _ in 0..3 {
+        assert_eq!(next_text(&mut ws), "2");
+        ws.send(Message::text("3")).unwrap();
+    }
+    // Timed from before the connect: the session cannot start earlier, so the lower bound holds
+    // even when this thread is descheduled between the handshake and the next line (CI under load).
+    let t = Instant::now();
+    let mut silent = ws_connect(p, "/engine.io/?EIO=4&transport=websocket");
+    assert!(server_closes(&mut silent));
+    assert!(
+        t.elapsed() >= Duration::from_millis(450),
+        "closed too early: {:?}",
+        t.elapsed()
+    );
+    // Close over polling: the held GET gets a noop, later GETs 400.
+    let sid = polling_sid(p, "/engine.io/");
+    let path = format!("/engine.io/?EIO=4&transport=polling&sid={sid}");
+    let held = {
+        let path = path.clone();
+        std::thread::spawn(move || http(p, "GET", &path, &[], b""))
+    };
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(http(p, "POST", &path, &[], b"1").0, 200);
+    let (status, _, body) = held.join().unwrap();
+    assert_eq!((status, body.as_slice()), (200, &b"6"[..]));
+    assert_eq!(http(p, "GET", &path, &[], b"").0, 400);
+    // Close over WebSocket.
+    ws.send(Message::text("1")).unwrap();
+    assert!(server_closes(&mut ws));
+    // Upgrade: probe, noop for the pending poll, `5`, then the WebSocket carries the session.
+    let sid = polling_sid(p, "/engine.io/");
+    let path = format!("/engine.io/?EIO=4&transport=polling&sid={sid}");
+    let mut up = ws_connect(
+        p,
+        &format!("/engine.io/?EIO=4&transport=websocket&sid={sid}"),
+    );
+    up.send(Message::text("2probe")).unwrap();
+    assert_eq!(next_text(&mut up), "3probe");
+    let (status, _, body) = http(p, "GET", &path, &[], b"");
+    assert_eq!((status, body.as_slice()), (200, &b"6"[..]));
+    up.send(Message::text("5")).unwrap();
+    up.send(Message::text("4hello")).unwrap();
+    assert_eq!(next_text(&mut up), "4hello");
+    // After the upgrade: polling and a second WebSocket with the same sid are refused.
+    assert_eq!(http(p, "GET", &path, &[], b"").0, 400);
+    assert!(ws_refused(
+        p,
+        &format!("/engine.io/?EIO=4&transport=websocket&sid={sid}")
+    ));
+    up.send(Message::text("4still here")).unwrap();
+    assert_eq!(next_text(&mut up), "4still here");
+}
+
+#[test]
+fn conformance_socket_io_namespaces_auth_events_acks_and_binary() {
+    let s = InProcess::suite();
+    let p = s.port;
+    let connect = |packet: &str| {
+        let mut ws = ws_connect(p, "/socket.io/?EIO=4&transport=websocket");
+        next_text(&mut ws);
+        ws.send(Message::text(packet.to_string())).unwrap();
+        ws
+    };
+    let sid_of = |text: &str, prefix: &str| -> Value {
+        let v: Value = serde_json::from_str(text.strip_prefix(prefix).expect(prefix)).unwrap();
+        assert_eq!(v.as_object().unwrap().keys().collect::<Vec<_>>(), ["sid"]);
+        v
+    };
+    for (packet, reply, auth) in [
+        ("40", "40", r#"42["auth",{}]"#),
+        (
+            r#"40{"token":"123"}"#,
+            "40",
+            r#"42["auth",{"token":"123"}]"#,
+        ),
+        ("40/custom,", "40/custom,", r#"42/custom,["auth",{}]"#),
+        (
+            r#"40/custom,{"token":"abc"}"#,
+            "40/custom,",
+            r#"42/custom,["auth",{"token":"abc"}]"#,
+        ),
+    ] {
+        let mut ws = connect(packet);
+        sid_of(&next_text(&mut ws), reply);
+        assert_eq!(next_text(&mut ws), auth, "{packet}");
+    }
+    let mut ws = connect("40/random");
+    assert_eq!(
+        next_text(&mut ws),
+        r#"44/random,{"message":"Invalid namespace"}"#
+    );
+
+    let mut ws = connect("40");
+    next_text(&mut ws);
+    next_text(&mut ws);
+    // Plain event, ack, binary event, binary ack.
+    ws.send(Message::text(r#"42["message",1,"2",{"3":[true]}]"#))
+        .unwrap();
+    assert_eq!(
+        next_packet(&mut ws),
+        Message::text(r#"42["message-back",1,"2",{"3":[true]}]"#)
+    );
+    ws.send(Message::text(
+        r#"42456["message-with-ack",1,"2",{"3":[false]}]"#,
+    ))
+    .unwrap();
+    assert_eq!(
+        next_packet(&mut ws),
+        Message::text(r#"43456[1,"2",{"3":[false]}]"#)
+    );
+    let header = r#"["message",{"_placeholder":true,"num":0},{"_placeholder":true,"num":1}]"#;
+    ws.send(Message::text(format!("452-{header}"))).unwrap();
+    ws.send(Message::binary(vec![1u8, 2, 3])).unwrap();
+    ws.send(Message::binary(vec![4u8, 5, 6])).unwrap();
+    assert_eq!(
+        next_packet(&mut ws),
+        Message::text(
+            r#"452-["message-back",{"_placeholder":true,"num":0},{"_placeholder":true,"num":1}]"#
+        )
+    );
+    assert_eq!(next_packet(&mut ws), Message::binary(vec![1u8, 2, 3]));
+    assert_eq!(next_packet(&mut ws), Message::binary(vec![4u8, 5, 6]));
+    ws.send(Message::text(
+        r#"452-789["message-with-ack",{"_placeholder":true,"num":0},{"_placeholder":true,"num":1}]"#,
+    ))
+    .unwrap();
+    ws.send(Message::binary(vec![1u8, 2, 3])).unwrap();
+    ws.send(Message::binary(vec![4u8, 5, 6])).unwrap();
+    assert_eq!(
+        next_packet(&mut ws),
+        Message::text(r#"462-789[{"_placeholder":true,"num":0},{"_placeholder":true,"num":1}]"#)
+    );
+    assert_eq!(next_packet(&mut ws), Message::binary(vec![1u8, 2, 3]));
+    assert_eq!(next_packet(&mut ws), Message::binary(vec![4u8, 5, 6]));
+    // Connect then leave a custom namespace; the main one still answers.
+    ws.send(Message::text("40/custom")).unwrap();
+    assert!(
+        next_packet(&mut ws)
+            .to_text()
+            .unwrap()
+            .starts_with("40/custom,{\"sid\":")
+    );
+    assert_eq!(
+        next_packet(&mut ws),
+        Message::text(r#"42/custom,["auth",{}]"#)
+    );
+    ws.send(Message::text("41/custom")).unwrap();
+    ws.send(Message::text(
+        r#"42["message","message to main namespace"]"#,
+    ))
+    .unwrap();
+    assert_eq!(
+        next_packet(&mut ws),
+        Message::text(r#"42["message-back","message to main namespace"]"#)
+    );
+    // Leaving the main namespace keeps the Engine.IO connection: the next thing is a ping.
+    ws.send(Message::text("41")).unwrap();
+    assert_eq!(next_text(&mut ws), "2");
+}
+
+#[test]
+fn conformance_socket_io_closes_on_invalid_packets_and_a_missing_handshake() {
+    let s = InProcess::suite();
+    let p = s.port;
+    let mut ws = ws_connect(p, "/socket.io/?EIO=4&transport=websocket");
+    next_text(&mut ws);
+    ws.send(Message::text("4abc")).unwrap();
+    assert!(server_closes(&mut ws), "invalid handshake");
+    // A client that answers pings but never sends CONNECT is closed after connectTimeout.
+    // Timed from before the connect, so the lower bound holds however late this thread runs.
+    let t = Instant::now();
+    let mut idle = ws_connect(p, "/socket.io/?EIO=4&transport=websocket");
+    next_text(&mut idle);
+    let closed_after = loop {
+        match idle.read() {
+            Ok(Message::Text(t)) if t.as_str() == "2" => idle.send(Message::text("3")).unwrap(),
+            Ok(Message::Close(_)) | Err(_) => break t.elapsed(),
+            Ok(_) => {}
+        }
+    };
+    assert!(
+        closed_after >= Duration::from_millis(950) && closed_after < Duration::from_secs(3),
+        "closed after {closed_after:?}, connectTimeout is 1000 ms"
+    );
+    for bad in [
+        "4abc",
+        "42{}",
+        r#"42abc["message-with-ack",1,"2",{"3":[false]}]"#,
+    ] {
+        let mut ws = ws_connect(p, "/socket.io/?EIO=4&transport=websocket");
+        next_text(&mut ws);
+        ws.send(Message::text("40")).unwrap();
+        next_text(&mut ws);
+        next_text(&mut ws);
+        ws.send(Message::text(bad)).unwrap();
+        assert!(server_closes(&mut ws), "{bad}");
+    }
+}
+
+#[test]
+fn garbage_on_every_endpoint_never_takes_the_relay_down() {
+    let relay = Relay::start(&["--max-payload", "4096"]);
+    let p = relay.port;
+    // A deterministic xorshift stream of junk.
+    let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+    let mut junk = |n: usize| -> Vec<u8> {
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    };
+    let raw = |bytes: &[u8]| {
+        if let Ok(mut s) = TcpStream::connect(("127.0.0.1", p)) {
+            s.set_read_timeout(Some(Duration::from_millis(300)))
+                .unwrap();
+            let _ = s.write_all(bytes);
+            let mut sink = [0u8; 4096];
+            let _ = s.read(&mut sink);
+        }
+    };
+    for n in [1usize, 17, 300, 5000, 40_000] {
+        raw(&junk(n));
+    }
+    raw(b"GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nUpgrade: websocket\r\n\r\n");
+    raw(b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999999999999\r\n\r\n");
+    raw(format!("GET /{} HTTP/1.1\r\n\r\n", "a".repeat(70_000)).as_bytes());
+    raw(b"POST /socket.io/?EIO=4&transport=polling&sid=x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n");
+    // Junk frames after valid handshakes on each WebSocket endpoint.
+    for path in [
+        "/socket.io/?EIO=4&transport=websocket",
+        "/ws/junk?name=j",
+        "/echo",
+        "/engine.io/?EIO=4&transport=websocket",
+    ] {
+        for n in [2usize, 14, 200, 9000] {
+            let stream = TcpStream::connect(("127.0.0.1", p)).unwrap();
+            stream
+                .set_read_timeout(Some(Duration::from_millis(300)))
+                .unwrap();
+            if let Ok((mut ws, _)) =
+                tungstenite::client(format!("ws://127.0.0.1:{p}{path}"), stream)
+            {
+                let s = ws.get_mut();
+                let _ = s.write_all(&junk(n));
+                let mut sink = [0u8; 4096];
+                let _ = s.read(&mut sink);
+            }
+        }
+    }
+    // Socket.IO packets of every shape, valid framing, invalid content.
+    for text in [
+        "4",
+        "45-[]",
+        "451-[\"x\"]",
+        "42[]",
+        "42[1]",
+        "40/,",
+        "41/x",
+        "43[]",
+        "4\u{0}",
+        "44{}",
+        "4ffff",
+    ] {
+        let mut ws = sio_connect(p);
+        let _ = ws.send(Message::text(text));
+        let _ = ws.send(Message::binary(junk(33)));
+        ws.get_mut()
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let _ = ws.read();
+    }
+    let (status, _, body) = http(p, "GET", "/healthz", &[], b"");
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let mut ws = sio_connect(p);
+    ws.send(Message::text(r#"421["join_room","ok"]"#)).unwrap();
+    assert_eq!(next_text(&mut ws), r#"431[{"ok":true,"room":"ok"}]"#);
+}
+
+#[test]
+fn each_namespace_is_a_chat_of_its_own() {
+    if !node_ok() {
+        return;
+    }
+    let relay = Relay::start(&[]);
+    let mut a = Peer::start("team-a", &relay, "websocket", &["--namespace", "/team"]);
+    let mut b = Peer::start("team-b", &relay, "default", &["--namespace", "/team"]);
+    let mut main = Peer::start("main", &relay, "websocket", &[]);
+    for p in [&mut a, &mut b, &mut main] {
+        p.connected();
+    }
+    a.join(json!("1"));
+    b.join(json!("1"));
+    main.join(json!("1"));
+    let m = msg("1", "A", "only the team");
+    a.emit("send_message", json!([m.clone()]), Some("t"));
+    assert_eq!(a.ack("t"), json!({"ok": true}));
+    assert_eq!(b.event("receive_message"), json!([m]));
+    main.expect_none(
+        "another namespace's message",
+        Duration::from_millis(300),
+        |v| v["ev"] == "event",
+    );
+}
+
+#[test]
+fn a_long_polling_only_client_sends_and_receives_text_and_binary() {
+    if !node_ok() {
+        return;
+    }
+    let relay = Relay::start(&[]);
+    let mut poller = Peer::start("poller", &relay, "polling", &[]);
+    let mut ws = Peer::start("ws", &relay, "websocket", &[]);
+    assert_eq!(poller.connected()["transport"], "polling");
+    ws.connected();
+    poller.join(json!("p"));
+    ws.join(json!("p"));
+    let to_poller = msg("p", "WS", "over a held GET");
+    ws.emit("send_message", json!([to_poller.clone()]), None);
+    assert_eq!(poller.event("receive_message"), json!([to_poller]));
+    let from_poller = json!({"room": "p", "author": "P", "message": "via POST", "time": "10:00",
+                             "blob": {"$bin": "AQIDBA=="}});
+    poller.emit("send_message", json!([from_poller.clone()]), Some("pp"));
+    assert_eq!(poller.ack("pp"), json!({"ok": true}));
+    assert_eq!(ws.event("receive_message"), json!([from_poller]));
+    // Binary towards the polling client travels as `b<base64>`.
+    let bin = json!({"room": "p", "author": "WS", "message": "file", "time": "10:01", "blob": {"$bin": "/wABAg=="}});
+    ws.emit("send_message", json!([bin.clone()]), Some("wb"));
+    ws.ack("wb");
+    assert_eq!(poller.event("receive_message"), json!([bin]));
+    let (_, _, body) = http(relay.port, "GET", "/metrics", &[], b"");
+    assert!(
+        String::from_utf8(body)
+            .unwrap()
+            .contains("wschat_connections{transport=\"polling\"} 1")
+    );
+}

@@ -141,10 +141,8 @@ pub struct Conn {
     eio_path: Box<str>,
     net: NetOptions,
     max_message: usize,
-    nsp: Box<str>,
-    sid: Option<String>,
+    sio: SioState,
     next_ack: u64,
-    reassembler: Reassembler,
     /// Scratch for encoding outgoing packets (reused, so emits do not allocate).
     text: String,
     /// Packets queued so far, and how many of them are known to be written.
@@ -163,54 +161,67 @@ pub struct Conn {
 /// Pause between the last write and the DISCONNECT of a clean close (see [`Conn::close`]).
 const CLOSE_LINGER: Duration = Duration::from_millis(50);
 
-/// An owned copy of a [`Received`] (only for packets that arrive during the handshake).
+/// An Engine.IO message that arrived with the CONNECT answer, before the caller had a callback;
+/// it goes through the caller's handler on the first `recv`.
 enum Early {
-    Event {
-        name: String,
-        args: String,
-        ack_id: Option<u64>,
-    },
-    Ack {
-        id: u64,
-        args: String,
-    },
-    Binary(socketio::Packet),
+    Text(String),
+    Binary(Vec<u8>),
 }
 
-impl Early {
-    fn of(r: Received<'_>) -> Early {
-        match r {
-            Received::Event { name, args, ack_id } => Early::Event {
-                name: name.to_string(),
-                args: args.to_string(),
-                ack_id,
-            },
-            Received::Ack { id, args } => Early::Ack {
-                id,
-                args: args.to_string(),
-            },
-            Received::Binary(p) => Early::Binary(p.clone()),
-        }
-    }
+/// What a connection does with each received Engine.IO message.
+trait Handler {
+    fn data(&mut self, sio: &mut SioState, data: Data<'_>) -> Result<(), ClientError>;
+}
 
-    fn deliver<F: FnMut(Received<'_>)>(&self, on: &mut F) {
-        match self {
-            Early::Event { name, args, ack_id } => on(Received::Event {
-                name,
-                args,
-                ack_id: *ack_id,
-            }),
-            Early::Ack { id, args } => on(Received::Ack { id: *id, args }),
-            Early::Binary(p) => on(Received::Binary(p)),
+/// The Socket.IO side of a connection: the namespace, its socket id, binary reassembly.
+struct SioState {
+    nsp: Box<str>,
+    sid: Option<String>,
+    reassembler: Reassembler,
+}
+
+/// Parse each message as a Socket.IO packet and hand it over as a [`Received`].
+struct Parsed<'f, F>(&'f mut F);
+
+impl<F: FnMut(Received<'_>)> Handler for Parsed<'_, F> {
+    fn data(&mut self, sio: &mut SioState, data: Data<'_>) -> Result<(), ClientError> {
+        on_data(sio, data, &mut *self.0)
+    }
+}
+
+/// Hand each text message (a Socket.IO packet, untouched) to the callback; skip binary ones.
+struct Raw<'f, F>(&'f mut F);
+
+impl<F: FnMut(&str)> Handler for Raw<'_, F> {
+    fn data(&mut self, _sio: &mut SioState, data: Data<'_>) -> Result<(), ClientError> {
+        if let Data::Text(t) = data {
+            (self.0)(t);
         }
+        Ok(())
+    }
+}
+
+/// During the handshake: the CONNECT answer is handled, everything after it is kept for later.
+struct Handshaking<'a>(&'a mut Vec<Early>);
+
+impl Handler for Handshaking<'_> {
+    fn data(&mut self, sio: &mut SioState, data: Data<'_>) -> Result<(), ClientError> {
+        if sio.sid.is_some() {
+            self.0.push(match data {
+                Data::Text(t) => Early::Text(t.to_string()),
+                Data::Binary(b) => Early::Binary(b.into_owned()),
+            });
+            return Ok(());
+        }
+        on_data(sio, data, &mut |_| {})
     }
 }
 
 impl std::fmt::Debug for Conn {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Conn")
-            .field("nsp", &self.nsp)
-            .field("sid", &self.sid)
+            .field("nsp", &self.sio.nsp)
+            .field("sid", &self.sio.sid)
             .field("transport", &self.session.transport())
             .field("closed", &self.closed)
             .finish()
@@ -264,10 +275,12 @@ impl Conn {
             eio_path: opts.path.clone().into_boxed_str(),
             net: opts.net.clone(),
             max_message: opts.max_message,
-            nsp: opts.namespace.clone().into_boxed_str(),
-            sid: None,
+            sio: SioState {
+                nsp: opts.namespace.clone().into_boxed_str(),
+                sid: None,
+                reassembler: Reassembler::new(),
+            },
             next_ack: 0,
-            reassembler: Reassembler::new(),
             text: String::new(),
             queued: 0,
             written: 0,
@@ -282,26 +295,25 @@ impl Conn {
         // including `/`), then its answer; with `Upgrade`, also wait for the upgrade to settle.
         let mut connect_sent = false;
         let mut early = Vec::new();
-        let mut keep = |r: Received<'_>| early.push(Early::of(r));
         loop {
             if !connect_sent && conn.session.is_open() {
-                let packet = socketio::Packet::connect(&conn.nsp, opts.auth.clone());
+                let packet = socketio::Packet::connect(&conn.sio.nsp, opts.auth.clone());
                 conn.text.clear();
                 conn.text.push('4');
                 packet.encode(&mut conn.text);
                 conn.send_text_packet().await?;
                 connect_sent = true;
             }
-            if conn.sid.is_some() && !conn.upgrading {
+            if conn.sio.sid.is_some() && !conn.upgrading {
                 break;
             }
-            conn.step(&mut keep).await?;
+            conn.step(&mut Handshaking(&mut early)).await?;
         }
         conn.early = early;
         let handshake = conn.session.handshake().cloned();
         let info = ConnectInfo {
-            namespace: conn.nsp.to_string(),
-            sid: conn.sid.clone().unwrap_or_default(),
+            namespace: conn.sio.nsp.to_string(),
+            sid: conn.sio.sid.clone().unwrap_or_default(),
             engine_sid: handshake
                 .as_ref()
                 .map(|h| h.sid.clone())
@@ -327,7 +339,7 @@ impl Conn {
 
     /// The namespace this connection is connected to.
     pub fn namespace(&self) -> &str {
-        &self.nsp
+        &self.sio.nsp
     }
 
     /// Whether the session is over.
@@ -362,15 +374,35 @@ impl Conn {
     ) -> Result<(), ClientError> {
         self.text.clear();
         self.text.push('4');
-        socketio::encode_event_raw(&mut self.text, &self.nsp, id, event, args_json);
+        socketio::encode_event_raw(&mut self.text, &self.sio.nsp, id, event, args_json);
         self.queue_text_packet()
+    }
+
+    /// Queue a Socket.IO packet already encoded by the caller, e.g. `2["send_message",{...}]` or
+    /// `2/chat,7["x"]` (the caller writes the namespace and ack id; it is sent as it is, after the
+    /// Engine.IO message type `4`). For senders that keep a template and patch it per message.
+    pub fn queue_raw(&mut self, packet: &str) -> Result<(), ClientError> {
+        if self.closed {
+            return Err(self.closed_error());
+        }
+        self.queued += 1;
+        if self.session.transport() == Transport::WebSocket
+            && let Some(ws) = self.ws.as_mut()
+        {
+            ws.queue_text_parts(b"4", packet.as_bytes());
+            return Ok(());
+        }
+        if !self.session.send_message(engineio::Text::from(packet)) {
+            return Err(self.closed_error());
+        }
+        Ok(())
     }
 
     /// Answer an event that asked for an ack.
     pub fn ack(&mut self, id: u64, args_json: &str) -> Result<(), ClientError> {
         self.text.clear();
         self.text.push('4');
-        socketio::encode_ack_raw(&mut self.text, &self.nsp, id, args_json);
+        socketio::encode_ack_raw(&mut self.text, &self.sio.nsp, id, args_json);
         self.queue_text_packet()
     }
 
@@ -384,7 +416,7 @@ impl Conn {
     /// Queue any packet (e.g. a BINARY_EVENT built with [`socketio::Packet::event_with_binary`]);
     /// its namespace is replaced by the connection's.
     pub fn emit_packet(&mut self, mut packet: socketio::Packet) -> Result<(), ClientError> {
-        packet.nsp = self.nsp.to_string();
+        packet.nsp = self.sio.nsp.to_string();
         for p in packet.to_engineio() {
             self.queue_engine_packet(p)?;
         }
@@ -467,33 +499,52 @@ impl Conn {
     /// Wait for input (one socket read, or one polling response), hand every complete packet to
     /// `on`, answer pings, and return. An error ends the connection.
     pub async fn recv<F: FnMut(Received<'_>)>(&mut self, on: &mut F) -> Result<(), ClientError> {
+        self.drive(&mut Parsed(on)).await
+    }
+
+    /// Like [`Conn::recv`], but hands over every Engine.IO text message as it came, without
+    /// parsing it as Socket.IO: `2["receive_message",{...}]` (events), `3[...]` or `37[...]`
+    /// (acks), `1` (the server disconnected the namespace), `4{...}` (CONNECT_ERROR) — the
+    /// cheapest receive path, for a caller that scans the packets itself (the load tester). Pings
+    /// are still answered and a dead server still detected; binary messages are skipped.
+    pub async fn recv_raw<F: FnMut(&str)>(&mut self, on: &mut F) -> Result<(), ClientError> {
+        self.drive(&mut Raw(on)).await
+    }
+
+    async fn drive<H: Handler>(&mut self, h: &mut H) -> Result<(), ClientError> {
         if !self.early.is_empty() {
             for e in std::mem::take(&mut self.early) {
-                e.deliver(on);
+                let data = match &e {
+                    Early::Text(t) => Data::Text(t),
+                    Early::Binary(b) => Data::Binary(std::borrow::Cow::Borrowed(b)),
+                };
+                if let Err(e) = h.data(&mut self.sio, data) {
+                    return Err(self.fail_protocol(e).await);
+                }
             }
             return Ok(());
         }
         if self.closed {
             return Err(self.closed_error());
         }
-        self.step(on).await
+        self.step(h).await
     }
 
     /// One round of IO.
-    async fn step<F: FnMut(Received<'_>)>(&mut self, on: &mut F) -> Result<(), ClientError> {
+    async fn step<H: Handler>(&mut self, h: &mut H) -> Result<(), ClientError> {
         // WebSocket only: the fast path, no select.
         if let Some(ws) = self.ws.as_mut()
             && ws.has_undecoded()
         {
             // Frames already buffered (they came with the handshake answer): no read needed.
-            return self.after_ws_read(Ok(1), on).await;
+            return self.after_ws_read(Ok(1), h).await;
         }
         if self.polling.is_none() && self.ws_opening.is_none() {
             let Some(ws) = self.ws.as_mut() else {
                 return Err(self.closed_error());
             };
             let read = ws.read_some().await;
-            return self.after_ws_read(read, on).await;
+            return self.after_ws_read(read, h).await;
         }
         let now_polling = self.polling.is_some();
         enum Step {
@@ -533,7 +584,7 @@ impl Conn {
         let _ = now_polling;
         tracing::trace!(step = step.name(), "io");
         match step {
-            Step::Ws(r) => self.after_ws_read(r, on).await,
+            Step::Ws(r) => self.after_ws_read(r, h).await,
             Step::Get(c, r) => {
                 let now = Instant::now();
                 if let Some(p) = self.polling.as_mut() {
@@ -557,13 +608,7 @@ impl Conn {
                         match self.session.handle_poll_response(body, now) {
                             Ok(datas) => {
                                 for d in datas {
-                                    if let Err(e) = on_data(
-                                        &mut self.reassembler,
-                                        &self.nsp,
-                                        &mut self.sid,
-                                        d,
-                                        &mut *on,
-                                    ) {
+                                    if let Err(e) = h.data(&mut self.sio, d) {
                                         return Err(self.fail_protocol(e).await);
                                     }
                                 }
@@ -629,15 +674,17 @@ impl Conn {
         }
     }
 
-    async fn after_ws_read<F: FnMut(Received<'_>)>(
+    async fn after_ws_read<H: Handler>(
         &mut self,
         read: Result<usize, ClientError>,
-        on: &mut F,
+        h: &mut H,
     ) -> Result<(), ClientError> {
         let now = Instant::now();
         match read {
             Ok(0) => {
-                self.cause.get_or_insert(ClientError::Closed { during: "" });
+                self.cause.get_or_insert(ClientError::Closed {
+                    during: "connected",
+                });
                 self.ws_gone(now);
             }
             Ok(_) => {
@@ -675,14 +722,15 @@ impl Conn {
                             // Answer with the same code (RFC 6455 §5.5.1) and end.
                             ws.queue_close(c.as_ref().map(|(code, _)| *code), "");
                             let _ = ws.flush().await;
-                            self.cause.get_or_insert(ClientError::Closed { during: "" });
+                            self.cause.get_or_insert(ClientError::Closed {
+                                during: "connected",
+                            });
                             self.ws_gone(now);
                             None
                         }
                     };
                     if let Some(d) = data
-                        && let Err(e) =
-                            on_data(&mut self.reassembler, &self.nsp, &mut self.sid, d, &mut *on)
+                        && let Err(e) = h.data(&mut self.sio, d)
                     {
                         return Err(self.fail_protocol(e).await);
                     }
@@ -882,9 +930,9 @@ impl Conn {
     }
 
     fn closed_error(&self) -> ClientError {
-        self.cause
-            .clone()
-            .unwrap_or(ClientError::Closed { during: "" })
+        self.cause.clone().unwrap_or(ClientError::Closed {
+            during: "connected",
+        })
     }
 
     fn fail_transport(&mut self, e: ClientError) -> ClientError {
@@ -923,7 +971,7 @@ impl Conn {
         if let Some(t) = self.last_write {
             tokio::time::sleep_until((t + CLOSE_LINGER).into()).await;
         }
-        let disconnect = socketio::Packet::disconnect(&self.nsp);
+        let disconnect = socketio::Packet::disconnect(&self.sio.nsp);
         self.text.clear();
         self.text.push('4');
         disconnect.encode(&mut self.text);
@@ -970,12 +1018,16 @@ impl Conn {
 /// Socket.IO handling of one Engine.IO message (a free function so the borrow of the input and
 /// of the connection's fields stay apart).
 fn on_data<F: FnMut(Received<'_>)>(
-    reassembler: &mut Reassembler,
-    nsp: &str,
-    sid: &mut Option<String>,
+    sio: &mut SioState,
     data: Data<'_>,
     on: &mut F,
 ) -> Result<(), ClientError> {
+    let SioState {
+        nsp,
+        sid,
+        reassembler,
+    } = sio;
+    let nsp: &str = nsp;
     let text = match data {
         Data::Text(t) => t,
         Data::Binary(b) => {
@@ -1247,6 +1299,36 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn raw_path_hands_over_packets_untouched_and_sends_caller_encoded_packets() {
+        let (l, opts) = listener().await;
+        let server = tokio::spawn(async move {
+            let mut p = Peer::open(&l, 25000, 20000).await;
+            p.send(r#"42["receive_message",{"id":"m1"}]"#).await;
+            p.send("2").await;
+            p.send_binary(&[9]).await;
+            p.send(r#"43[{"ok":true}]"#).await;
+            assert_eq!(p.recv().await, "3");
+            assert_eq!(p.recv().await, r#"42["send_message",{"id":"m2"}]"#);
+            assert_eq!(p.recv().await, r#"427["send_message",{"id":"m3"}]"#);
+        });
+        let (mut conn, _) = Conn::connect(&opts).await.unwrap();
+        let mut seen: Vec<String> = Vec::new();
+        while seen.len() < 2 {
+            conn.recv_raw(&mut |t| seen.push(t.to_string()))
+                .await
+                .unwrap();
+        }
+        assert_eq!(
+            seen,
+            [r#"2["receive_message",{"id":"m1"}]"#, r#"3[{"ok":true}]"#]
+        );
+        conn.queue_raw(r#"2["send_message",{"id":"m2"}]"#).unwrap();
+        conn.queue_raw(r#"27["send_message",{"id":"m3"}]"#).unwrap();
+        conn.flush().await.unwrap();
+        server.await.unwrap();
+    }
+
+    #[tokio::test]
     async fn a_server_that_stops_pinging_is_dead_after_interval_plus_timeout() {
         let (l, opts) = listener().await;
         let server = tokio::spawn(async move { Peer::open(&l, 100, 50).await });
@@ -1366,7 +1448,10 @@ mod tests {
                 break e;
             }
         };
-        assert_eq!(err.to_string(), "the server closed the connection");
+        assert_eq!(
+            err.to_string(),
+            "the server closed the connection while connected"
+        );
         assert!(matches!(
             conn.emit("x", ""),
             Err(ClientError::Closed { .. })

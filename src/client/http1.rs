@@ -119,7 +119,7 @@ impl HttpConn {
                     }
                     if self.fill().await? == 0 {
                         return Err(ClientError::Closed {
-                            during: " while waiting for an HTTP response",
+                            during: "waiting for an HTTP response",
                         });
                     }
                 }
@@ -160,7 +160,7 @@ impl HttpConn {
             while self.buf.len() < len {
                 if self.fill().await? == 0 {
                     return Err(ClientError::Closed {
-                        during: " while reading an HTTP response body",
+                        during: "reading an HTTP response body",
                     });
                 }
             }
@@ -189,7 +189,7 @@ impl HttpConn {
                 }
                 if self.fill().await? == 0 {
                     return Err(ClientError::Closed {
-                        during: " while reading a chunked HTTP body",
+                        during: "reading a chunked HTTP body",
                     });
                 }
             };
@@ -207,7 +207,7 @@ impl HttpConn {
                         }
                         if self.fill().await? == 0 {
                             return Err(ClientError::Closed {
-                                during: " while reading HTTP trailers",
+                                during: "reading HTTP trailers",
                             });
                         }
                     };
@@ -221,7 +221,7 @@ impl HttpConn {
             while self.buf.len() < size + 2 {
                 if self.fill().await? == 0 {
                     return Err(ClientError::Closed {
-                        during: " while reading a chunked HTTP body",
+                        during: "reading a chunked HTTP body",
                     });
                 }
             }

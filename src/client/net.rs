@@ -149,9 +149,9 @@ pub async fn connect(ep: &Endpoint, opts: &NetOptions) -> Result<Stream, ClientE
         let tls = connector
             .connect(name, tcp)
             .await
-            .map_err(|source| ClientError::Tls {
+            .map_err(|e| ClientError::Tls {
                 host: ep.host.clone(),
-                source: Arc::new(source),
+                source: Arc::new(e),
             })?;
         Ok(Stream::Tls(Box::new(tls)))
     };
@@ -169,9 +169,9 @@ async fn connect_tcp(ep: &Endpoint, opts: &NetOptions) -> Result<TcpStream, Clie
         Ok(ip) => vec![SocketAddr::new(ip, ep.port)],
         Err(_) => tokio::net::lookup_host((ep.host.as_str(), ep.port))
             .await
-            .map_err(|source| ClientError::Resolve {
+            .map_err(|e| ClientError::Resolve {
                 host: ep.host.clone(),
-                source: Arc::new(source),
+                source: Arc::new(e),
             })?
             .collect(),
     };
@@ -191,9 +191,9 @@ async fn connect_tcp(ep: &Endpoint, opts: &NetOptions) -> Result<TcpStream, Clie
         }
     }
     match last {
-        Some((addr, source)) => Err(ClientError::Connect {
+        Some((addr, e)) => Err(ClientError::Connect {
             addr: addr.to_string(),
-            source: Arc::new(source),
+            source: Arc::new(e),
         }),
         None => Err(ClientError::Resolve {
             host: ep.host.clone(),

@@ -92,7 +92,7 @@ impl WsIo {
                     }
                     if read_more(&mut stream, &mut rbuf).await? == 0 {
                         return Err(ClientError::Closed {
-                            during: " before answering the WebSocket handshake (is this the right URL and path?)",
+                            during: "waiting for the WebSocket handshake answer (is this the right URL and path?)",
                         });
                     }
                 }
@@ -200,6 +200,27 @@ impl WsIo {
             Some(mask_key()),
             payload,
         );
+    }
+
+    /// Queue one text message given in two parts (e.g. the Engine.IO type byte and a Socket.IO
+    /// packet), copied once into the write buffer.
+    pub fn queue_text_parts(&mut self, head: &[u8], body: &[u8]) {
+        let key = mask_key();
+        let len = (head.len() + body.len()) as u64;
+        ws::encode_header(
+            &mut self.wbuf,
+            true,
+            ws::Rsv::NONE,
+            Opcode::Text,
+            Some(key),
+            len,
+        );
+        let start = self.wbuf.len();
+        self.wbuf.extend_from_slice(head);
+        self.wbuf.extend_from_slice(body);
+        if let Some(payload) = self.wbuf.get_mut(start..) {
+            ws::apply_mask(payload, key, 0); // RFC 6455 §5.3: every client frame is masked
+        }
     }
 
     /// Queue one binary message.

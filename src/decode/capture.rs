@@ -7,7 +7,7 @@
 use std::fmt;
 use std::fs::File;
 use std::io::{self, Read};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use pcap_parser::pcapng::Block;
@@ -490,7 +490,9 @@ impl FileReader {
                             _ => Flow::Continue,
                         },
                     };
-                    self.reader.consume(len);
+                    // No shift per record: refill() shifts once per buffer (consume() would
+                    // move the unread half of the buffer every time the position passes the middle).
+                    self.reader.consume_noshift(len);
                     if flow == Flow::Stop {
                         return Ok(number - first_number);
                     }
@@ -638,11 +640,6 @@ pub fn display_name(path: &Path) -> String {
     }
 }
 
-/// The inputs of one run, in order.
-pub fn inputs(files: &[PathBuf]) -> Vec<PathBuf> {
-    files.to_vec()
-}
-
 /// Live capture through libpcap (the `live` cargo feature).
 #[cfg(feature = "live")]
 pub mod live {
@@ -669,9 +666,11 @@ pub mod live {
             .immediate_mode(true)
             .timeout(200)
             .open()
-            .with_context(|| {
-                format!("while starting live capture on {interface} (are you root?)")
-            })?;
+            .with_context(|| format!("while starting live capture on {interface} (are you root?)"))?
+            // Non-blocking, so Ctrl-C is noticed even when no packet comes (in immediate mode
+            // libpcap may ignore the read timeout and block).
+            .setnonblock()
+            .with_context(|| format!("while setting up live capture on {interface}"))?;
         if let Some(f) = filter {
             cap.filter(f, true)
                 .with_context(|| format!("while compiling capture filter `{f}`"))?;
@@ -697,7 +696,10 @@ pub mod live {
                         break;
                     }
                 }
-                Err(pcap::Error::TimeoutExpired) => continue,
+                Err(pcap::Error::TimeoutExpired) => {
+                    // Nothing to read: wait a little (bounded latency, no busy loop).
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
                 Err(pcap::Error::NoMorePackets) => break,
                 Err(e) => {
                     return Err(

@@ -25,6 +25,8 @@ pub struct Options {
     pub all: bool,
     /// Stop after this many packets.
     pub count: Option<u64>,
+    /// Collect the full `--stats` counters.
+    pub stats: bool,
 }
 
 /// Everything the renderer may show about the packet an event came from.
@@ -35,6 +37,8 @@ pub struct Ctx<'a> {
     pub net: Option<&'a Dissected<'a>>,
     /// Seconds since the first packet.
     pub rel_time: f64,
+    /// The same in nanoseconds.
+    pub rel_ns: i64,
     pub stream: Option<u64>,
     pub src: Option<Endpoint>,
     pub dst: Option<Endpoint>,
@@ -64,10 +68,13 @@ pub struct Decoder<'r> {
 impl<'r> Decoder<'r> {
     pub fn new(opts: Options, renderer: &'r mut Renderer) -> Self {
         Decoder {
-            opts,
+            opts: opts.clone(),
             table: Table::new(),
             renderer,
-            stats: Stats::default(),
+            stats: Stats {
+                enabled: opts.stats,
+                ..Stats::default()
+            },
             first_ts: None,
             packets_seen: 0,
         }
@@ -90,7 +97,8 @@ impl<'r> Decoder<'r> {
         }
         self.packets_seen += 1;
         let first = *self.first_ts.get_or_insert(pkt.ts);
-        let rel_time = (pkt.ts.nanos_since(first) as f64) / 1e9;
+        let rel_ns = i64::try_from(pkt.ts.nanos_since(first)).unwrap_or(i64::MAX);
+        let rel_time = rel_ns as f64 / 1e9;
         self.stats.packet(pkt.data.len(), pkt.ts);
         let net = match net::dissect(pkt.linktype, pkt.data) {
             Ok(d) => d,
@@ -105,6 +113,7 @@ impl<'r> Decoder<'r> {
                         packet: Some(pkt),
                         net: None,
                         rel_time,
+                        rel_ns,
                         stream: None,
                         src: None,
                         dst: None,
@@ -190,6 +199,7 @@ impl<'r> Decoder<'r> {
             packet: Some(pkt),
             net: Some(&net),
             rel_time,
+            rel_ns,
             stream: Some(conv.index),
             src: Some(seg.src),
             dst: Some(seg.dst),
@@ -257,79 +267,103 @@ impl<'r> Decoder<'r> {
             self.renderer.end_packet(&ctx)?;
         }
         if self.packets_seen % 4096 == 0 {
-            self.sweep(seg.time_ns);
+            self.sweep(seg.time_ns)?;
         }
         Ok(Flow::Continue)
     }
 
     /// Forget conversations that ended (or went idle) long ago, so memory stays bounded.
-    fn sweep(&mut self, now: i128) {
+    fn sweep(&mut self, now: i128) -> io::Result<()> {
         for slot in self.table.slots() {
             let forget = self.table.get(slot).is_some_and(|(c, _)| {
                 let idle = now - c.last_ns;
                 (c.finished() && idle > FORGET_FINISHED_NS) || idle > FORGET_IDLE_NS
             });
             if forget {
+                self.end_conversation(slot)?;
+                if let Some((c, _)) = self.table.get(slot) {
+                    // Its transcript is complete: write it now rather than hold it to the end.
+                    self.renderer.end_stream(c.index)?;
+                }
                 self.table.release(slot);
             }
         }
+        Ok(())
     }
 
-    /// End of input: give up every hole, report unfinished frames and messages, render the end.
+    /// End of input: give up every hole, report unfinished frames and messages.
     pub fn finish(&mut self) -> anyhow::Result<()> {
         let mut slots = self.table.slots();
         slots.sort_by_key(|&s| self.table.get(s).map_or(0, |(c, _)| c.index));
         for slot in slots {
-            let Some((conv, app)) = self.table.get_mut(slot) else {
-                continue;
-            };
-            let visible = self.opts.stream.is_none_or(|s| s == conv.index)
-                && self
-                    .opts
-                    .port
-                    .is_none_or(|p| conv.endpoints.iter().any(|e| e.port == p));
-            if !visible {
-                continue;
+            self.end_conversation(slot)?;
+        }
+        Ok(())
+    }
+
+    /// A conversation ends (end of input, or forgotten): deliver what is held back, report what
+    /// is unfinished, record its totals.
+    fn end_conversation(&mut self, slot: tcp::Slot) -> io::Result<()> {
+        let Some((conv, app)) = self.table.get_mut(slot) else {
+            return Ok(());
+        };
+        let visible = self.opts.stream.is_none_or(|s| s == conv.index)
+            && self
+                .opts
+                .port
+                .is_none_or(|p| conv.endpoints.iter().any(|e| e.port == p));
+        if !visible {
+            return Ok(());
+        }
+        let ctx = Ctx {
+            packet: None,
+            net: None,
+            rel_time: 0.0,
+            rel_ns: 0,
+            stream: Some(conv.index),
+            src: Some(conv.endpoints[0]),
+            dst: Some(conv.endpoints[1]),
+            seg: None,
+            flags: Flags::default(),
+            from_client: None,
+            skip: None,
+        };
+        let client = app.client;
+        let renderer = &mut *self.renderer;
+        let stats = &mut self.stats;
+        let event_filter = self.opts.event.as_deref();
+        let mut io_error: Option<io::Error> = None;
+        let mut emit = |ev: &Event<'_>, dir: Option<usize>| {
+            if io_error.is_some() {
+                return;
             }
-            let ctx = Ctx {
-                packet: None,
-                net: None,
-                rel_time: 0.0,
-                stream: Some(conv.index),
-                src: Some(conv.endpoints[0]),
-                dst: Some(conv.endpoints[1]),
-                seg: None,
-                flags: Flags::default(),
-                from_client: None,
-                skip: None,
-            };
-            let renderer = &mut *self.renderer;
-            let stats = &mut self.stats;
-            let event_filter = self.opts.event.as_deref();
-            let mut io_error: Option<io::Error> = None;
-            let mut emit = |ev: &Event<'_>| {
-                if io_error.is_some() {
+            if let Some(name) = event_filter {
+                if !carries_event(ev, name) {
                     return;
                 }
-                if let Some(name) = event_filter {
-                    if !carries_event(ev, name) {
-                        return;
-                    }
-                }
-                stats.event(&ctx, ev);
-                if let Err(e) = renderer.event(&ctx, ev) {
-                    io_error = Some(e);
-                }
+            }
+            let mut ctx = Ctx {
+                from_client: app_from_client(ev, dir.and_then(|d| client.map(|c| c == d))),
+                ..ctx
             };
-            for dir in 0..2 {
-                conv.flush(dir, |d| app.deliver(dir, d, 0, &mut emit));
+            if dir == Some(1) {
+                std::mem::swap(&mut ctx.src, &mut ctx.dst);
             }
-            app.finish(&mut emit);
-            if let Some(e) = io_error {
-                return Err(e.into());
+            stats.event(&ctx, ev);
+            if let Err(e) = renderer.event(&ctx, ev) {
+                io_error = Some(e);
             }
-            self.stats.stream_summary(conv, app);
+        };
+        for dir in 0..2 {
+            conv.flush(dir, |d| {
+                app.deliver(dir, d, 0, &mut |ev| emit(ev, Some(dir)))
+            });
         }
+        app.finish(&mut |ev| emit(ev, None));
+        if let Some(e) = io_error {
+            return Err(e);
+        }
+        self.stats.stream_summary(conv, app);
         Ok(())
     }
 }

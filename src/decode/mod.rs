@@ -63,6 +63,7 @@ pub fn run(args: &DecodeArgs, global: &Global) -> anyhow::Result<ExitCode> {
         event: args.event.clone(),
         all: args.all,
         count: args.count,
+        stats: args.stats,
     };
     let stats = {
         let mut decoder = Decoder::new(opts, &mut renderer);

@@ -14,6 +14,7 @@ use super::event::{Anomaly, Event, HttpMessage, WsFrame};
 use super::net::{self, Dissected, Link};
 use super::sio::{self, EioPacket};
 use super::stats::Stats;
+use super::tcp::{Endpoint, FxHashMap};
 
 /// Which view to produce.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,7 +80,9 @@ pub struct Renderer {
     /// Unmasked payloads to dump after the packet (`-x`).
     hex_extra: Vec<(String, Vec<u8>)>,
     follow: BTreeMap<u64, Transcript>,
+    /// JSON lines waiting to be written (written in blocks of [`JSON_BLOCK`]).
     json: Vec<u8>,
+    names: Names,
     /// Print a summary at the end.
     pub stats: bool,
     /// The summary as one JSON object.
@@ -103,7 +106,8 @@ impl Renderer {
             current: None,
             hex_extra: Vec::new(),
             follow: BTreeMap::new(),
-            json: Vec::with_capacity(4096),
+            json: Vec::with_capacity(JSON_BLOCK + 4096),
+            names: Names::default(),
             stats,
             json_stats,
         }
@@ -145,14 +149,13 @@ impl Renderer {
             }
             View::Tree => self.tree_header(ctx),
             View::Json => {
-                self.json.clear();
-                json_common(&mut self.json, ctx, "packet");
+                json_common(&mut self.json, ctx, "packet", &mut self.names);
                 if let Some(skip) = ctx.skip {
                     self.json.extend_from_slice(b",\"note\":");
                     json_str(&mut self.json, &skip_text(skip));
                 }
                 self.json.extend_from_slice(b"}\n");
-                self.out.write_all(&self.json)
+                Ok(())
             }
             View::Follow | View::Stats => Ok(()),
         }
@@ -179,16 +182,29 @@ impl Renderer {
         Ok(())
     }
 
+    /// A conversation ended (and was forgotten): its transcript can be written now.
+    pub fn end_stream(&mut self, stream: u64) -> io::Result<()> {
+        if let Some(t) = self.follow.remove(&stream) {
+            self.write_transcript(t)?;
+        }
+        Ok(())
+    }
+
+    fn write_transcript(&mut self, t: Transcript) -> io::Result<()> {
+        writeln!(self.out, "{}", t.title)?;
+        for l in t.lines {
+            writeln!(self.out, "{l}")?;
+        }
+        writeln!(self.out)
+    }
+
     /// End of the run: transcripts, the summary, flush.
     pub fn finish(&mut self, stats: &Stats) -> io::Result<()> {
+        self.flush_json()?;
         if self.view == View::Follow {
             let follow = std::mem::take(&mut self.follow);
             for (_, t) in follow {
-                writeln!(self.out, "{}", t.title)?;
-                for l in t.lines {
-                    writeln!(self.out, "{l}")?;
-                }
-                writeln!(self.out)?;
+                self.write_transcript(t)?;
             }
         }
         if self.stats {
@@ -202,6 +218,7 @@ impl Renderer {
     }
 
     pub fn flush(&mut self) -> io::Result<()> {
+        self.flush_json()?;
         self.out.flush()
     }
 
@@ -393,11 +410,7 @@ impl Renderer {
                 _ => String::new(),
             };
             if !text.is_empty() {
-                writeln!(
-                    self.out,
-                    "[End of capture] {stream}{}",
-                    self.style.bad(&text)
-                )?;
+                writeln!(self.out, "[Stream end] {stream}{}", self.style.bad(&text))?;
             }
             if let Event::Ws(f) = ev {
                 self.tree_ws(f)?;
@@ -540,8 +553,6 @@ impl Renderer {
         let o = &mut self.out;
         let h = &f.header;
         writeln!(o, "WebSocket")?;
-        let b0 = u8::from(h.fin) << 7 | h.rsv().bits() | h.opcode.as_u8();
-        let _ = b0;
         writeln!(
             o,
             "    {}... .... = Fin: {}",
@@ -711,10 +722,10 @@ impl Renderer {
 
     fn json_event(&mut self, ctx: &Ctx<'_>, ev: &Event<'_>) -> io::Result<()> {
         let j = &mut self.json;
-        j.clear();
+        let names = &mut self.names;
         match ev {
             Event::Tcp(note) => {
-                json_common(j, ctx, "tcp");
+                json_common(j, ctx, "tcp", names);
                 j.extend_from_slice(b",\"flags\":");
                 json_str(j, &ctx.flags.bracketed());
                 if let Some(s) = ctx.seg {
@@ -731,15 +742,15 @@ impl Renderer {
                 j.push(b']');
             }
             Event::Http(m, packets) => {
-                json_common(j, ctx, "http");
+                json_common(j, ctx, "http", names);
                 json_http(j, m, packets);
             }
             Event::Ws(f) => {
-                json_common(j, ctx, "websocket");
+                json_common(j, ctx, "websocket", names);
                 json_ws(j, f);
             }
             Event::Gap { bytes } => {
-                json_common(j, ctx, "gap");
+                json_common(j, ctx, "gap", names);
                 let _ = write!(Bw(j), ",\"bytes\":{bytes}");
                 json_anomalies(
                     j,
@@ -750,27 +761,40 @@ impl Renderer {
                 );
             }
             Event::Data { len } => {
-                json_common(j, ctx, "data");
+                json_common(j, ctx, "data", names);
                 let _ = write!(Bw(j), ",\"len\":{len}");
             }
             Event::Truncated { what } => {
-                json_common(j, ctx, "truncated");
+                json_common(j, ctx, "truncated", names);
                 j.extend_from_slice(b",\"what\":");
                 json_str(j, what);
                 json_anomalies(j, &[Anomaly::new("truncated", what.clone())]);
             }
             Event::Note { anomaly } => {
-                json_common(j, ctx, "note");
+                json_common(j, ctx, "note", names);
                 json_anomalies(j, std::slice::from_ref(anomaly));
             }
         }
         j.extend_from_slice(b"}\n");
-        self.out.write_all(j)
+        if j.len() >= JSON_BLOCK {
+            self.out.write_all(j)?;
+            j.clear();
+        }
+        Ok(())
+    }
+
+    /// Write out JSON lines still in the block buffer.
+    fn flush_json(&mut self) -> io::Result<()> {
+        if !self.json.is_empty() {
+            self.out.write_all(&self.json)?;
+            self.json.clear();
+        }
+        Ok(())
     }
 
     fn json_stats(&mut self, s: &Stats) -> io::Result<()> {
+        self.flush_json()?;
         let j = &mut self.json;
-        j.clear();
         let _ = write!(
             Bw(j),
             "{{\"type\":\"stats\",\"packets\":{},\"bytes\":{},\"duration\":{:.6},\"streams\":{}",
@@ -854,7 +878,7 @@ impl Renderer {
             );
         }
         j.extend_from_slice(b"]}\n");
-        self.out.write_all(j)
+        self.flush_json()
     }
 
     // ---- follow ----------------------------------------------------------------------
@@ -886,7 +910,9 @@ impl Renderer {
         let mut push = |text: String| t.lines.push(format!("{when}{who}  {text}"));
         match ev {
             Event::Http(m, packets) => {
-                if packets.is_empty() {
+                // A long-polling POST's `ok` answer carries nothing to follow.
+                let polling_ok = !m.is_request && m.body == b"ok" && m.anomalies.is_empty();
+                if packets.is_empty() && !polling_ok {
                     let mut line = m.start_line.clone();
                     if !m.is_request && m.status == 101 {
                         line.push_str("  (WebSocket)");
@@ -1183,10 +1209,11 @@ fn eio_summary(p: &EioPacket<'_>, style: &Style) -> String {
     if let Some(s) = &p.sio {
         if let Some(r) = &s.packet {
             let name = r.packet_type().name();
-            let rest = s.summary.strip_prefix(name).unwrap_or(&s.summary);
+            let summary = s.summary();
+            let rest = summary.strip_prefix(name).unwrap_or(&summary);
             return format!("{}{rest}", style.event(name));
         }
-        return s.summary.clone();
+        return s.summary();
     }
     match &p.packet {
         Some(pk) => format!("Engine.IO {}", pk.summary()),
@@ -1208,24 +1235,11 @@ fn quoted_or_hex(b: &[u8]) -> String {
     }
 }
 
-/// Text on one line: control characters escaped, cut at `max` characters.
+/// Text on one line: control characters escaped, cut at `max` characters (the core's rule, so the
+/// decoder's views and the packet summaries escape alike).
 pub fn one_line(s: &str, max: usize) -> String {
     let mut out = String::with_capacity(s.len().min(max + 8));
-    for (n, c) in s.chars().enumerate() {
-        if n >= max {
-            out.push('…');
-            break;
-        }
-        match c {
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if c.is_control() => {
-                let _ = write!(out, "\\x{:02x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
+    crate::proto::json::push_one_line(&mut out, s, max);
     out
 }
 
@@ -1633,7 +1647,7 @@ fn tree_eio(o: &mut impl Write, p: &EioPacket<'_>, indent: &str, style: &Style) 
         if let Some(e) = &s.error {
             writeln!(o, "{indent}    {}", style.bad(&format!("[Invalid: {e}]")))?;
         }
-        writeln!(o, "{indent}    [Summary: {}]", s.summary)?;
+        writeln!(o, "{indent}    [Summary: {}]", s.summary())?;
     }
     Ok(())
 }
@@ -1683,45 +1697,115 @@ fn follow_eio(p: &EioPacket<'_>, style: &Style) -> Option<String> {
             }
         }
         let name = r.packet_type().name();
+        let summary = s.summary();
         return Some(format!(
             "{}{}",
             style.event(name),
-            s.summary.strip_prefix(name).unwrap_or(&s.summary)
+            summary.strip_prefix(name).unwrap_or(&summary)
         ));
     }
     if s.completed.is_some() || s.attachment.is_some() {
-        return Some(s.summary.clone());
+        return Some(s.summary());
     }
-    Some(style.dim(&s.summary))
+    Some(style.dim(&s.summary()))
 }
 
 // ---- JSON --------------------------------------------------------------------------
 
-/// Appends `s` as a JSON string (RFC 8259 §7).
-pub fn json_str(j: &mut Vec<u8>, s: &str) {
-    j.push(b'"');
-    let bytes = s.as_bytes();
-    let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
-        let esc: &[u8] = match b {
-            b'"' => b"\\\"",
-            b'\\' => b"\\\\",
-            b'\n' => b"\\n",
-            b'\r' => b"\\r",
-            b'\t' => b"\\t",
-            0..=0x1f => b"",
-            _ => continue,
-        };
-        j.extend_from_slice(bytes.get(start..i).unwrap_or_default());
-        if esc.is_empty() {
-            let _ = write!(Bw(j), "\\u{b:04x}");
-        } else {
-            j.extend_from_slice(esc);
-        }
-        start = i + 1;
+/// Bytes that need escaping in a JSON string: `"`, `\\` and control characters (RFC 8259 §7).
+static JSON_ESCAPE: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 0x20 {
+        t[i] = true;
+        i += 1;
     }
-    j.extend_from_slice(bytes.get(start..).unwrap_or_default());
+    t[b'"' as usize] = true;
+    t[b'\\' as usize] = true;
+    t
+};
+
+/// 1 for the bytes escaped with a backslash in front (`"` and `\\`), 2 for control characters.
+static JSON_ESCAPE_KIND: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 0x20 {
+        t[i] = 2;
+        i += 1;
+    }
+    t[b'"' as usize] = 1;
+    t[b'\\' as usize] = 1;
+    t
+};
+
+/// Appends `s` as a JSON string (RFC 8259 §7).
+///
+/// A hot path (every payload text goes through it, and chat payloads are JSON full of quotes):
+/// without control characters the output is at most twice the input, so it is written
+/// branch-free into room made for that; a string with control characters takes the byte-at-a-time
+/// path.
+pub fn json_str(j: &mut Vec<u8>, s: &str) {
+    let bytes = s.as_bytes();
+    let start = j.len();
+    j.resize(start + 2 * bytes.len() + 2, 0);
+    let out = &mut j[start..];
+    out[0] = b'"';
+    let mut o = 1;
+    let mut control = 0u8;
+    for &b in bytes {
+        let kind = JSON_ESCAPE_KIND[usize::from(b)];
+        control |= kind;
+        let e = usize::from(kind & 1);
+        // The backslash is overwritten by the byte itself when none is needed.
+        out[o] = b'\\';
+        out[o + e] = b;
+        o += 1 + e;
+    }
+    if control & 2 == 0 {
+        out[o] = b'"';
+        j.truncate(start + o + 1);
+        return;
+    }
+    j.truncate(start);
     j.push(b'"');
+    for &b in bytes {
+        push_json_byte(j, b);
+    }
+    j.push(b'"');
+}
+
+/// Appends one byte of a JSON string, escaped if it has to be.
+#[inline(always)]
+fn push_json_byte(j: &mut Vec<u8>, b: u8) {
+    if !JSON_ESCAPE[usize::from(b)] {
+        j.push(b);
+    } else if b == b'"' {
+        // Common in chat payloads (they carry JSON), so not on the cold path.
+        j.extend_from_slice(b"\\\"");
+    } else {
+        push_json_escape(j, b);
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn push_json_escape(j: &mut Vec<u8>, b: u8) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    match b {
+        b'"' => j.extend_from_slice(b"\\\""),
+        b'\\' => j.extend_from_slice(b"\\\\"),
+        b'\n' => j.extend_from_slice(b"\\n"),
+        b'\r' => j.extend_from_slice(b"\\r"),
+        b'\t' => j.extend_from_slice(b"\\t"),
+        _ => j.extend_from_slice(&[
+            b'\\',
+            b'u',
+            b'0',
+            b'0',
+            HEX[usize::from(b >> 4)],
+            HEX[usize::from(b & 15)],
+        ]),
+    }
 }
 
 fn json_hex(j: &mut Vec<u8>, b: &[u8]) {
@@ -1734,55 +1818,174 @@ fn json_hex(j: &mut Vec<u8>, b: &[u8]) {
     j.push(b'"');
 }
 
+/// JSON output is written in blocks of about this many bytes.
+const JSON_BLOCK: usize = 1 << 16;
+
 /// Largest payload written out in JSON (hex or text); longer ones are cut and flagged.
 const JSON_MAX_PAYLOAD: usize = 1 << 20;
 
 fn json_bytes_field(j: &mut Vec<u8>, name: &str, b: &[u8], as_text: bool) {
     let cut = b.len() > JSON_MAX_PAYLOAD;
     let shown = b.get(..JSON_MAX_PAYLOAD.min(b.len())).unwrap_or_default();
+    j.extend_from_slice(b",\"");
+    j.extend_from_slice(name.as_bytes());
     match (as_text, std::str::from_utf8(shown)) {
         (true, Ok(t)) => {
-            let _ = write!(Bw(j), ",\"{name}_text\":");
+            j.extend_from_slice(b"_text\":");
             json_str(j, t);
         }
         _ => {
-            let _ = write!(Bw(j), ",\"{name}_hex\":");
+            j.extend_from_slice(b"_hex\":");
             json_hex(j, shown);
         }
     }
     if cut {
-        let _ = write!(Bw(j), ",\"{name}_truncated\":true");
+        j.extend_from_slice(b",\"");
+        j.extend_from_slice(name.as_bytes());
+        j.extend_from_slice(b"_truncated\":true");
     }
 }
 
-fn json_common(j: &mut Vec<u8>, ctx: &Ctx<'_>, kind: &str) {
+/// Two-digit decimal pairs `00`..`99`, for [`push_u64`] and [`push_secs`].
+static DIGIT_PAIRS: [[u8; 2]; 100] = {
+    let mut t = [[0u8; 2]; 100];
+    let mut i = 0;
+    while i < 100 {
+        t[i] = [b'0' + (i / 10) as u8, b'0' + (i % 10) as u8];
+        i += 1;
+    }
+    t
+};
+
+/// Appends a decimal number (a hot path: `fmt` is several times slower).
+#[inline]
+fn push_u64(j: &mut Vec<u8>, mut n: u64) {
+    if n < 10 {
+        j.push(b'0' + n as u8);
+        return;
+    }
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    while n >= 100 && i >= 2 {
+        let pair = DIGIT_PAIRS[(n % 100) as usize];
+        i -= 2;
+        if let Some(d) = buf.get_mut(i..i + 2) {
+            d.copy_from_slice(&pair);
+        }
+        n /= 100;
+    }
+    if n >= 10 && i >= 2 {
+        i -= 2;
+        if let Some(d) = buf.get_mut(i..i + 2) {
+            d.copy_from_slice(&DIGIT_PAIRS[n as usize]);
+        }
+    } else if i >= 1 {
+        i -= 1;
+        if let Some(d) = buf.get_mut(i) {
+            *d = b'0' + n as u8;
+        }
+    }
+    j.extend_from_slice(buf.get(i..).unwrap_or_default());
+}
+
+/// Appends `secs.nnnnnnnnn` for a time in nanoseconds (negative values with a sign).
+fn push_secs(j: &mut Vec<u8>, nanos: i64) {
+    if nanos < 0 {
+        j.push(b'-');
+    }
+    let n = nanos.unsigned_abs();
+    push_u64(j, n / 1_000_000_000);
+    let f = (n % 1_000_000_000) as u32;
+    // `.` and nine digits: the first one, then four pairs.
+    let hi = f / 100_000_000;
+    let mut rest = f % 100_000_000;
+    let mut digits = [b'.', b'0' + hi as u8, 0, 0, 0, 0, 0, 0, 0, 0];
+    for k in (0..4).rev() {
+        let pair = DIGIT_PAIRS[(rest % 100) as usize];
+        if let Some(d) = digits.get_mut(2 + 2 * k..4 + 2 * k) {
+            d.copy_from_slice(&pair);
+        }
+        rest /= 100;
+    }
+    j.extend_from_slice(&digits);
+}
+
+/// Endpoint names (`127.0.0.1:3001`, `[::1]:3001`), formatted once.
+struct Names {
+    names: FxHashMap<Endpoint, Box<str>>,
+    /// `,"src":"…","dst":"…"` with its endpoints, direct-mapped by the ports (most lines repeat
+    /// a recent pair, and a hash lookup of two endpoints per line is measurable).
+    pairs: Vec<Option<NamedPair>>,
+}
+
+/// Two endpoints and their `,"src":…,"dst":…` text.
+type NamedPair = (Endpoint, Endpoint, Box<[u8]>);
+
+/// Slots in [`Names::pairs`] (a power of two).
+const PAIR_SLOTS: usize = 1024;
+
+impl Default for Names {
+    fn default() -> Self {
+        Names {
+            names: FxHashMap::default(),
+            pairs: vec![None; PAIR_SLOTS],
+        }
+    }
+}
+
+impl Names {
+    fn get(&mut self, e: Endpoint) -> &str {
+        if self.names.len() > 65_536 {
+            self.names.clear();
+        }
+        self.names
+            .entry(e)
+            .or_insert_with(|| e.to_string().into_boxed_str())
+    }
+
+    /// `,"src":"A","dst":"B"` for a pair of endpoints.
+    fn pair(&mut self, a: Endpoint, b: Endpoint) -> &[u8] {
+        let slot = (usize::from(a.port) ^ usize::from(b.port).rotate_left(5)) & (PAIR_SLOTS - 1);
+        let hit = matches!(self.pairs.get(slot), Some(Some((x, y, _))) if *x == a && *y == b);
+        if !hit {
+            let mut text = Vec::with_capacity(64);
+            text.extend_from_slice(b",\"src\":\"");
+            text.extend_from_slice(self.get(a).as_bytes());
+            text.extend_from_slice(b"\",\"dst\":\"");
+            text.extend_from_slice(self.get(b).as_bytes());
+            text.push(b'"');
+            if let Some(p) = self.pairs.get_mut(slot) {
+                *p = Some((a, b, text.into_boxed_slice()));
+            }
+        }
+        match self.pairs.get(slot) {
+            Some(Some((_, _, t))) => t,
+            _ => &[],
+        }
+    }
+}
+
+fn json_common(j: &mut Vec<u8>, ctx: &Ctx<'_>, kind: &str, names: &mut Names) {
     j.extend_from_slice(b"{\"type\":\"");
     j.extend_from_slice(kind.as_bytes());
     j.extend_from_slice(b"\",\"frame\":");
     match ctx.packet {
         Some(p) => {
-            let _ = write!(
-                Bw(j),
-                "{},\"time\":{}.{:09},\"rel_time\":{:.9}",
-                p.number,
-                p.ts.secs,
-                p.ts.nanos,
-                ctx.rel_time
-            );
+            push_u64(j, p.number);
+            j.extend_from_slice(b",\"time\":");
+            push_secs(j, i64::try_from(p.ts.as_nanos()).unwrap_or(i64::MAX));
+            j.extend_from_slice(b",\"rel_time\":");
+            push_secs(j, ctx.rel_ns);
         }
         None => j.extend_from_slice(b"null,\"time\":null,\"rel_time\":null"),
     }
     j.extend_from_slice(b",\"stream\":");
     match ctx.stream {
-        Some(s) => {
-            let _ = write!(Bw(j), "{s}");
-        }
+        Some(s) => push_u64(j, s),
         None => j.extend_from_slice(b"null"),
     }
     match (ctx.src, ctx.dst) {
-        (Some(a), Some(b)) => {
-            let _ = write!(Bw(j), ",\"src\":\"{a}\",\"dst\":\"{b}\"");
-        }
+        (Some(a), Some(b)) => j.extend_from_slice(names.pair(a, b)),
         _ => j.extend_from_slice(b",\"src\":null,\"dst\":null"),
     }
     j.extend_from_slice(match ctx.from_client {
@@ -1822,39 +2025,57 @@ fn json_map<'k>(j: &mut Vec<u8>, items: impl Iterator<Item = (&'k str, u64)>) {
     j.push(b'}');
 }
 
+fn json_bool(j: &mut Vec<u8>, b: bool) {
+    j.extend_from_slice(if b { b"true" } else { b"false" });
+}
+
 fn json_ws(j: &mut Vec<u8>, f: &WsFrame<'_>) {
     let h = &f.header;
-    let _ = write!(
-        Bw(j),
-        ",\"index\":{},\"fin\":{},\"rsv\":{},\"opcode\":{},\"opcode_name\":\"{}\",\"masked\":{},\"masking_key\":",
-        f.index_in_packet,
-        h.fin,
-        h.rsv().value(),
-        h.opcode.as_u8(),
-        super::stats::opcode_name(h.opcode),
-        h.mask.is_some()
-    );
+    j.extend_from_slice(b",\"index\":");
+    push_u64(j, u64::from(f.index_in_packet));
+    j.extend_from_slice(b",\"fin\":");
+    json_bool(j, h.fin);
+    j.extend_from_slice(b",\"rsv\":");
+    push_u64(j, u64::from(h.rsv().value()));
+    j.extend_from_slice(b",\"opcode\":");
+    push_u64(j, u64::from(h.opcode.as_u8()));
+    j.extend_from_slice(b",\"opcode_name\":\"");
+    j.extend_from_slice(super::stats::opcode_name(h.opcode).as_bytes());
+    j.extend_from_slice(b"\",\"masked\":");
+    json_bool(j, h.mask.is_some());
+    j.extend_from_slice(b",\"masking_key\":");
     match h.mask {
         Some(k) => json_hex(j, &k),
         None => j.extend_from_slice(b"null"),
     }
-    let form = match h.length_form {
-        LengthForm::Short7 => 7,
-        LengthForm::Ext16 => 16,
-        LengthForm::Ext64 => 64,
-    };
-    let _ = write!(
-        Bw(j),
-        ",\"payload_length\":{},\"length_form\":{form}",
-        h.payload_len
-    );
+    j.extend_from_slice(b",\"payload_length\":");
+    push_u64(j, h.payload_len);
+    j.extend_from_slice(match h.length_form {
+        LengthForm::Short7 => b",\"length_form\":7",
+        LengthForm::Ext16 => b",\"length_form\":16",
+        LengthForm::Ext64 => b",\"length_form\":64",
+    });
     if !f.payload_skipped {
-        let text_like = !h.rsv1
-            && matches!(
-                h.opcode,
-                Opcode::Text | Opcode::Continuation | Opcode::Ping | Opcode::Pong
-            );
-        json_bytes_field(j, "payload", f.payload, text_like);
+        // A single-frame text message was checked already: its text is the payload.
+        let known = f
+            .message
+            .as_ref()
+            .filter(|m| m.frames == 1 && !m.compressed)
+            .and_then(|m| m.text);
+        match known {
+            Some(t) if f.payload.len() <= JSON_MAX_PAYLOAD => {
+                j.extend_from_slice(b",\"payload_text\":");
+                json_str(j, t);
+            }
+            _ => {
+                let text_like = !h.rsv1
+                    && matches!(
+                        h.opcode,
+                        Opcode::Text | Opcode::Continuation | Opcode::Ping | Opcode::Pong
+                    );
+                json_bytes_field(j, "payload", f.payload, text_like);
+            }
+        }
     }
     if let Some((code, reason)) = &f.close {
         j.extend_from_slice(b",\"close\":{\"code\":");
@@ -1872,15 +2093,18 @@ fn json_ws(j: &mut Vec<u8>, f: &WsFrame<'_>) {
         let _ = write!(Bw(j), ",\"fragment\":{n}");
     }
     if let Some(m) = &f.message {
-        let _ = write!(
-            Bw(j),
-            ",\"message\":{{\"opcode\":\"{}\",\"frames\":{},\"compressed\":{},\"wire_length\":{},\"length\":{}",
-            if m.binary { "binary" } else { "text" },
-            m.frames,
-            m.compressed,
-            m.wire_len,
-            m.data.len()
-        );
+        j.extend_from_slice(if m.binary {
+            b",\"message\":{\"opcode\":\"binary\",\"frames\":"
+        } else {
+            b",\"message\":{\"opcode\":\"text\",\"frames\":"
+        });
+        push_u64(j, u64::from(m.frames));
+        j.extend_from_slice(b",\"compressed\":");
+        json_bool(j, m.compressed);
+        j.extend_from_slice(b",\"wire_length\":");
+        push_u64(j, m.wire_len as u64);
+        j.extend_from_slice(b",\"length\":");
+        push_u64(j, m.data.len() as u64);
         if m.frames > 1 || m.compressed || m.text.is_none() {
             json_bytes_field(j, "data", m.data, m.text.is_some());
         }
@@ -1936,11 +2160,14 @@ fn json_engineio(j: &mut Vec<u8>, packets: &[EioPacket<'_>]) {
             j.extend_from_slice(b",\"socketio\":{");
             if let Some(r) = &s.packet {
                 let t = r.packet_type();
-                let _ = write!(Bw(j), "\"type\":\"{}\",\"nsp\":", t.name());
+                j.extend_from_slice(b"\"type\":\"");
+                j.extend_from_slice(t.name().as_bytes());
+                j.extend_from_slice(b"\",\"nsp\":");
                 json_str(j, r.nsp());
                 match r.id() {
                     Some(id) => {
-                        let _ = write!(Bw(j), ",\"id\":{id}");
+                        j.extend_from_slice(b",\"id\":");
+                        push_u64(j, id);
                     }
                     None => j.extend_from_slice(b",\"id\":null"),
                 }
@@ -2077,6 +2304,89 @@ fn str_list(j: &mut Vec<u8>, l: &[String]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The escaping rules one byte at a time, to check the word-at-a-time [`json_str`].
+    fn json_str_slow(s: &str) -> String {
+        let mut out = String::from("\"");
+        for c in s.chars() {
+            match c {
+                '"' => out.push_str("\\\""),
+                '\\' => out.push_str("\\\\"),
+                '\n' => out.push_str("\\n"),
+                '\r' => out.push_str("\\r"),
+                '\t' => out.push_str("\\t"),
+                c if u32::from(c) < 0x20 => out.push_str(&format!("\\u{:04x}", u32::from(c))),
+                c => out.push(c),
+            }
+        }
+        out.push('"');
+        out
+    }
+
+    #[test]
+    fn json_str_matches_byte_at_a_time_escaping() {
+        let samples = [
+            "",
+            "a",
+            "plain ascii text longer than eight bytes",
+            "42[\"send_message\",{\"room\":\"0\",\"message\":\"hi\"}]",
+            "\\\\\\\\\\\\\\\\\\",
+            "tab\there\nnew\rline\u{1}\u{1f}\u{7f}\u{0}end",
+            "ünïcødé 😀 \u{1b}[31m \"quoted\" ……",
+            "\u{1f}\u{20}\u{21}\u{22}\u{5b}\u{5c}\u{5d}\u{7e}",
+        ];
+        for s in samples {
+            // Every alignment of every sample against the 8-byte chunks.
+            for pad in 0..9 {
+                let t = format!("{}{s}", "x".repeat(pad));
+                let mut j = Vec::new();
+                json_str(&mut j, &t);
+                assert_eq!(String::from_utf8(j).unwrap(), json_str_slow(&t), "{t:?}");
+            }
+        }
+        for b in 0u8..0x80 {
+            let t = format!("abcdefg{}hijklmnop", char::from(b));
+            let mut j = Vec::new();
+            json_str(&mut j, &t);
+            assert_eq!(String::from_utf8(j).unwrap(), json_str_slow(&t));
+        }
+    }
+
+    #[test]
+    fn numbers_and_times_format_like_fmt() {
+        for n in [
+            0u64,
+            1,
+            9,
+            10,
+            11,
+            99,
+            100,
+            101,
+            999,
+            1000,
+            12345,
+            1_700_000_000,
+            u64::MAX,
+        ] {
+            let mut j = Vec::new();
+            push_u64(&mut j, n);
+            assert_eq!(String::from_utf8(j).unwrap(), n.to_string());
+        }
+        for (ns, text) in [
+            (0i64, "0.000000000"),
+            (1, "0.000000001"),
+            (37_000, "0.000037000"),
+            (1_700_000_000_000_037_000, "1700000000.000037000"),
+            (999_999_999, "0.999999999"),
+            (-1_500_000_000, "-1.500000000"),
+            (i64::MAX, "9223372036.854775807"),
+        ] {
+            let mut j = Vec::new();
+            push_secs(&mut j, ns);
+            assert_eq!(String::from_utf8(j).unwrap(), text);
+        }
+    }
 
     #[test]
     fn json_strings_are_escaped() {

@@ -2,10 +2,8 @@
 //! shared protocol core (`proto::engineio`, `proto::socketio`): packet types, namespaces, event
 //! names, ack ids, JSON arguments, and binary attachments joined to their placeholders.
 
-use std::borrow::Cow;
-
-use crate::proto::engineio::{self, PacketRef as EioRef, PacketType as EioType, Payload};
-use crate::proto::socketio::{self, PacketRef as SioRef, Reassembler};
+use crate::proto::engineio::{self, PacketRef as EioRef, Payload};
+use crate::proto::socketio::{PacketRef as SioRef, Reassembler};
 
 use super::event::Anomaly;
 
@@ -29,6 +27,16 @@ pub struct EioPacket<'a> {
     pub raw: &'a str,
     pub error: Option<String>,
     pub sio: Option<SioPacket<'a>>,
+}
+
+impl SioPacket<'_> {
+    /// One-line summary (`EVENT send_message nsp=/ {...}`), from the shared core.
+    pub fn summary(&self) -> String {
+        match &self.packet {
+            Some(r) => r.summary(),
+            None => self.note.clone(),
+        }
+    }
 }
 
 impl EioPacket<'_> {
@@ -56,13 +64,13 @@ impl EioPacket<'_> {
 pub struct SioPacket<'a> {
     /// The packet as parsed (None for an attachment or an error).
     pub packet: Option<SioRef<'a>>,
-    /// One-line summary (`EVENT send_message nsp=/ {...}`).
-    pub summary: String,
+    /// Summary of an attachment or an error (a parsed packet's is made on demand: [`SioPacket::summary`]).
+    pub note: String,
     pub error: Option<String>,
     /// This binary message is attachment `.0` (0-based) of `.1` of a waiting packet.
     pub attachment: Option<(usize, usize)>,
     /// The binary packet this attachment completed, with placeholders joined to their bytes.
-    pub completed: Option<Completed>,
+    pub completed: Option<Box<Completed>>,
 }
 
 /// A BINARY_EVENT / BINARY_ACK with all its attachments.
@@ -122,8 +130,24 @@ impl SioDir {
         let Some(text) = text else { return Vec::new() };
         match EioRef::parse_text(text) {
             Ok(p) => {
-                if self.mode == Mode::Maybe && !plausible(&p) {
-                    return Vec::new();
+                if self.mode == Mode::Maybe {
+                    // Without a handshake, only call it Engine.IO when it looks like it.
+                    match &p {
+                        EioRef::Message(m) => {
+                            let Ok(r) = SioRef::parse(m) else {
+                                return Vec::new();
+                            };
+                            let sio = self.parsed_packet(r, anomalies);
+                            return vec![EioPacket {
+                                packet: Some(p),
+                                raw: text,
+                                error: None,
+                                sio: Some(sio),
+                            }];
+                        }
+                        other if !plausible(other) => return Vec::new(),
+                        _ => {}
+                    }
                 }
                 vec![self.packet(p, text, anomalies)]
             }
@@ -226,39 +250,50 @@ impl SioDir {
             self.reset();
         }
         match SioRef::parse(text) {
-            Ok(r) => {
-                let summary = r.summary();
-                if r.attachments() > 0 {
-                    match self.reassembler.push_ref(&r) {
-                        Ok(_) => {
-                            self.expected = r.attachments();
-                            self.received = 0;
-                        }
-                        Err(e) => {
-                            anomalies
-                                .push(Anomaly::new("socketio_error", format!("Socket.IO: {e}")));
-                            self.reset();
-                        }
-                    }
-                }
-                SioPacket {
-                    packet: Some(r),
-                    summary,
-                    error: None,
-                    attachment: None,
-                    completed: None,
-                }
-            }
+            Ok(r) => self.parsed_packet(r, anomalies),
             Err(e) => {
                 anomalies.push(Anomaly::new("socketio_error", format!("Socket.IO: {e}")));
                 SioPacket {
                     packet: None,
-                    summary: format!("invalid Socket.IO packet: {e}"),
+                    note: format!("invalid Socket.IO packet: {e}"),
                     error: Some(e.to_string()),
                     attachment: None,
                     completed: None,
                 }
             }
+        }
+    }
+
+    /// A parsed Socket.IO packet; a binary one starts waiting for its attachments.
+    fn parsed_packet<'a>(&mut self, r: SioRef<'a>, anomalies: &mut Vec<Anomaly>) -> SioPacket<'a> {
+        if self.expected > 0 {
+            anomalies.push(Anomaly::new(
+                "socketio_error",
+                format!(
+                    "Socket.IO: text packet while {} binary attachment(s) were still expected",
+                    self.expected - self.received
+                ),
+            ));
+            self.reset();
+        }
+        if r.attachments() > 0 {
+            match self.reassembler.push_ref(&r) {
+                Ok(_) => {
+                    self.expected = r.attachments();
+                    self.received = 0;
+                }
+                Err(e) => {
+                    anomalies.push(Anomaly::new("socketio_error", format!("Socket.IO: {e}")));
+                    self.reset();
+                }
+            }
+        }
+        SioPacket {
+            packet: Some(r),
+            note: String::new(),
+            error: None,
+            attachment: None,
+            completed: None,
         }
     }
 
@@ -283,7 +318,7 @@ impl SioDir {
         match self.reassembler.push_binary(data.to_vec()) {
             Ok(None) => Some(SioPacket {
                 packet: None,
-                summary: format!("attachment {} of {total} ({} B)", index + 1, data.len()),
+                note: format!("attachment {} of {total} ({} B)", index + 1, data.len()),
                 error: None,
                 attachment: Some((index, total)),
                 completed: None,
@@ -305,7 +340,7 @@ impl SioDir {
                 };
                 Some(SioPacket {
                     packet: None,
-                    summary: format!(
+                    note: format!(
                         "attachment {} of {total} ({} B), completes {}",
                         index + 1,
                         data.len(),
@@ -313,7 +348,7 @@ impl SioDir {
                     ),
                     error: None,
                     attachment: Some((index, total)),
-                    completed: Some(completed),
+                    completed: Some(Box::new(completed)),
                 })
             }
             Err(e) => {
@@ -321,7 +356,7 @@ impl SioDir {
                 self.reset();
                 Some(SioPacket {
                     packet: None,
-                    summary: format!("attachment {} of {total}: {e}", index + 1),
+                    note: format!("attachment {} of {total}: {e}", index + 1),
                     error: Some(e.to_string()),
                     attachment: Some((index, total)),
                     completed: None,
@@ -367,19 +402,4 @@ pub fn hex_prefix(bytes: &[u8], max: usize) -> String {
         s.push('…');
     }
     s
-}
-
-/// Engine.IO type of a packet, for statistics.
-pub fn eio_type(p: &EioPacket<'_>) -> Option<EioType> {
-    p.packet.as_ref().map(|p| p.packet_type())
-}
-
-/// Socket.IO packet type name and event name of a packet, for statistics and filters.
-pub fn sio_names<'a>(p: &'a EioPacket<'_>) -> Option<(&'static str, Option<Cow<'a, str>>)> {
-    let s = p.sio.as_ref()?;
-    if let Some(r) = &s.packet {
-        return Some((r.packet_type().name(), r.event().map(Cow::Borrowed)));
-    }
-    let _ = socketio::DEFAULT_NAMESPACE;
-    None
 }

@@ -29,6 +29,8 @@ pub struct StreamLine {
 
 #[derive(Debug, Default)]
 pub struct Stats {
+    /// Count everything (for `--stats`); otherwise only anomalies (for `--strict`) are counted.
+    pub enabled: bool,
     pub packets: u64,
     pub bytes: u64,
     pub first: Option<Timestamp>,
@@ -112,11 +114,6 @@ impl Stats {
                     if let Some(name) = r.event() {
                         bump(&mut self.sio_events, name);
                     }
-                } else if let Some(c) = &s.completed {
-                    if let Some(name) = &c.event {
-                        // Counted when the header arrived; nothing more here.
-                        let _ = name;
-                    }
                 }
             }
         }
@@ -124,6 +121,17 @@ impl Stats {
 
     /// Count an event that is shown.
     pub fn event(&mut self, _ctx: &Ctx<'_>, ev: &Event<'_>) {
+        if !self.enabled {
+            match ev {
+                Event::Ws(f) => self.anomalies(&f.anomalies),
+                Event::Http(m, _) => self.anomalies(&m.anomalies),
+                Event::Gap { .. } => self.anomaly("tcp_gap"),
+                Event::Truncated { .. } => self.anomaly("truncated"),
+                Event::Note { anomaly } => self.anomalies(std::slice::from_ref(anomaly)),
+                Event::Tcp(_) | Event::Data { .. } => {}
+            }
+            return;
+        }
         match ev {
             Event::Ws(f) => {
                 self.ws_frames += 1;
@@ -181,6 +189,9 @@ impl Stats {
 
     /// Record a conversation's totals (when it is forgotten or at the end).
     pub fn stream_summary(&mut self, c: &Conversation, app: &AppState) {
+        if !self.enabled {
+            return;
+        }
         if self.stream_lines.len() >= MAX_STREAM_LINES {
             self.streams_omitted += 1;
             return;
@@ -198,11 +209,19 @@ impl Stats {
     }
 }
 
+/// Most distinct event names counted one by one; further names are counted together, so a capture
+/// full of random names cannot grow memory without bound.
+const MAX_EVENT_NAMES: usize = 10_000;
+/// Where names beyond [`MAX_EVENT_NAMES`] are counted.
+pub const OTHER_EVENTS: &str = "(other names)";
+
 fn bump(map: &mut HashMap<String, u64>, key: &str) {
     if let Some(n) = map.get_mut(key) {
         *n += 1;
-    } else {
+    } else if map.len() < MAX_EVENT_NAMES {
         map.insert(key.to_string(), 1);
+    } else {
+        *map.entry(OTHER_EVENTS.to_string()).or_default() += 1;
     }
 }
 

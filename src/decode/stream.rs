@@ -795,3 +795,187 @@ fn emit_http(
     }
     emit(&Event::Http(msg, &[]));
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::ws::{Opcode, encode_frame};
+    use std::io::Write as _;
+
+    /// Feed (direction, bytes) in order; collect a one-line description of each event.
+    fn run(setup: Setup, steps: &[(usize, &[u8])]) -> (AppState, Vec<String>) {
+        let mut app = AppState::new(setup);
+        let mut out = Vec::new();
+        for (i, (dir, bytes)) in steps.iter().enumerate() {
+            app.deliver(*dir, Delivery::Data(bytes), i as u64 + 1, &mut |ev| {
+                out.push(describe(ev))
+            });
+        }
+        (app, out)
+    }
+
+    fn describe(ev: &Event<'_>) -> String {
+        let codes = |a: &[Anomaly]| a.iter().map(|a| a.code).collect::<Vec<_>>().join(",");
+        match ev {
+            Event::Http(m, packets) => {
+                let eio: Vec<String> = packets
+                    .iter()
+                    .map(|p| {
+                        p.sio
+                            .as_ref()
+                            .map_or_else(|| p.type_name().to_string(), |s| s.summary())
+                    })
+                    .collect();
+                format!(
+                    "http {} [{}] {}",
+                    m.start_line,
+                    eio.join(" | "),
+                    codes(&m.anomalies)
+                )
+            }
+            Event::Ws(f) => {
+                let eio: Vec<String> = f
+                    .message
+                    .iter()
+                    .flat_map(|m| m.engineio.iter())
+                    .map(|p| {
+                        p.sio
+                            .as_ref()
+                            .map_or_else(|| p.type_name().to_string(), |s| s.summary())
+                    })
+                    .collect();
+                format!(
+                    "ws {:?} {:?} [{}] {}",
+                    f.sender,
+                    f.header.opcode,
+                    eio.join(" | "),
+                    codes(&f.anomalies)
+                )
+            }
+            other => format!("{other:?}"),
+        }
+    }
+
+    const REQUEST: &[u8] = b"GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+
+    fn response(accept: &str) -> Vec<u8> {
+        format!("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n").into_bytes()
+    }
+
+    #[test]
+    fn upgrade_is_verified_then_frames_carry_socketio() {
+        let mut frames = response("s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+        // The server's first frame right behind the 101, in the same segment.
+        encode_frame(&mut frames, true, Opcode::Text, None, b"40{\"sid\":\"a\"}");
+        let mut c = Vec::new();
+        encode_frame(
+            &mut c,
+            true,
+            Opcode::Text,
+            Some([9, 9, 9, 9]),
+            b"42[\"send_message\",{\"room\":\"1\"}]",
+        );
+        let (app, out) = run(
+            Setup {
+                ws_port_side: None,
+                syn_from: Some(0),
+            },
+            &[(0, REQUEST), (1, &frames), (0, &c)],
+        );
+        assert_eq!(app.proto, Proto::WebSocket);
+        assert_eq!(out.len(), 4, "{out:#?}");
+        assert!(out[0].starts_with("http GET /socket.io/?EIO=4&transport=websocket HTTP/1.1"));
+        assert_eq!(out[1], "http HTTP/1.1 101 Switching Protocols [] ");
+        assert_eq!(out[2], "ws Server Text [CONNECT nsp=/ {\"sid\":\"a\"}] ");
+        assert_eq!(
+            out[3],
+            "ws Client Text [EVENT send_message nsp=/ {\"room\":\"1\"}] "
+        );
+    }
+
+    #[test]
+    fn a_wrong_accept_is_flagged() {
+        let (_, out) = run(
+            Setup {
+                ws_port_side: None,
+                syn_from: Some(0),
+            },
+            &[(0, REQUEST), (1, &response("AAAA"))],
+        );
+        assert!(out[1].ends_with("bad_accept"), "{out:?}");
+    }
+
+    #[test]
+    fn polling_bodies_chunked_and_gzip_are_split_into_packets() {
+        let req = b"POST /socket.io/?EIO=4&transport=polling&sid=x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n";
+        let body = b"42[\"join_room\",\"1\"]\x1e451-[\"up\",{\"_placeholder\":true,\"num\":0}]\x1ebAQIDBA==";
+        let mut chunked = format!("{:x}\r\n", 10).into_bytes();
+        chunked.extend_from_slice(&body[..10]);
+        chunked.extend_from_slice(format!("\r\n{:x}\r\n", body.len() - 10).as_bytes());
+        chunked.extend_from_slice(&body[10..]);
+        chunked.extend_from_slice(b"\r\n0\r\n\r\n");
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(b"ok").unwrap();
+        let gz = gz.finish().unwrap();
+        let mut resp = format!(
+            "HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: {}\r\n\r\n",
+            gz.len()
+        )
+        .into_bytes();
+        resp.extend_from_slice(&gz);
+        let (_, out) = run(
+            Setup {
+                ws_port_side: None,
+                syn_from: Some(0),
+            },
+            &[(0, req), (0, &chunked[..7]), (0, &chunked[7..]), (1, &resp)],
+        );
+        assert_eq!(out.len(), 2, "{out:#?}");
+        assert_eq!(
+            out[0],
+            "http POST /socket.io/?EIO=4&transport=polling&sid=x HTTP/1.1 [EVENT join_room nsp=/ \"1\" | BINARY_EVENT up nsp=/ <binary #0> | attachment 1 of 1 (4 B), completes BINARY_EVENT up nsp=/ <binary 4 B>] "
+        );
+        assert_eq!(out[1], "http HTTP/1.1 200 OK [] ");
+    }
+
+    #[test]
+    fn a_ws_port_without_handshake_decodes_frames_and_guesses_engineio() {
+        let mut c = Vec::new();
+        encode_frame(&mut c, true, Opcode::Text, Some([1, 2, 3, 4]), b"42[\"x\"]");
+        encode_frame(&mut c, true, Opcode::Text, Some([1, 2, 3, 4]), b"hello");
+        let (_, out) = run(
+            Setup {
+                ws_port_side: Some(1),
+                syn_from: None,
+            },
+            &[(0, &c)],
+        );
+        assert_eq!(
+            out,
+            ["ws Client Text [EVENT x nsp=/] ", "ws Client Text [] "]
+        );
+    }
+
+    #[test]
+    fn the_capture_ending_inside_a_head_or_body_is_reported() {
+        let req = b"POST /x HTTP/1.1\r\nContent-Length: 10\r\n\r\n12345";
+        let (mut app, _) = run(
+            Setup {
+                ws_port_side: None,
+                syn_from: Some(0),
+            },
+            &[(0, req), (1, b"HTTP/1.1 2")],
+        );
+        let mut out = Vec::new();
+        app.finish(&mut |ev| out.push(describe(ev)));
+        assert_eq!(out.len(), 2, "{out:?}");
+        assert!(
+            out[0].contains("inside the body of `POST /x HTTP/1.1` (5 body bytes seen)"),
+            "{out:?}"
+        );
+        assert!(
+            out[1].contains("inside an HTTP head (10 bytes seen)"),
+            "{out:?}"
+        );
+    }
+}

@@ -349,7 +349,7 @@ impl WsDir {
                 match CloseFrame::parse(payload) {
                     Ok(c) => close = Some((c.code, c.reason.to_string())),
                     Err(e) => {
-                        let code = payload.get(..2).map(|b| u16::from_be_bytes([b[0], b[1]]));
+                        let code = payload.first_chunk::<2>().map(|b| u16::from_be_bytes(*b));
                         let reason = String::from_utf8_lossy(payload.get(2..).unwrap_or_default())
                             .into_owned();
                         close = Some((code, reason));
@@ -529,5 +529,158 @@ impl WsDir {
                 f.frames
             )
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::sio::Mode;
+    use crate::wire::deflate::Deflater;
+    use crate::wire::ws::{encode_frame, encode_frame_rsv};
+
+    /// What a test keeps of each frame: opcode, FIN, message text (if complete), anomaly codes.
+    type Seen = (u8, bool, Option<String>, Vec<&'static str>);
+
+    fn feed_all(dir: &mut WsDir, chunks: &[&[u8]]) -> Vec<Seen> {
+        let mut out = Vec::new();
+        for c in chunks {
+            dir.feed(c, 1, &mut |f: &WsFrame<'_>| {
+                let text = f.message.as_ref().map(|m| match m.text {
+                    Some(t) => t.to_string(),
+                    None => format!("<{} bytes>", m.data.len()),
+                });
+                out.push((
+                    f.header.opcode.as_u8(),
+                    f.header.fin,
+                    text,
+                    f.anomalies.iter().map(|a| a.code).collect(),
+                ));
+            });
+        }
+        out
+    }
+
+    fn client(inflater: Option<Inflater>) -> WsDir {
+        WsDir::new(Role::Client, inflater, SioDir::new(Mode::No))
+    }
+
+    const KEY: Option<[u8; 4]> = Some([1, 2, 3, 4]);
+
+    #[test]
+    fn frames_split_at_any_byte_decode_the_same() {
+        let mut wire = Vec::new();
+        encode_frame(&mut wire, true, Opcode::Text, KEY, b"hello");
+        encode_frame(&mut wire, true, Opcode::Binary, KEY, &[0u8; 300]);
+        let whole = feed_all(&mut client(None), &[&wire]);
+        assert_eq!(whole.len(), 2);
+        assert_eq!(whole[0].2.as_deref(), Some("hello"));
+        for split in 1..wire.len() {
+            let parts = feed_all(&mut client(None), &[&wire[..split], &wire[split..]]);
+            assert_eq!(parts, whole, "split at {split}");
+        }
+    }
+
+    #[test]
+    fn fragments_are_reassembled_around_a_control_frame() {
+        let mut wire = Vec::new();
+        encode_frame(&mut wire, false, Opcode::Text, KEY, b"Ol\xc3");
+        encode_frame(&mut wire, true, Opcode::Ping, KEY, b"p");
+        encode_frame(&mut wire, true, Opcode::Continuation, KEY, b"\xa1!");
+        let seen = feed_all(&mut client(None), &[&wire]);
+        assert_eq!(seen.len(), 3);
+        assert_eq!(seen[0].2, None);
+        assert_eq!(
+            seen[2].2.as_deref(),
+            Some("Olá!"),
+            "UTF-8 split across fragments is fine"
+        );
+        assert!(seen.iter().all(|s| s.3.is_empty()), "{seen:?}");
+    }
+
+    #[test]
+    fn permessage_deflate_keeps_the_window_and_handles_fragments() {
+        let mut deflater = Deflater::new(15, true).unwrap();
+        let mut wire = Vec::new();
+        for text in [
+            "42[\"send_message\",{\"message\":\"one\"}]",
+            "42[\"send_message\",{\"message\":\"two\"}]",
+        ] {
+            let c = deflater.deflate_message(text.as_bytes()).unwrap();
+            encode_frame_rsv(&mut wire, true, Rsv::RSV1, Opcode::Text, KEY, &c);
+        }
+        // A compressed message in three fragments: RSV1 on the first only (RFC 7692 §6.1).
+        let c = deflater
+            .deflate_message(b"fragmented and compressed")
+            .unwrap();
+        let (a, rest) = c.split_at(c.len() / 3);
+        let (b, d) = rest.split_at(rest.len() / 2);
+        encode_frame_rsv(&mut wire, false, Rsv::RSV1, Opcode::Text, KEY, a);
+        encode_frame(&mut wire, false, Opcode::Continuation, KEY, b);
+        encode_frame(&mut wire, true, Opcode::Continuation, KEY, d);
+        let mut dir = client(Some(Inflater::new(15, true).unwrap()));
+        let seen = feed_all(&mut dir, &[&wire]);
+        let texts: Vec<_> = seen.iter().filter_map(|s| s.2.clone()).collect();
+        assert_eq!(
+            texts,
+            [
+                "42[\"send_message\",{\"message\":\"one\"}]",
+                "42[\"send_message\",{\"message\":\"two\"}]",
+                "fragmented and compressed"
+            ]
+        );
+        assert!(seen.iter().all(|s| s.3.is_empty()), "{seen:?}");
+    }
+
+    #[test]
+    fn rules_are_checked_per_frame() {
+        let mut wire = Vec::new();
+        encode_frame(&mut wire, true, Opcode::Text, None, b"unmasked");
+        encode_frame_rsv(&mut wire, true, Rsv::RSV2, Opcode::Text, KEY, b"rsv");
+        encode_frame(&mut wire, true, Opcode::Text, KEY, b"\xff");
+        encode_frame(&mut wire, true, Opcode::Continuation, KEY, b"x");
+        encode_frame(&mut wire, true, Opcode::Close, KEY, &[0x03]);
+        let seen = feed_all(&mut client(None), &[&wire]);
+        let codes: Vec<_> = seen.iter().map(|s| s.3.clone()).collect();
+        assert_eq!(
+            codes,
+            [
+                vec!["unmasked_client_frame"],
+                vec!["reserved_bits"],
+                vec!["invalid_utf8"],
+                vec!["unexpected_continuation"],
+                vec!["invalid_close"]
+            ]
+        );
+    }
+
+    #[test]
+    fn after_a_gap_or_a_malformed_header_decoding_resumes_at_a_frame() {
+        let mut good = Vec::new();
+        encode_frame(&mut good, true, Opcode::Text, KEY, b"back");
+        let mut dir = client(None);
+        dir.gap();
+        // Middle of some frame: not a plausible start; dropped.
+        let seen = feed_all(&mut dir, &[b"\x00\x00\x00garbage", &good]);
+        assert_eq!(seen.len(), 1);
+        assert_eq!(seen[0].2.as_deref(), Some("back"));
+        assert_eq!(dir.resync_dropped, 10);
+        let bad: &[u8] = b"\x81\xff\x80\x00\x00\x00\x00\x00\x00\x05";
+        let seen = feed_all(&mut dir, &[bad, &good]);
+        assert_eq!(seen.len(), 2);
+        assert_eq!(seen[0].3, ["malformed_frame"]);
+        assert_eq!(seen[1].2.as_deref(), Some("back"));
+    }
+
+    #[test]
+    fn an_unfinished_frame_is_reported() {
+        let mut wire = Vec::new();
+        encode_frame(&mut wire, true, Opcode::Text, KEY, &[b'a'; 200]);
+        let mut dir = client(None);
+        assert!(feed_all(&mut dir, &[&wire[..100]]).is_empty());
+        assert_eq!(
+            dir.unfinished().as_deref(),
+            Some("capture ends inside a WebSocket frame (100 bytes of 208 present)")
+        );
     }
 }

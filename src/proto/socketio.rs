@@ -590,7 +590,8 @@ fn count_digits(bytes: &[u8], from: usize) -> usize {
 fn parse_u64(bytes: &[u8], from: usize, len: usize) -> Option<u64> {
     let digits = bytes.get(from..from.checked_add(len)?)?;
     digits.iter().try_fold(0u64, |acc, &d| {
-        acc.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+        let digit = d.checked_sub(b'0').filter(|v| *v < 10)?;
+        acc.checked_mul(10)?.checked_add(u64::from(digit))
     })
 }
 

@@ -13,12 +13,13 @@
 //!
 //! Without an ack the refusals arrive as an `error` event: `["error",{"event":"send_message",
 //! "error":"not a member of room 7"}]`. Rooms are named by a string or a number; `7` and `"7"` are
-//! the same room (a plain WebSocket client at `/ws/7` is in it too).
+//! the same room (a plain WebSocket client at `/ws/7` is in it too). Any namespace may be used;
+//! each has its own rooms (`/ws/ROOM` clients are in the `/` namespace's rooms).
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use bytes::Bytes;
 use serde::Serialize;
 
 use super::adapter::Broadcast;
@@ -29,6 +30,9 @@ use crate::proto::chat::{self as proto_chat, RoomId};
 
 /// Longest room name accepted, in bytes.
 pub const MAX_ROOM_LEN: usize = 256;
+
+/// Longest namespace name accepted, in bytes.
+pub const MAX_NAMESPACE_LEN: usize = 256;
 
 /// A chat message as the original app built it: `{room, author, message, time}` (field order kept).
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -54,18 +58,34 @@ impl<'a> ChatMessage<'a> {
     /// WebSocket members. Each form is encoded once for all recipients.
     pub fn broadcast(&self) -> Broadcast {
         let json = serde_json::to_string(self).unwrap_or_else(|_| "{}".into());
-        receive_message_broadcast(json.as_bytes())
+        receive_message_broadcast("/", json.as_bytes())
     }
 }
 
-/// A `receive_message` broadcast carrying `data_json` (one JSON value, already serialised).
-pub fn receive_message_broadcast(data_json: &[u8]) -> Broadcast {
+/// A `receive_message` broadcast in namespace `nsp` carrying `data_json` (one JSON value, already
+/// serialised).
+pub fn receive_message_broadcast(nsp: &str, data_json: &[u8]) -> Broadcast {
     let data = std::str::from_utf8(data_json).unwrap_or("null");
-    let mut text = String::with_capacity(data.len() + 24);
-    text.push('4');
-    proto_chat::encode_receive_message(&mut text, "/", data);
-    Broadcast::single(super::wsconn::text_frame(text.as_bytes()))
-        .with_plain(Bytes::copy_from_slice(data_json))
+    let frame = SCRATCH.with(|scratch| {
+        let mut text = scratch.borrow_mut();
+        text.clear();
+        text.push('4');
+        proto_chat::encode_receive_message(&mut text, nsp, data);
+        let frame = super::wsconn::text_frame(text.as_bytes());
+        if text.capacity() > 64 * 1024 {
+            *text = String::new();
+        }
+        frame
+    });
+    // The plain form is the data itself, inside the frame (`...,<data>]`): shared, not copied.
+    let end = frame.len().saturating_sub(1);
+    let plain = frame.slice(end.saturating_sub(data.len())..end);
+    Broadcast::single(frame).with_plain(plain)
+}
+
+thread_local! {
+    /// Scratch text for encoding broadcasts (one allocation per broadcast: its frame).
+    static SCRATCH: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
 }
 
 /// The room a JSON value names (`proto::chat::RoomId`: a string, or a number keyed by its decimal
@@ -96,7 +116,7 @@ impl ChatApp {
     }
 
     /// Answer a request: the ack when one was asked for, else (for refusals) an `error` event.
-    fn answer(&self, socket: &Socket, ev: &Event<'_>, ok_json: Result<String, String>) {
+    fn answer(&self, socket: &Socket, ev: &Event<'_>, ok_json: Result<Cow<'static, str>, String>) {
         match (ev.ack, ok_json) {
             (Some(id), Ok(json)) => socket.ack_raw(id, &json),
             (Some(id), Err(error)) => socket.ack_raw(id, &refusal_json(&error)),
@@ -112,7 +132,7 @@ impl ChatApp {
         }
     }
 
-    fn join(&self, socket: &Arc<Socket>, ev: &Event<'_>) -> Result<String, String> {
+    fn join(&self, socket: &Arc<Socket>, ev: &Event<'_>) -> Result<Cow<'static, str>, String> {
         let raw = ev.first_arg.as_deref().ok_or("join_room needs a room")?;
         let room = room_key(raw)?;
         let room = room.as_str();
@@ -130,10 +150,13 @@ impl ChatApp {
                 super::socketio::MAX_ROOMS_PER_SOCKET
             ));
         }
-        Ok(format!("{{\"ok\":true,\"room\":{}}}", raw.trim()))
+        Ok(Cow::Owned(format!(
+            "{{\"ok\":true,\"room\":{}}}",
+            raw.trim()
+        )))
     }
 
-    fn leave(&self, socket: &Arc<Socket>, ev: &Event<'_>) -> Result<String, String> {
+    fn leave(&self, socket: &Arc<Socket>, ev: &Event<'_>) -> Result<Cow<'static, str>, String> {
         let raw = ev.first_arg.as_deref().ok_or("leave_room needs a room")?;
         let room = room_key(raw)?;
         let room = room.as_str();
@@ -141,10 +164,13 @@ impl ChatApp {
             return Err(format!("not a member of room {room}"));
         }
         tracing::info!(socket = %socket.id, peer = %socket.session().peer(), room = %room, "leave");
-        Ok(format!("{{\"ok\":true,\"room\":{}}}", raw.trim()))
+        Ok(Cow::Owned(format!(
+            "{{\"ok\":true,\"room\":{}}}",
+            raw.trim()
+        )))
     }
 
-    fn send(&self, socket: &Arc<Socket>, ev: &Event<'_>) -> Result<String, String> {
+    fn send(&self, socket: &Arc<Socket>, ev: &Event<'_>) -> Result<Cow<'static, str>, String> {
         let data = ev
             .first_arg
             .as_deref()
@@ -160,12 +186,12 @@ impl ChatApp {
         // socket.to(room).emit("receive_message", data): the data as the client sent it (with its
         // binary attachments, if any).
         let b = if ev.attachments.is_empty() {
-            receive_message_broadcast(data.trim().as_bytes())
+            receive_message_broadcast(socket.nsp(), data.trim().as_bytes())
         } else {
             socket.binary_event_broadcast("receive_message", data, &ev.attachments)
         };
         socket.broadcast_to(room, &b);
-        Ok("{\"ok\":true}".into())
+        Ok(Cow::Borrowed("{\"ok\":true}"))
     }
 }
 
@@ -178,8 +204,9 @@ pub fn refusal_json(error: &str) -> String {
 }
 
 impl SioApp for ChatApp {
+    /// Every namespace is a chat of its own (its own rooms); `/ws/ROOM` clients share `/`'s.
     fn has_namespace(&self, nsp: &str) -> bool {
-        nsp == "/"
+        nsp.len() <= MAX_NAMESPACE_LEN
     }
 
     fn on_event(&self, socket: &Arc<Socket>, ev: Event<'_>) -> Result<(), CloseReason> {
@@ -213,6 +240,23 @@ mod tests {
         assert!(room_key("\"\"").is_err());
         assert!(room_key(&format!("\"{}\"", "x".repeat(300))).is_err());
         assert!(room_key("12abc").is_err());
+    }
+
+    #[test]
+    fn a_broadcast_is_encoded_once_and_the_plain_form_shares_its_bytes() {
+        let data = r#"{"room":"7","author":"Ana","message":"Olá mundo!","time":"10:42"}"#;
+        let b = receive_message_broadcast("/", data.as_bytes());
+        let frames = b.sio_frames();
+        assert_eq!(frames.len(), 1);
+        let (op, payload) = crate::serve::wsconn::frame_payload(&frames[0]).unwrap();
+        assert_eq!(op, crate::wire::ws::Opcode::Text);
+        assert_eq!(
+            &payload[..],
+            format!(r#"42["receive_message",{data}]"#).as_bytes()
+        );
+        let plain = b.plain_frame(crate::serve::wsconn::text_frame).unwrap();
+        let (_, plain_payload) = crate::serve::wsconn::frame_payload(&plain).unwrap();
+        assert_eq!(&plain_payload[..], data.as_bytes());
     }
 
     #[test]

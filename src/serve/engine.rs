@@ -86,8 +86,6 @@ pub struct Session {
     /// The state machine reported `Closed`.
     closed: AtomicBool,
     finished: AtomicBool,
-    #[allow(dead_code)]
-    opened_over: TransportKind,
     peer: SocketAddr,
     shared: Arc<Shared>,
 }
@@ -406,7 +404,6 @@ impl<A: EngineApp> EngineEndpoint<A> {
             reason: OnceLock::new(),
             closed: AtomicBool::new(false),
             finished: AtomicBool::new(false),
-            opened_over: transport,
             peer,
             shared: shared.clone(),
         });
@@ -550,7 +547,9 @@ impl<A: EngineApp> EngineEndpoint<A> {
                 Some(d) => {
                     tokio::select! {
                         _ = tokio::time::sleep_until(tokio::time::Instant::from_std(d)) => {
-                            self.on_timeout(&slot, Instant::now());
+                            // The timers run at the instant they were due (not when the task got
+                            // to run): a ping due at T makes the pong deadline T + pingTimeout.
+                            self.on_timeout(&slot, d);
                         }
                         _ = notified => {}
                     }

@@ -33,12 +33,24 @@ impl Transport {
         Transport::PlainWs,
         Transport::Echo,
     ];
-    fn index(self) -> usize {
-        match self {
-            Transport::Polling => 0,
-            Transport::Websocket => 1,
-            Transport::PlainWs => 2,
-            Transport::Echo => 3,
+}
+
+/// One counter per transport.
+#[derive(Debug, Default)]
+struct PerTransport<T> {
+    polling: T,
+    websocket: T,
+    plain_ws: T,
+    echo: T,
+}
+
+impl<T> PerTransport<T> {
+    fn get(&self, t: Transport) -> &T {
+        match t {
+            Transport::Polling => &self.polling,
+            Transport::Websocket => &self.websocket,
+            Transport::PlainWs => &self.plain_ws,
+            Transport::Echo => &self.echo,
         }
     }
 }
@@ -47,8 +59,8 @@ impl Transport {
 #[derive(Debug)]
 pub struct Metrics {
     started: Instant,
-    connections: [AtomicI64; 4],
-    connections_total: [AtomicU64; 4],
+    connections: PerTransport<AtomicI64>,
+    connections_total: PerTransport<AtomicU64>,
     /// Socket.IO namespace connections currently open.
     pub sockets: AtomicI64,
     /// Rooms with at least one member (all namespaces).
@@ -104,24 +116,26 @@ impl Metrics {
 
     /// A connection of this transport opened.
     pub fn open(&self, t: Transport) {
-        self.connections[t.index()].fetch_add(1, Ordering::Relaxed);
-        self.connections_total[t.index()].fetch_add(1, Ordering::Relaxed);
+        self.connections.get(t).fetch_add(1, Ordering::Relaxed);
+        self.connections_total
+            .get(t)
+            .fetch_add(1, Ordering::Relaxed);
     }
 
     /// A connection of this transport closed.
     pub fn close(&self, t: Transport) {
-        self.connections[t.index()].fetch_sub(1, Ordering::Relaxed);
+        self.connections.get(t).fetch_sub(1, Ordering::Relaxed);
     }
 
     /// A session moved from one transport to another (polling -> websocket upgrade).
     pub fn moved(&self, from: Transport, to: Transport) {
-        self.connections[from.index()].fetch_sub(1, Ordering::Relaxed);
-        self.connections[to.index()].fetch_add(1, Ordering::Relaxed);
+        self.connections.get(from).fetch_sub(1, Ordering::Relaxed);
+        self.connections.get(to).fetch_add(1, Ordering::Relaxed);
     }
 
     /// Open connections of one transport.
     pub fn connections(&self, t: Transport) -> i64 {
-        self.connections[t.index()].load(Ordering::Relaxed)
+        self.connections.get(t).load(Ordering::Relaxed)
     }
 
     /// Open connections of all transports.
@@ -169,7 +183,7 @@ impl Metrics {
                 s,
                 "wschat_connections_total{{transport=\"{}\"}} {}",
                 t.as_str(),
-                c(&self.connections_total[t.index()])
+                c(self.connections_total.get(t))
             );
         }
         let gauges: [(&str, &str, i64); 2] = [

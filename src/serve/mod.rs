@@ -14,10 +14,17 @@
 //! application), [`plainws`] (`/ws/ROOM` and `/echo`), [`outbox`] (bounded per-client queues),
 //! [`adapter`] (rooms), [`metrics`], [`static_files`], [`assets`].
 
+// Live-path code must not panic on anything a client sends (tests may unwrap).
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
+)]
+
 pub mod adapter;
 pub mod assets;
 pub mod chat;
 pub mod engine;
+pub mod fixture;
 pub mod http;
 pub mod metrics;
 pub mod outbox;
@@ -57,6 +64,10 @@ pub fn config_from_args(args: &ServeArgs) -> anyhow::Result<ServerConfig> {
     if args.ping_interval.is_zero() || args.ping_timeout.is_zero() {
         anyhow::bail!("--ping-interval and --ping-timeout must be greater than zero");
     }
+    if let Some(dir) = &args.static_dir {
+        static_files::StaticDir::open(dir)
+            .with_context(|| format!("--static {}: cannot serve this folder", dir.display()))?;
+    }
     Ok(ServerConfig {
         ping_interval: args.ping_interval,
         ping_timeout: args.ping_timeout,
@@ -88,6 +99,7 @@ pub fn run(args: &ServeArgs, _global: &Global) -> anyhow::Result<ExitCode> {
             .build(),
     }
     .context("while starting the async runtime")?;
+    raise_fd_limit(args.max_connections);
     let json = args.json;
     let listen = args.listen;
     runtime.block_on(async move {
@@ -111,6 +123,25 @@ pub fn run(args: &ServeArgs, _global: &Global) -> anyhow::Result<ExitCode> {
         anyhow::Ok(())
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Raise the soft open-files limit to the hard limit (each connection is a descriptor) and say so
+/// when it still cannot hold `--max-connections`.
+fn raise_fd_limit(max_connections: usize) {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => {
+            if (limit as usize) < max_connections.saturating_add(64) {
+                tracing::info!(
+                    limit,
+                    max_connections,
+                    "the open files limit caps concurrent clients below --max-connections (raise it with ulimit -n)"
+                );
+            } else {
+                tracing::debug!(limit, "open files limit");
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "could not raise the open files limit"),
+    }
 }
 
 /// Mount the chat relay: Socket.IO at `/socket.io/` running [`chat::ChatApp`], and its `/`
@@ -199,5 +230,64 @@ fn announce(addr: SocketAddr, json: bool) {
         for (url, iface) in &urls {
             sayln!("  {url:<32} {iface}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_specific_address_is_its_own_url() {
+        let u = urls("127.0.0.1:3001".parse().unwrap());
+        assert_eq!(
+            u,
+            vec![("http://127.0.0.1:3001/".to_string(), String::new())]
+        );
+        let u = urls("[::1]:3001".parse().unwrap());
+        assert_eq!(u[0].0, "http://[::1]:3001/");
+    }
+
+    #[test]
+    fn a_wildcard_bind_lists_the_interfaces_loopback_first() {
+        let u = urls("0.0.0.0:3001".parse().unwrap());
+        assert!(!u.is_empty());
+        assert!(
+            u.iter()
+                .all(|(url, _)| url.starts_with("http://") && url.ends_with(":3001/"))
+        );
+        assert!(
+            u.iter().all(|(url, _)| !url.contains('[')),
+            "IPv4 wildcard lists IPv4 only"
+        );
+        if u.len() > 1 {
+            assert_eq!(u[0].0, "http://127.0.0.1:3001/", "{u:?}");
+        }
+    }
+
+    #[test]
+    fn command_line_limits_are_checked() {
+        use clap::Parser as _;
+        let parse = |extra: &[&str]| {
+            let mut argv = vec!["wschat", "serve"];
+            argv.extend_from_slice(extra);
+            match crate::cli::Cli::parse_from(argv).command {
+                crate::cli::Command::Serve(a) => config_from_args(&a),
+                _ => unreachable!("serve"),
+            }
+        };
+        let c = parse(&[]).unwrap();
+        assert_eq!(c.ping_interval, std::time::Duration::from_secs(25));
+        assert_eq!(c.ping_timeout, std::time::Duration::from_secs(20));
+        assert_eq!(c.max_payload, 1_000_000);
+        assert_eq!(c.connect_timeout, std::time::Duration::from_secs(45));
+        assert!(parse(&["--max-payload", "0"]).is_err());
+        assert!(parse(&["--queue", "0"]).is_err());
+        assert!(parse(&["--ping-interval", "0"]).is_err());
+        let c = parse(&["--max-payload", "5000000", "--queue-bytes", "1"]).unwrap();
+        assert_eq!(
+            c.queue_bytes, 10_000_000,
+            "the queue holds at least two maximal messages"
+        );
     }
 }

@@ -87,6 +87,9 @@ pub struct Socket {
     metrics: Arc<Metrics>,
 }
 
+/// Most namespaces a server keeps (a CONNECT to a new one past this is refused).
+pub const MAX_NAMESPACES: usize = 1024;
+
 /// Most rooms one socket may be in (bounded state per client).
 pub const MAX_ROOMS_PER_SOCKET: usize = 1024;
 
@@ -374,6 +377,10 @@ impl<A: SioApp> SocketIoServer<A> {
             return None;
         }
         let mut map = self.namespaces.lock().unwrap_or_else(|p| p.into_inner());
+        if !map.contains_key(name) && map.len() >= MAX_NAMESPACES {
+            // Namespaces are kept for the life of the server: their number is bounded.
+            return None;
+        }
         let ns = map.entry(name.to_string()).or_insert_with(|| {
             Arc::new(Namespace {
                 name: Arc::from(name),

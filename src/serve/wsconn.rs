@@ -297,7 +297,9 @@ pub async fn drive<H: WsHandler>(
             Event::Eof => break CloseReason::TransportClose,
             Event::Io(e) => break CloseReason::TransportError(e.to_string()),
             Event::Deadline => {
-                if let Err(r) = handler.on_deadline(Instant::now()) {
+                // The instant the deadline was due, not when this task got to run.
+                let due = sleep.deadline().into_std();
+                if let Err(r) = handler.on_deadline(due) {
                     outbox.close(r);
                 }
                 if handler.next_deadline().is_none() {
