@@ -47,8 +47,12 @@ struct NodeServer {
 
 impl NodeServer {
     fn start() -> NodeServer {
+        NodeServer::script("chat-server.js")
+    }
+
+    fn script(name: &str) -> NodeServer {
         let mut child = Command::new("node")
-            .arg(peers_dir().join("chat-server.js"))
+            .arg(peers_dir().join(name))
             .args(["--port", "0"])
             .current_dir(peers_dir())
             .stdout(Stdio::piped())
@@ -220,7 +224,7 @@ fn socketio_npm_server_delivers_every_message_exactly_once() {
         "--ramp",
         "200ms",
         "--grace",
-        "1s",
+        "2s",
         "--threads",
         "2",
         "--json",
@@ -250,6 +254,51 @@ fn socketio_npm_server_delivers_every_message_exactly_once() {
     assert!(r["cpu"]["server_s"].as_f64().is_some());
 }
 
+/// A relay that drops everything from client 0 and relays client 1's messages twice: 20 clients in
+/// 5 rooms of 4, 40 measured messages each, so 40 x 3 are lost and 40 x 3 duplicated, exactly.
+#[test]
+fn losses_and_duplicates_are_counted_exactly() {
+    if !have_node() {
+        return;
+    }
+    let server = NodeServer::script("bench-faulty-server.js");
+    let o = bench(&[
+        "--url",
+        &server.url(),
+        "--clients",
+        "20",
+        "--rooms",
+        "5",
+        "--rate",
+        "20/s",
+        "--warmup",
+        "500ms",
+        "--duration",
+        "2s",
+        "--ramp",
+        "200ms",
+        "--grace",
+        "2s",
+        "--json",
+        "--max-loss",
+        "0",
+    ]);
+    let r = json_report(&o);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "--max-loss 0 is violated; stderr: {}",
+        stderr(&o)
+    );
+    let m = &r["messages"];
+    assert_eq!(m["expected"], 20 * 40 * 3, "{m:#}");
+    assert_eq!(m["lost"], 40 * 3, "{m:#}");
+    assert_eq!(m["delivered"], 20 * 40 * 3 - 40 * 3, "{m:#}");
+    assert_eq!(m["duplicated"], 40 * 3, "{m:#}");
+    assert_eq!(r["checks"][0]["name"], "lost messages");
+    assert_eq!(r["checks"][0]["ok"], false);
+}
+
 #[test]
 fn acks_are_timed_against_the_npm_server() {
     if !have_node() {
@@ -272,7 +321,7 @@ fn acks_are_timed_against_the_npm_server() {
         "--ramp",
         "0s",
         "--grace",
-        "1s",
+        "2s",
         "--ack",
         "--json",
     ]);
@@ -352,7 +401,7 @@ fn in_process_relay_is_benched_without_a_url() {
         "--ramp",
         "100ms",
         "--grace",
-        "500ms",
+        "2s",
         "--json",
         "--html",
         &html_path,
@@ -372,6 +421,15 @@ fn in_process_relay_is_benched_without_a_url() {
     assert_eq!(r["settings"]["rooms"], 10);
     assert_eq!(r["messages"]["expected"], 20 * 40);
     assert_eq!(r["messages"]["delivered"], 20 * 40);
+    assert!(
+        r["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["ok"] == true),
+        "{:#}",
+        r["checks"]
+    );
     let page = std::fs::read_to_string(&html_path).unwrap();
     assert!(page.contains("<svg") && page.contains("Latency over time"));
 }
@@ -441,7 +499,7 @@ fn raw_mode_times_echo_round_trips() {
         "--ramp",
         "0s",
         "--grace",
-        "300ms",
+        "1s",
         "--json",
     ]);
     let r = json_report(&o);
