@@ -136,7 +136,7 @@ pub struct Memory {
     pub source: String,
     pub rss_before_bytes: u64,
     pub rss_after_bytes: u64,
-    /// (after - before) / connections.
+    /// (after - before) / connections; only with 100 connections or more.
     pub per_connection_bytes: Option<f64>,
 }
 
