@@ -95,6 +95,47 @@ pub(super) fn scan(text: &str) -> Option<FastShape> {
     (s.i == s.b.len()).then_some(shape)
 }
 
+/// A byte that ends a run of unescaped string characters: `"`, `\\` or a control character.
+#[cfg(test)]
+fn is_special(c: u8) -> bool {
+    c == b'"' || c == b'\\' || c < 0x20
+}
+
+/// Position of the first [`is_special`] byte, eight bytes at a time: per byte, `x - k` borrows into
+/// the high bit exactly when `x < k` (for `x < 0x80`), which finds control characters (`k` = 0x20)
+/// and, after XOR with `"` or `\\`, those bytes (`k` = 1). A borrow can only make false hits in
+/// bytes above a true hit, so the lowest hit is exact. The last partial chunk is padded with
+/// spaces (not special).
+#[inline]
+fn find_special(bytes: &[u8]) -> Option<usize> {
+    const ONES: u64 = u64::MAX / 255;
+    const HIGH: u64 = ONES << 7;
+    let below = |w: u64, k: u64| w.wrapping_sub(ONES * k) & !w & HIGH;
+    let mut at = 0usize;
+    loop {
+        let rest = bytes.get(at..)?;
+        let word = match rest.get(..8) {
+            Some(chunk) => <[u8; 8]>::try_from(chunk).ok()?,
+            None if rest.is_empty() => return None,
+            None => {
+                let mut padded = [b' '; 8];
+                for (p, &c) in padded.iter_mut().zip(rest) {
+                    *p = c;
+                }
+                padded
+            }
+        };
+        let w = u64::from_le_bytes(word);
+        let hit = below(w, 0x20)
+            | below(w ^ (ONES * u64::from(b'"')), 1)
+            | below(w ^ (ONES * u64::from(b'\\')), 1);
+        if hit != 0 {
+            return Some(at + (hit.trailing_zeros() / 8) as usize);
+        }
+        at += 8;
+    }
+}
+
 struct Scanner<'a> {
     b: &'a [u8],
     i: usize,
@@ -117,33 +158,29 @@ impl Scanner<'_> {
     /// One string, at its opening quote (RFC 8259 §7).
     #[inline]
     fn string(&mut self) -> Option<()> {
-        self.i += 1;
+        let b = self.b;
+        let mut i = self.i + 1;
         loop {
-            let rest = self.b.get(self.i..)?;
-            // Unescaped characters are U+0020 and up except `"` and `\` (§7 `unescaped`).
-            let n = rest
-                .iter()
-                .position(|&c| c == b'"' || c == b'\\' || c < 0x20)?;
-            self.i += n;
-            match self.peek()? {
+            // Unescaped characters are U+0020 and up except `"` and `\\` (§7 `unescaped`).
+            i += find_special(b.get(i..)?)?;
+            match b.get(i)? {
                 b'"' => {
-                    self.i += 1;
+                    self.i = i + 1;
                     return Some(());
                 }
-                b'\\' => match self.b.get(self.i + 1)? {
-                    b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => self.i += 2,
+                b'\\' => match b.get(i + 1)? {
+                    b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => i += 2,
                     b'u' => {
                         // §7 `\uXXXX`; surrogates (lone or paired) are left to serde_json, which
                         // treats lone ones differently depending on where the string is.
-                        let hex = self.b.get(self.i + 2..self.i + 6)?;
                         let mut unit = 0u32;
-                        for &h in hex {
+                        for &h in b.get(i + 2..i + 6)? {
                             unit = unit * 16 + char::from(h).to_digit(16)?;
                         }
                         if (0xD800..=0xDFFF).contains(&unit) {
                             return None;
                         }
-                        self.i += 6;
+                        i += 6;
                     }
                     _ => return None,
                 },
@@ -297,6 +334,22 @@ impl Scanner<'_> {
                     _ => return None,
                 }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn find_special_is_the_first_special_byte(
+            bytes in prop::collection::vec(prop_oneof![any::<u8>(), Just(b'"'), Just(b'\\'), 0x18u8..0x24], 0..40)
+        ) {
+            prop_assert_eq!(find_special(&bytes), bytes.iter().position(|&c| is_special(c)));
         }
     }
 }
