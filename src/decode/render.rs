@@ -711,7 +711,7 @@ impl Renderer {
                 writeln!(o, "Data ({} bytes)", m.data.len())?;
                 writeln!(o, "    Data: {}", sio::hex_prefix(m.data, 64))?;
             }
-            for p in &m.engineio {
+            if let Some(p) = &m.engineio {
                 tree_eio(o, p, "", &self.style)?;
             }
         }
@@ -955,7 +955,7 @@ impl Renderer {
                     _ => {}
                 }
                 if let Some(m) = &f.message {
-                    if m.engineio.is_empty() {
+                    if m.engineio.is_none() {
                         match m.text {
                             Some(t) => push(one_line(t, 400)),
                             None => push(format!(
@@ -965,7 +965,7 @@ impl Renderer {
                             )),
                         }
                     }
-                    for p in &m.engineio {
+                    if let Some(p) = &m.engineio {
                         if let Some(text) = follow_eio(p, &style) {
                             push(text);
                         }
@@ -1192,7 +1192,7 @@ fn ws_detail(f: &WsFrame<'_>, style: &Style) -> String {
         }
     }
     if let Some(m) = &f.message {
-        if !m.engineio.is_empty() {
+        if m.engineio.is_some() {
             let parts: Vec<String> = m.engineio.iter().map(|p| eio_summary(p, style)).collect();
             d.push_str(&parts.join(" | "));
         } else if let Some(t) = m.text {
@@ -2109,8 +2109,8 @@ fn json_ws(j: &mut Vec<u8>, f: &WsFrame<'_>) {
             json_bytes_field(j, "data", m.data, m.text.is_some());
         }
         j.push(b'}');
-        if !m.engineio.is_empty() {
-            json_engineio(j, &m.engineio);
+        if m.engineio.is_some() {
+            json_engineio(j, m.engineio.as_slice());
         }
     }
     json_anomalies(j, &f.anomalies);
