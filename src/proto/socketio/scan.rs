@@ -106,7 +106,7 @@ fn is_special(c: u8) -> bool {
 /// and, after XOR with `"` or `\\`, those bytes (`k` = 1). A borrow can only make false hits in
 /// bytes above a true hit, so the lowest hit is exact. The last partial chunk is padded with
 /// spaces (not special).
-#[inline]
+#[inline(always)]
 fn find_special(bytes: &[u8]) -> Option<usize> {
     const ONES: u64 = u64::MAX / 255;
     const HIGH: u64 = ONES << 7;
@@ -142,13 +142,13 @@ struct Scanner<'a> {
 }
 
 impl Scanner<'_> {
-    #[inline]
+    #[inline(always)]
     fn peek(&self) -> Option<u8> {
         self.b.get(self.i).copied()
     }
 
     /// RFC 8259 §2: `ws = *( %x20 / %x09 / %x0A / %x0D )`.
-    #[inline]
+    #[inline(always)]
     fn ws(&mut self) {
         while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.b.get(self.i) {
             self.i += 1;
@@ -156,7 +156,7 @@ impl Scanner<'_> {
     }
 
     /// One string, at its opening quote (RFC 8259 §7).
-    #[inline]
+    #[inline(always)]
     fn string(&mut self) -> Option<()> {
         let b = self.b;
         let mut i = self.i + 1;
@@ -190,7 +190,7 @@ impl Scanner<'_> {
     }
 
     /// Digits `*DIGIT`; returns how many.
-    #[inline]
+    #[inline(always)]
     fn digits(&mut self) -> usize {
         let n = self
             .b
@@ -204,7 +204,7 @@ impl Scanner<'_> {
     }
 
     /// One number (RFC 8259 §6): `[ minus ] int [ frac ] [ exp ]`, no leading zeros.
-    #[inline]
+    #[inline(always)]
     fn number(&mut self) -> Option<()> {
         if self.peek() == Some(b'-') {
             self.i += 1;
@@ -240,14 +240,14 @@ impl Scanner<'_> {
     }
 
     /// A literal name (RFC 8259 §3): `true`, `false` or `null`.
-    #[inline]
+    #[inline(always)]
     fn literal(&mut self, word: &[u8]) -> Option<()> {
         let end = self.i + word.len();
         (self.b.get(self.i..end)? == word).then(|| self.i = end)
     }
 
     /// An object member's name and the name separator (RFC 8259 §4).
-    #[inline]
+    #[inline(always)]
     fn key(&mut self) -> Option<()> {
         self.ws();
         if self.peek()? != b'"' {
