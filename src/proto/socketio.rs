@@ -367,7 +367,7 @@ impl<'a> PacketRef<'a> {
     ) -> Result<(), SocketIoError> {
         let t = self.packet_type;
         let shape = payload_shape(rest, at)?;
-        self.data = Some(rest.trim_matches(JSON_WS));
+        self.data = Some(trim_json_ws(rest));
         match (t, shape) {
             (PacketType::Connect, Shape::Object) => Ok(()),
             (PacketType::Connect, _) => Err(invalid(t, at, "CONNECT takes an object or nothing")),
@@ -561,8 +561,15 @@ impl fmt::Display for PacketRef<'_> {
     }
 }
 
-/// JSON whitespace (RFC 8259 §2).
-const JSON_WS: [char; 4] = [' ', '\t', '\n', '\r'];
+/// `s` without JSON whitespace (RFC 8259 §2 `ws`: space, tab, LF, CR) at either end. Byte-wise:
+/// the whitespace bytes are ASCII, so the cut points are character boundaries.
+fn trim_json_ws(s: &str) -> &str {
+    let is_ws = |c: &u8| matches!(c, b' ' | b'\t' | b'\n' | b'\r');
+    let b = s.as_bytes();
+    let start = b.iter().position(|c| !is_ws(c)).unwrap_or(b.len());
+    let end = b.iter().rposition(|c| !is_ws(c)).map_or(start, |e| e + 1);
+    s.get(start..end).unwrap_or_default()
+}
 
 fn invalid(packet_type: PacketType, offset: usize, reason: &'static str) -> SocketIoError {
     SocketIoError::InvalidPayload {

@@ -687,6 +687,11 @@ mod scan_differential {
         #![proptest_config(ProptestConfig::with_cases(2000))]
 
         #[test]
+        fn trim_json_ws_is_trim_matches(s in "[ \t\n\r\x0b\u{a0}aé😀]{0,12}") {
+            prop_assert_eq!(trim_json_ws(&s), s.trim_matches([' ', '\t', '\n', '\r']));
+        }
+
+        #[test]
         fn serialized_values(v in value(), pretty: bool, pad in "[ \\t\\n\\r]{0,2}") {
             let text = if pretty { serde_json::to_string_pretty(&v) } else { serde_json::to_string(&v) }.unwrap();
             let text = format!("{pad}{text}{pad}");
