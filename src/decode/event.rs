@@ -111,8 +111,8 @@ pub struct WsMessage<'a> {
     pub data: &'a [u8],
     /// The data as text, when it is a valid UTF-8 text message.
     pub text: Option<&'a str>,
-    /// Engine.IO packet(s) found in it.
-    pub engineio: Vec<EioPacket<'a>>,
+    /// The Engine.IO packet it carries (a WebSocket message holds at most one).
+    pub engineio: Option<EioPacket<'a>>,
     /// For a fragmented message: packet number and payload length of each fragment.
     pub parts: Vec<(u64, usize)>,
 }

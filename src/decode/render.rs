@@ -711,7 +711,7 @@ impl Renderer {
                 writeln!(o, "Data ({} bytes)", m.data.len())?;
                 writeln!(o, "    Data: {}", sio::hex_prefix(m.data, 64))?;
             }
-            for p in &m.engineio {
+            if let Some(p) = &m.engineio {
                 tree_eio(o, p, "", &self.style)?;
             }
         }
@@ -955,7 +955,7 @@ impl Renderer {
                     _ => {}
                 }
                 if let Some(m) = &f.message {
-                    if m.engineio.is_empty() {
+                    if m.engineio.is_none() {
                         match m.text {
                             Some(t) => push(one_line(t, 400)),
                             None => push(format!(
@@ -965,7 +965,7 @@ impl Renderer {
                             )),
                         }
                     }
-                    for p in &m.engineio {
+                    if let Some(p) = &m.engineio {
                         if let Some(text) = follow_eio(p, &style) {
                             push(text);
                         }
@@ -1192,7 +1192,7 @@ fn ws_detail(f: &WsFrame<'_>, style: &Style) -> String {
         }
     }
     if let Some(m) = &f.message {
-        if !m.engineio.is_empty() {
+        if m.engineio.is_some() {
             let parts: Vec<String> = m.engineio.iter().map(|p| eio_summary(p, style)).collect();
             d.push_str(&parts.join(" | "));
         } else if let Some(t) = m.text {
@@ -1725,53 +1725,45 @@ static JSON_ESCAPE: [bool; 256] = {
     t
 };
 
-/// 1 for the bytes escaped with a backslash in front (`"` and `\\`), 2 for control characters.
-static JSON_ESCAPE_KIND: [u8; 256] = {
-    let mut t = [0u8; 256];
-    let mut i = 0;
-    while i < 0x20 {
-        t[i] = 2;
-        i += 1;
-    }
-    t[b'"' as usize] = 1;
-    t[b'\\' as usize] = 1;
-    t
-};
-
 /// Appends `s` as a JSON string (RFC 8259 §7).
 ///
 /// A hot path (every payload text goes through it, and chat payloads are JSON full of quotes):
-/// without control characters the output is at most twice the input, so it is written
-/// branch-free into room made for that; a string with control characters takes the byte-at-a-time
-/// path.
+/// eight bytes at a time, each chunk is appended whole (a fixed-size copy), then, if it holds a
+/// byte to escape, cut back to that byte, which is escaped; the search continues after it.
 pub fn json_str(j: &mut Vec<u8>, s: &str) {
-    let bytes = s.as_bytes();
-    let start = j.len();
-    j.resize(start + 2 * bytes.len() + 2, 0);
-    let out = &mut j[start..];
-    out[0] = b'"';
-    let mut o = 1;
-    let mut control = 0u8;
-    for &b in bytes {
-        let kind = JSON_ESCAPE_KIND[usize::from(b)];
-        control |= kind;
-        let e = usize::from(kind & 1);
-        // The backslash is overwritten by the byte itself when none is needed.
-        out[o] = b'\\';
-        out[o + e] = b;
-        o += 1 + e;
-    }
-    if control & 2 == 0 {
-        out[o] = b'"';
-        j.truncate(start + o + 1);
-        return;
-    }
-    j.truncate(start);
+    let mut rest = s.as_bytes();
+    j.reserve(rest.len() + 2);
     j.push(b'"');
-    for &b in bytes {
+    while let Some((chunk, _)) = rest.split_first_chunk::<8>() {
+        j.extend_from_slice(chunk);
+        let hit = json_escape_mask(u64::from_le_bytes(*chunk));
+        if hit == 0 {
+            rest = &rest[8..];
+            continue;
+        }
+        // The lowest hit is exact (see `json_escape_mask`).
+        let k = (hit.trailing_zeros() / 8) as usize;
+        j.truncate(j.len() - (8 - k));
+        push_json_byte(j, chunk[k]);
+        rest = &rest[k + 1..];
+    }
+    for &b in rest {
         push_json_byte(j, b);
     }
     j.push(b'"');
+}
+
+/// The high bit of each byte of `w` (little-endian) that must be escaped in a JSON string: `"`,
+/// `\\` and control characters. Per byte, `x - k` borrows into the high bit exactly when `x < k`
+/// (for `x < 0x80`); a borrow can only make false hits above a true one, so the lowest hit is exact.
+#[inline(always)]
+fn json_escape_mask(w: u64) -> u64 {
+    const ONES: u64 = u64::MAX / 255;
+    const HIGH: u64 = ONES << 7;
+    let below = |w: u64, k: u64| w.wrapping_sub(ONES * k) & !w & HIGH;
+    below(w, 0x20)
+        | below(w ^ (ONES * u64::from(b'"')), 1)
+        | below(w ^ (ONES * u64::from(b'\\')), 1)
 }
 
 /// Appends one byte of a JSON string, escaped if it has to be.
@@ -2109,8 +2101,8 @@ fn json_ws(j: &mut Vec<u8>, f: &WsFrame<'_>) {
             json_bytes_field(j, "data", m.data, m.text.is_some());
         }
         j.push(b'}');
-        if !m.engineio.is_empty() {
-            json_engineio(j, &m.engineio);
+        if m.engineio.is_some() {
+            json_engineio(j, m.engineio.as_slice());
         }
     }
     json_anomalies(j, &f.anomalies);
@@ -2349,6 +2341,15 @@ mod tests {
             let mut j = Vec::new();
             json_str(&mut j, &t);
             assert_eq!(String::from_utf8(j).unwrap(), json_str_slow(&t));
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn json_str_matches_slow_escaping_on_random_text(t in "[a-z\"\\\\\\x00-\\x1f\\x7f é😀]{0,40}") {
+            let mut j = Vec::new();
+            json_str(&mut j, &t);
+            proptest::prop_assert_eq!(String::from_utf8(j).unwrap(), json_str_slow(&t));
         }
     }
 

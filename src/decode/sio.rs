@@ -110,24 +110,24 @@ impl SioDir {
         data: &'a [u8],
         text: Option<&'a str>,
         anomalies: &mut Vec<Anomaly>,
-    ) -> Vec<EioPacket<'a>> {
+    ) -> Option<EioPacket<'a>> {
         if self.mode == Mode::No {
-            return Vec::new();
+            return None;
         }
         if binary {
             if self.mode == Mode::Maybe && self.expected == 0 {
-                return Vec::new();
+                return None;
             }
             let packet = EioRef::parse_binary(data);
             let sio = self.binary_attachment(data, anomalies);
-            return vec![EioPacket {
+            return Some(EioPacket {
                 packet: Some(packet),
                 raw: "",
                 error: None,
                 sio,
-            }];
+            });
         }
-        let Some(text) = text else { return Vec::new() };
+        let text = text?;
         match EioRef::parse_text(text) {
             Ok(p) => {
                 if self.mode == Mode::Maybe {
@@ -135,33 +135,33 @@ impl SioDir {
                     match &p {
                         EioRef::Message(m) => {
                             let Ok(r) = SioRef::parse(m) else {
-                                return Vec::new();
+                                return None;
                             };
                             let sio = self.parsed_packet(r, anomalies);
-                            return vec![EioPacket {
+                            return Some(EioPacket {
                                 packet: Some(p),
                                 raw: text,
                                 error: None,
                                 sio: Some(sio),
-                            }];
+                            });
                         }
-                        other if !plausible(other) => return Vec::new(),
+                        other if !plausible(other) => return None,
                         _ => {}
                     }
                 }
-                vec![self.packet(p, text, anomalies)]
+                Some(self.packet(p, text, anomalies))
             }
             Err(e) => {
                 if self.mode != Mode::Yes {
-                    return Vec::new();
+                    return None;
                 }
                 anomalies.push(Anomaly::new("engineio_error", format!("Engine.IO: {e}")));
-                vec![EioPacket {
+                Some(EioPacket {
                     packet: None,
                     raw: text,
                     error: Some(e.to_string()),
                     sio: None,
-                }]
+                })
             }
         }
     }

@@ -157,7 +157,7 @@ impl Stats {
                     if m.frames > 1 {
                         self.ws_fragmented += 1;
                     }
-                    self.engineio(&m.engineio);
+                    self.engineio(m.engineio.as_slice());
                 }
                 self.anomalies(&f.anomalies);
             }

@@ -475,7 +475,7 @@ impl WsDir {
             let engineio = if inflated_ok {
                 self.sio.ws_message(binary, data, text, &mut anomalies)
             } else {
-                Vec::new()
+                None
             };
             let parts = frag.as_ref().map(|f| f.parts.clone()).unwrap_or_default();
             Some(WsMessage {

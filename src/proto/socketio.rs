@@ -11,6 +11,7 @@
 //!   [`deconstruct`] / [`reconstruct`] move buffers out of / back into the arguments.
 
 mod binary;
+mod scan;
 
 pub use binary::{BinValue, Reassembler, deconstruct, is_placeholder, placeholder, reconstruct};
 
@@ -365,15 +366,8 @@ impl<'a> PacketRef<'a> {
         at: usize,
     ) -> Result<(), SocketIoError> {
         let t = self.packet_type;
-        let mut de = serde_json::Deserializer::from_str(rest);
-        let shape = de
-            .deserialize_any(ShapeVisitor)
-            .and_then(|s| de.end().map(|()| s))
-            .map_err(|e| SocketIoError::InvalidJson {
-                offset: at + json::error_offset(rest, &e),
-                message: json::error_message(&e),
-            })?;
-        self.data = Some(rest.trim_matches(JSON_WS));
+        let shape = payload_shape(rest, at)?;
+        self.data = Some(trim_json_ws(rest));
         match (t, shape) {
             (PacketType::Connect, Shape::Object) => Ok(()),
             (PacketType::Connect, _) => Err(invalid(t, at, "CONNECT takes an object or nothing")),
@@ -386,7 +380,7 @@ impl<'a> PacketRef<'a> {
                 let Some(name) = a.first else {
                     return Err(invalid(t, at, "an event needs a non-empty array"));
                 };
-                let raw = name.get();
+                let raw = name;
                 let name_at = offset_in(input, raw);
                 let event = match raw.as_bytes().first() {
                     Some(b'"') => {
@@ -413,7 +407,7 @@ impl<'a> PacketRef<'a> {
                 self.event = Some(event);
                 self.event_json = Some(raw);
                 self.arg_count = a.count.saturating_sub(1);
-                self.first_arg = a.second.map(RawValue::get);
+                self.first_arg = a.second;
                 self.args = span(input, a.second, a.last);
                 Ok(())
             }
@@ -422,7 +416,7 @@ impl<'a> PacketRef<'a> {
             }
             (PacketType::Ack | PacketType::BinaryAck, Shape::Array(a)) => {
                 self.arg_count = a.count;
-                self.first_arg = a.first.map(RawValue::get);
+                self.first_arg = a.first;
                 self.args = span(input, a.first, a.last);
                 Ok(())
             }
@@ -567,8 +561,15 @@ impl fmt::Display for PacketRef<'_> {
     }
 }
 
-/// JSON whitespace (RFC 8259 §2).
-const JSON_WS: [char; 4] = [' ', '\t', '\n', '\r'];
+/// `s` without JSON whitespace (RFC 8259 §2 `ws`: space, tab, LF, CR) at either end. Byte-wise:
+/// the whitespace bytes are ASCII, so the cut points are character boundaries.
+fn trim_json_ws(s: &str) -> &str {
+    let is_ws = |c: &u8| matches!(c, b' ' | b'\t' | b'\n' | b'\r');
+    let b = s.as_bytes();
+    let start = b.iter().position(|c| !is_ws(c)).unwrap_or(b.len());
+    let end = b.iter().rposition(|c| !is_ws(c)).map_or(start, |e| e + 1);
+    s.get(start..end).unwrap_or_default()
+}
 
 fn invalid(packet_type: PacketType, offset: usize, reason: &'static str) -> SocketIoError {
     SocketIoError::InvalidPayload {
@@ -604,11 +605,11 @@ fn offset_in(outer: &str, inner: &str) -> usize {
 }
 
 /// The text of `input` from the start of `from` to the end of `to` (both slices of `input`).
-fn span<'a>(input: &'a str, from: Option<&'a RawValue>, to: Option<&'a RawValue>) -> &'a str {
+fn span<'a>(input: &'a str, from: Option<&'a str>, to: Option<&'a str>) -> &'a str {
     match (from, to) {
         (Some(f), Some(t)) => {
-            let start = offset_in(input, f.get());
-            let end = offset_in(input, t.get()) + t.get().len();
+            let start = offset_in(input, f);
+            let end = offset_in(input, t) + t.len();
             input.get(start..end).unwrap_or_default()
         }
         _ => "",
@@ -625,7 +626,35 @@ fn unescape_json_str(raw: &str) -> Result<Cow<'_, str>, serde_json::Error> {
     serde_json::from_str::<String>(raw).map(Cow::Owned)
 }
 
+/// Checks the payload JSON `rest` (at byte `at` of the packet) and tells its shape.
+///
+/// The allocation-free [`scan::scan`] decides almost every payload; what it does not take (every
+/// invalid payload and a few rare valid ones) goes to [`serde_shape`], so that acceptance, error
+/// kinds and byte offsets are exactly serde_json's.
+fn payload_shape(rest: &str, at: usize) -> Result<Shape<'_>, SocketIoError> {
+    #[cfg(test)]
+    if tests::SERDE_ONLY.with(std::cell::Cell::get) {
+        return serde_shape(rest, at);
+    }
+    match scan::scan(rest) {
+        Some(fast) => Ok(Shape::from_fast(rest, fast)),
+        None => serde_shape(rest, at),
+    }
+}
+
+/// The payload's shape through serde_json (the reference path; errors carry serde's offsets).
+fn serde_shape(rest: &str, at: usize) -> Result<Shape<'_>, SocketIoError> {
+    let mut de = serde_json::Deserializer::from_str(rest);
+    de.deserialize_any(ShapeVisitor)
+        .and_then(|s| de.end().map(|()| s))
+        .map_err(|e| SocketIoError::InvalidJson {
+            offset: at + json::error_offset(rest, &e),
+            message: json::error_message(&e),
+        })
+}
+
 /// What the top-level JSON value is; arrays remember their first, second and last elements.
+#[derive(Debug, PartialEq, Eq)]
 enum Shape<'a> {
     Array(ArrayShape<'a>),
     Object,
@@ -633,11 +662,35 @@ enum Shape<'a> {
     Other,
 }
 
+/// Elements are slices of the scanned text, without surrounding whitespace.
+#[derive(Debug, PartialEq, Eq)]
 struct ArrayShape<'a> {
     count: usize,
-    first: Option<&'a RawValue>,
-    second: Option<&'a RawValue>,
-    last: Option<&'a RawValue>,
+    first: Option<&'a str>,
+    second: Option<&'a str>,
+    last: Option<&'a str>,
+}
+
+impl<'a> Shape<'a> {
+    /// Converts the scanner's answer (spans of `text`) into slices of `text`.
+    fn from_fast(text: &'a str, fast: scan::FastShape) -> Self {
+        let slice = |s: Option<(usize, usize)>| s.and_then(|(a, b)| text.get(a..b));
+        match fast {
+            scan::FastShape::Array {
+                count,
+                first,
+                second,
+                last,
+            } => Shape::Array(ArrayShape {
+                count,
+                first: slice(first),
+                second: slice(second),
+                last: slice(last),
+            }),
+            scan::FastShape::Object => Shape::Object,
+            scan::FastShape::String => Shape::String,
+        }
+    }
 }
 
 struct ShapeVisitor;
@@ -656,7 +709,7 @@ impl<'de> Visitor<'de> for ShapeVisitor {
             second: None,
             last: None,
         };
-        while let Some(v) = seq.next_element::<&'de RawValue>()? {
+        while let Some(v) = seq.next_element::<&'de RawValue>()?.map(RawValue::get) {
             match a.count {
                 0 => a.first = Some(v),
                 1 => a.second = Some(v),

@@ -4,6 +4,11 @@
 use super::*;
 use serde_json::json;
 
+thread_local! {
+    /// Set by the differential tests: `PacketRef::parse` then takes the serde_json path only.
+    pub(super) static SERDE_ONLY: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
 fn p(s: &str) -> PacketRef<'_> {
     match PacketRef::parse(s) {
         Ok(p) => p,
@@ -567,4 +572,204 @@ fn regression_fuzz_binary_header_has_no_owned_form_without_its_attachments() {
         })
     );
     assert!(h.data_value().unwrap().is_some());
+}
+
+/// Differential tests of the allocation-free payload scanner against the serde_json path: the
+/// scanner may only answer for text serde_json accepts, with the same shape and element slices.
+mod scan_differential {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// The property: a `Some` from the scanner is exactly what serde_json says; a `None` changes
+    /// nothing (the caller asks serde_json). Returns whether the scanner answered.
+    fn check(text: &str) -> bool {
+        let slow = serde_shape(text, 0);
+        match scan::scan(text) {
+            Some(fast) => {
+                assert_eq!(
+                    slow,
+                    Ok(Shape::from_fast(text, fast)),
+                    "scanner accepted {text:?}"
+                );
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn float() -> impl Strategy<Value = f64> {
+        any::<f64>().prop_filter("finite", |f| f.is_finite())
+    }
+
+    /// Random values, serialized by serde_json (compact and pretty).
+    fn value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            float().prop_map(Value::from),
+            "\\PC{0,8}".prop_map(Value::String),
+            "[\\x00-\\x1f\"\\\\/\u{7f}\u{e9}\u{1F600}]{0,6}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(6, 48, 5, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..5).prop_map(Value::Array),
+                prop::collection::vec(("\\PC{0,4}", inner), 0..4)
+                    .prop_map(|kv| Value::Object(kv.into_iter().collect())),
+            ]
+        })
+    }
+
+    /// Hand-written JSON-ish text: whitespace, every escape form (surrogates too), odd numbers.
+    fn texty() -> impl Strategy<Value = String> {
+        let atom = prop_oneof![
+            Just("null".to_owned()),
+            Just("true".to_owned()),
+            Just("fals".to_owned()),
+            "-?(0|[1-9][0-9]{0,3}|0[0-9])(\\.[0-9]{0,2})?([eE][+-]?[0-9]{0,3})?",
+            "1e[0-9]{3}",
+            "\"([a-z \u{e9}]|\\\\[\"\\\\/bfnrtux]|\\\\u[0-9a-fA-FdD]{4}|\\\\u[dD][89abAB][0-9a-f]{2}(\\\\u[dD][c-fC-F][0-9a-f]{2})?|[\\x00-\\x1f])*\"?",
+        ];
+        atom.prop_recursive(6, 40, 5, |inner| {
+            let ws = "[ \\t\\n\\r]{0,2}";
+            prop_oneof![
+                (
+                    prop::collection::vec((ws, inner.clone(), ws), 0..5),
+                    any::<bool>()
+                )
+                    .prop_map(|(els, trailing)| {
+                        let body: Vec<String> = els
+                            .into_iter()
+                            .map(|(a, v, b)| format!("{a}{v}{b}"))
+                            .collect();
+                        let comma = if trailing { "," } else { "" };
+                        format!("[{}{comma}]", body.join(","))
+                    }),
+                prop::collection::vec((ws, "\"[a-z\\\\\"]{0,3}\"|1", ws, inner), 0..4).prop_map(
+                    |kv| {
+                        let body: Vec<String> = kv
+                            .into_iter()
+                            .map(|(a, k, b, v)| format!("{a}{k}{b}:{v}"))
+                            .collect();
+                        format!("{{{}}}", body.join(","))
+                    }
+                ),
+            ]
+        })
+    }
+
+    /// Applies up to three byte-level edits (insert, delete, replace) from a JSON-heavy alphabet,
+    /// keeping the result UTF-8 (the parser's input is `&str`).
+    fn mutate(text: &str, edits: &[(u8, usize, u8)]) -> String {
+        const ALPHABET: &[u8] = b"[]{}\",:\\ \t\n0123456789-+.eEuntrfalsx\x00\x1f";
+        let mut bytes = text.as_bytes().to_vec();
+        for &(op, at, pick) in edits {
+            let b = ALPHABET[usize::from(pick) % ALPHABET.len()];
+            let at = if bytes.is_empty() {
+                0
+            } else {
+                at % (bytes.len() + 1)
+            };
+            match op % 3 {
+                0 => bytes.insert(at, b),
+                1 if at < bytes.len() => {
+                    bytes.remove(at);
+                }
+                _ if at < bytes.len() => bytes[at] = b,
+                _ => bytes.push(b),
+            }
+        }
+        String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn trim_json_ws_is_trim_matches(s in "[ \t\n\r\x0b\u{a0}aé😀]{0,12}") {
+            prop_assert_eq!(trim_json_ws(&s), s.trim_matches([' ', '\t', '\n', '\r']));
+        }
+
+        #[test]
+        fn serialized_values(v in value(), pretty: bool, pad in "[ \\t\\n\\r]{0,2}") {
+            let text = if pretty { serde_json::to_string_pretty(&v) } else { serde_json::to_string(&v) }.unwrap();
+            let text = format!("{pad}{text}{pad}");
+            let answered = check(&text);
+            // The fast path must actually take what serde_json writes (arrays, objects, strings;
+            // serde_json never writes surrogate escapes) unless it nests deeper than the scanner.
+            if matches!(v, Value::Array(_) | Value::Object(_) | Value::String(_)) {
+                prop_assert!(answered, "scanner declined {text:?}");
+            }
+        }
+
+        #[test]
+        fn mutated_values(v in value(), edits in prop::collection::vec(any::<(u8, usize, u8)>(), 1..4)) {
+            check(&mutate(&serde_json::to_string(&v).unwrap(), &edits));
+        }
+
+        #[test]
+        fn hand_written_text(t in texty(), edits in prop::collection::vec(any::<(u8, usize, u8)>(), 0..3)) {
+            check(&t);
+            check(&mutate(&t, &edits));
+        }
+
+        #[test]
+        fn whole_packets(t in texty(), prefix in "(0|1|2|3|4|51-|61-)(/a,)?[0-9]{0,2}") {
+            // The same packet or the same error (kind, offset, message) with and without the scanner.
+            let packet = format!("{prefix}{t}");
+            let fast = PacketRef::parse(&packet);
+            SERDE_ONLY.with(|c| c.set(true));
+            let slow = PacketRef::parse(&packet);
+            SERDE_ONLY.with(|c| c.set(false));
+            prop_assert_eq!(fast, slow);
+        }
+    }
+
+    #[test]
+    fn corner_cases() {
+        for (text, fast) in [
+            ("[]", true),
+            (" [ ] ", true),
+            ("[1,2,3]", true),
+            ("[\"a\",{\"b\":[1,{}]},null]", true),
+            ("\"\\u00e9\\n\"", true),
+            ("{}", true),
+            ("[\"\\ud83d\\ude00\"]", false),
+            ("[\"\\ud800\"]", false),
+            ("\"\\udc00\"", false),
+            ("1", false),
+            ("null", false),
+            ("1e400", false),
+            ("[1e400]", true),
+            ("[-0.0e-0]", true),
+            ("[01]", false),
+            ("[1.]", false),
+            ("[.5]", false),
+            ("[1,]", false),
+            ("{\"a\":1,}", false),
+            ("{\"a\" 1}", false),
+            ("{1:1}", false),
+            ("[\"\t\"]", false),
+            ("[\"\\x\"]", false),
+            ("[\"\\u12g4\"]", false),
+            ("[tru]", false),
+            ("[true false]", false),
+            ("[] x", false),
+            ("[", false),
+            ("[[]", false),
+            ("[}", false),
+            ("{]", false),
+            ("", false),
+            ("\u{a0}[]", false),
+        ] {
+            assert_eq!(check(text), fast, "{text:?}");
+        }
+        let deep = |n: usize| format!("[{}{}]", "[".repeat(n), "]".repeat(n));
+        // The outer array plus 119 levels is the scanner's limit (120); deeper goes to serde_json.
+        assert!(check(&deep(119)));
+        assert!(!check(&deep(120)));
+        assert!(!check(&deep(300)));
+        assert!(!check("[{\"a\":[{\"b\":[}]}]"));
+    }
 }
