@@ -900,7 +900,20 @@ impl Browser {
 }
 
 impl Drop for Browser {
+    /// Lets the driver end Chromium's whole process group itself (it does so on exit, and on
+    /// SIGTERM), then makes sure: a SIGKILL straight away left the browser's processes running.
     fn drop(&mut self) {
+        // SAFETY: kill(2) on our own child's pid; no memory is involved.
+        unsafe {
+            libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

@@ -44,13 +44,19 @@ const chrome = spawn(
     `--user-data-dir=${profile}`,
     "about:blank",
   ],
-  { stdio: ["ignore", "ignore", "pipe"] },
+  // Its own process group, so that cleanup ends the browser's zygote, GPU and renderer children too
+  // (killing only the main process left them running).
+  { stdio: ["ignore", "ignore", "pipe"], detached: true },
 );
 
 function cleanup(code) {
   try {
-    chrome.kill("SIGKILL");
-  } catch (_) {}
+    process.kill(-chrome.pid, "SIGKILL");
+  } catch (_) {
+    try {
+      chrome.kill("SIGKILL");
+    } catch (_) {}
+  }
   setTimeout(() => {
     try {
       fs.rmSync(profile, { recursive: true, force: true });
@@ -63,6 +69,7 @@ function fail(error) {
   cleanup(1);
 }
 setTimeout(() => fail("timeout: the browser scenario took more than 40 s"), 40000);
+for (const sig of ["SIGTERM", "SIGINT"]) process.on(sig, () => cleanup(1));
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
