@@ -713,14 +713,9 @@ fn nice(max: f64) -> (f64, f64) {
     (10.0 * mag, 2.5 * mag)
 }
 
-fn svg_frame(
-    o: &mut String,
-    x_max: f64,
-    y_max: f64,
-    y_step: f64,
-    x_label: &str,
-    y_fmt: &dyn Fn(f64) -> String,
-) {
+/// Opens a chart's `<svg>` and draws its horizontal grid lines with their labels, from 0 to
+/// `y_max` every `y_step` (shared by every chart of the page).
+fn svg_open_with_y_grid(o: &mut String, y_max: f64, y_step: f64, y_fmt: &dyn Fn(f64) -> String) {
     let _ = writeln!(
         o,
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{W}\" height=\"{H}\" viewBox=\"0 0 {W} {H}\">"
@@ -743,6 +738,18 @@ fn svg_frame(
         );
         y += y_step;
     }
+}
+
+fn svg_frame(
+    o: &mut String,
+    x_max: f64,
+    y_max: f64,
+    y_step: f64,
+    x_label: &str,
+    y_fmt: &dyn Fn(f64) -> String,
+) {
+    svg_open_with_y_grid(o, y_max, y_step, y_fmt);
+    let (pw, ph) = (W - ML - MR, H - MT - MB);
     let (xt, xs) = nice(x_max);
     let mut x = 0.0;
     while x <= xt * 1.0001 && x <= x_max * 1.0001 + xs {
@@ -870,28 +877,8 @@ fn svg_histogram(b: &[Bucket]) -> String {
     let max = b.iter().map(|x| x.count).max().unwrap_or(1).max(1) as f64;
     let (y_max, step) = nice(max * 1.05);
     let n = b.len().max(1) as f64;
-    let _ = writeln!(
-        o,
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{W}\" height=\"{H}\" viewBox=\"0 0 {W} {H}\">"
-    );
+    svg_open_with_y_grid(&mut o, y_max, step, &|y| thousands(y as u64));
     let (pw, ph) = (W - ML - MR, H - MT - MB);
-    let mut y = 0.0;
-    while y <= y_max * 1.0001 {
-        let py = MT + ph - y / y_max * ph;
-        let _ = writeln!(
-            o,
-            "<line class=\"grid\" x1=\"{ML}\" x2=\"{:.1}\" y1=\"{py:.1}\" y2=\"{py:.1}\"/>",
-            ML + pw
-        );
-        let _ = writeln!(
-            o,
-            "<text class=\"lbl\" x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>",
-            ML - 6.0,
-            py + 4.0,
-            thousands(y as u64)
-        );
-        y += step;
-    }
     let bw = pw / n;
     let mut prev: Option<f64> = None;
     for (i, x) in b.iter().enumerate() {
