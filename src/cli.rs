@@ -41,6 +41,17 @@ pub struct Global {
     /// When to use colour (NO_COLOR in the environment means never, unless `always`).
     #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
     pub color: ColorChoice,
+    /// Log lines on stderr as text or as JSON objects, one per line (`serve --json` implies json).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// `2026-11-24T13:00:00Z  INFO wschat::serve: connect sid=... transport=websocket`
+    Text,
+    /// `{"timestamp":"...","level":"INFO","fields":{"message":"connect","sid":"..."},"target":"..."}`
+    Json,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -135,7 +146,8 @@ pub struct ServeArgs {
     /// Worker threads (default: one per core).
     #[arg(long)]
     pub threads: Option<usize>,
-    /// Startup and shutdown lines on stdout as JSON (the bound port and URLs, for scripts).
+    /// Startup and shutdown lines on stdout as JSON (the bound port and URLs, for scripts), and log
+    /// lines on stderr as JSON (as `--log-format json`).
     #[arg(long)]
     pub json: bool,
 }

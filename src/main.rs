@@ -19,7 +19,10 @@ fn main() -> ExitCode {
             };
         }
     };
-    init_tracing(&cli.global);
+    // `serve --json` is for machines: its log lines are JSON too.
+    let json_logs = cli.global.log_format == wschat::cli::LogFormat::Json
+        || matches!(&cli.command, Command::Serve(args) if args.json);
+    init_tracing(&cli.global, json_logs);
     let result = match &cli.command {
         Command::Serve(args) => wschat::serve::run(args, &cli.global),
         Command::Send(args) => wschat::send::run(args, &cli.global),
@@ -47,7 +50,7 @@ fn is_broken_pipe(err: &anyhow::Error) -> bool {
     })
 }
 
-fn init_tracing(global: &wschat::cli::Global) {
+fn init_tracing(global: &wschat::cli::Global, json: bool) {
     use tracing_subscriber::EnvFilter;
     let default = match (global.quiet, global.verbose) {
         (true, _) => "error",
@@ -57,10 +60,13 @@ fn init_tracing(global: &wschat::cli::Global) {
         (false, _) => "trace",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    let ansi = global.use_color(std::io::stderr().is_terminal());
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(ansi)
-        .init();
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().with_ansi(false).init();
+    } else {
+        let ansi = global.use_color(std::io::stderr().is_terminal());
+        builder.with_ansi(ansi).init();
+    }
 }

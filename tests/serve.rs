@@ -624,6 +624,72 @@ fn health_metrics_cors_and_the_built_in_page() {
     assert_eq!(http(relay.port, "GET", "/nope", &[], b"").0, 404);
 }
 
+/// Point 6: one log line per connect, join, leave and disconnect (with its reason); with
+/// `serve --json` each is a JSON object on stderr.
+#[test]
+fn serve_json_logs_connect_join_leave_and_disconnect_as_json_lines() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wschat"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .env("RUST_LOG", "wschat=info")
+        .spawn()
+        .expect("start wschat serve");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let port = serde_json::from_str::<Value>(&line).unwrap()["port"]
+        .as_u64()
+        .unwrap() as u16;
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut ws = sio_connect(port);
+    ws.send(Message::text(r#"421["join_room","5"]"#)).unwrap();
+    assert_eq!(next_text(&mut ws), r#"431[{"ok":true,"room":"5"}]"#);
+    ws.send(Message::text(r#"422["leave_room","5"]"#)).unwrap();
+    assert_eq!(next_text(&mut ws), r#"432[{"ok":true,"room":"5"}]"#);
+    ws.close(None).unwrap();
+    let mut seen: Vec<Value> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline && !seen.iter().any(|v| v["fields"]["message"] == "disconnect")
+    {
+        if let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
+            let v: Value = serde_json::from_str(&line)
+                .unwrap_or_else(|e| panic!("log line is not JSON ({e}): {line}"));
+            assert!(
+                v["timestamp"].is_string() && v["level"].is_string(),
+                "{line}"
+            );
+            seen.push(v);
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let find = |m: &str| {
+        seen.iter()
+            .find(|v| v["fields"]["message"] == m)
+            .unwrap_or_else(|| panic!("no {m:?} log line in {seen:#?}"))
+            .clone()
+    };
+    let connect = find("connect");
+    assert_eq!(connect["fields"]["transport"], "websocket");
+    let sid = connect["fields"]["socket"].clone();
+    assert!(sid.is_string());
+    assert_eq!(find("join")["fields"]["room"], "5");
+    assert_eq!(find("leave")["fields"]["room"], "5");
+    let disconnect = find("disconnect");
+    assert_eq!(disconnect["fields"]["socket"], sid);
+    assert_eq!(disconnect["fields"]["reason"], "transport close");
+}
+
 #[test]
 fn static_dir_serves_files_with_spa_fallback_and_no_traversal() {
     let dir = tempfile::tempdir().unwrap();
