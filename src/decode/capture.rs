@@ -99,8 +99,8 @@ pub enum Flow {
 /// Reading a capture failed; the message names the input and where.
 #[derive(Debug, thiserror::Error)]
 pub enum CaptureError {
-    #[error("{input}: {source}")]
-    Open { input: String, source: io::Error },
+    #[error("{input}: {error}")]
+    Open { input: String, error: io::Error },
     #[error("{input}: is a directory, not a capture file")]
     Directory { input: String },
     #[error("{input}: empty file, not a pcap or pcapng capture")]
@@ -121,11 +121,11 @@ pub enum CaptureError {
         offset: u64,
         detail: String,
     },
-    #[error("{input}: read error at byte offset {offset}: {source}")]
+    #[error("{input}: read error at byte offset {offset}: {error}")]
     Read {
         input: String,
         offset: u64,
-        source: io::Error,
+        error: io::Error,
     },
 }
 
@@ -232,14 +232,14 @@ impl FileReader {
         }
         let meta = std::fs::metadata(path).map_err(|source| CaptureError::Open {
             input: input.clone(),
-            source,
+            error: source,
         })?;
         if meta.is_dir() {
             return Err(CaptureError::Directory { input });
         }
         let file = File::open(path).map_err(|source| CaptureError::Open {
             input: input.clone(),
-            source,
+            error: source,
         })?;
         Self::from_read(input, file)
     }
@@ -275,7 +275,7 @@ impl FileReader {
                         CaptureError::Read {
                             input,
                             offset: 0,
-                            source,
+                            error: source,
                         }
                     });
                 }
@@ -562,7 +562,7 @@ impl FileReader {
         CaptureError::Read {
             input: self.input.clone(),
             offset,
-            source: source.unwrap_or_else(|| io::Error::other("read failed")),
+            error: source.unwrap_or_else(|| io::Error::other("read failed")),
         }
     }
 
