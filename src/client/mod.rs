@@ -97,8 +97,9 @@ pub enum ClientError {
     Http(String),
     #[error("WebSocket handshake: {0}")]
     Handshake(String),
+    /// (Not `#[from]`: the message already includes it; as a `source` chains would repeat it.)
     #[error("WebSocket: {0}")]
-    WebSocket(#[from] ProtocolError),
+    WebSocket(ProtocolError),
     #[error("protocol error: {0}")]
     Protocol(String),
     #[error("namespace {namespace} refused the connection: {message}")]
@@ -121,6 +122,12 @@ pub enum ClientError {
     ClientClosed,
     #[error("{0}")]
     Io(Arc<io::Error>),
+}
+
+impl From<ProtocolError> for ClientError {
+    fn from(e: ProtocolError) -> Self {
+        ClientError::WebSocket(e)
+    }
 }
 
 impl ClientError {

@@ -1076,8 +1076,10 @@ pub enum Message {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ProtocolError {
     /// Bytes that cannot be a frame header.
+    /// (Not `#[from]`: that would make the frame error a `source` too, and error chains would
+    /// print it twice.)
     #[error("malformed frame {0}")]
-    Frame(#[from] FrameError),
+    Frame(FrameError),
     /// A header that breaks a rule (the first one found).
     #[error("{0} ({rfc})", rfc = .0.rfc())]
     Violation(Violation),
@@ -1107,6 +1109,12 @@ pub enum ProtocolError {
     /// A frame after the peer's Close frame (RFC 6455 §5.5.1).
     #[error("frame after the close frame (RFC 6455 §5.5.1)")]
     FrameAfterClose,
+}
+
+impl From<FrameError> for ProtocolError {
+    fn from(e: FrameError) -> Self {
+        ProtocolError::Frame(e)
+    }
 }
 
 impl ProtocolError {
