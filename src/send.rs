@@ -585,6 +585,8 @@ async fn run_socketio(plan: &Plan, out: &mut Output) -> anyhow::Result<Outcome> 
     let mut pacer = Pacer::new(plan.pace);
     let mut state = RunState::default();
     let mut attempt = 0u32;
+    // Whether a connection was ever made: failures before it are "connect", after it "reconnect".
+    let mut ever_connected = false;
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
 
@@ -600,13 +602,20 @@ async fn run_socketio(plan: &Plan, out: &mut Output) -> anyhow::Result<Outcome> 
         };
         let mut client = match connected {
             Ok(c) => c,
-            Err(e) if plan.reconnect && attempt > 0 && is_retryable(&e) => {
+            // As socket.io-client with reconnection on, the first connect is retried too (a
+            // client started before its server waits for it).
+            Err(e) if plan.reconnect && is_retryable(&e) => {
                 attempt += 1;
                 let delay = backoff(attempt);
                 out.status(&format!(
-                    "reconnect failed ({}); retrying in {}",
+                    "{} failed ({}); retrying in {}",
+                    if ever_connected {
+                        "reconnect"
+                    } else {
+                        "connect"
+                    },
                     e.chain(),
-                    humantime::format_duration(delay)
+                    humantime::format_duration(Duration::from_millis(delay.as_millis() as u64))
                 ));
                 tokio::select! {
                     _ = tokio::time::sleep(delay) => continue,
@@ -615,7 +624,7 @@ async fn run_socketio(plan: &Plan, out: &mut Output) -> anyhow::Result<Outcome> 
                 }
             }
             Err(e) => {
-                let what = if attempt == 0 {
+                let what = if !ever_connected {
                     "while connecting to"
                 } else {
                     "while reconnecting to"
@@ -626,10 +635,11 @@ async fn run_socketio(plan: &Plan, out: &mut Output) -> anyhow::Result<Outcome> 
         out.connected(
             &plan.url,
             client.info(),
-            attempt > 0,
+            ever_connected,
             feed_was_interactive(plan),
             plan,
         );
+        ever_connected = true;
         attempt = 1;
         let emitter = client.emitter();
         // Events on one socket are handled in order, so the join lands before the first message.
@@ -679,7 +689,7 @@ async fn run_socketio(plan: &Plan, out: &mut Output) -> anyhow::Result<Outcome> 
                     out.status(&format!(
                         "connection lost ({}); reconnecting in {}",
                         err.chain(),
-                        humantime::format_duration(delay)
+                        humantime::format_duration(Duration::from_millis(delay.as_millis() as u64))
                     ));
                     tokio::select! {
                         _ = tokio::time::sleep(delay) => continue,

@@ -886,6 +886,47 @@ fn reconnect_rejoins_and_sends_what_was_not_sent_after_the_server_drops_the_conn
     assert_chat(&got[0]["args"][0], "1", "wschat", "after");
 }
 
+#[test]
+fn reconnect_also_waits_for_a_server_that_is_not_up_yet() {
+    // As socket.io-client with reconnection on: the first connect is retried with backoff.
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let u = url(port);
+    let early = Running::start(&[
+        "send",
+        "--url",
+        &u,
+        "--room",
+        "1",
+        "--reconnect",
+        "--json",
+        "--timeout",
+        "20s",
+        "early bird",
+    ]);
+    std::thread::sleep(Duration::from_millis(700));
+    let mut server = Command::new(WSCHAT)
+        .args(["serve", "-q", "--listen", &format!("127.0.0.1:{port}")])
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start wschat serve");
+    // Without the retry the run would have ended with exit 2 before the server was up.
+    let connect = early.wait_for("connect");
+    assert_eq!(
+        connect["url"],
+        u.as_str(),
+        "a first connect, not a reconnect: {connect}"
+    );
+    let sent = early.wait_for("sent");
+    assert_eq!(sent["args"][0]["message"], "early bird");
+    let (status, _, err) = early.finish();
+    let _ = server.kill();
+    let _ = server.wait();
+    assert!(status.success(), "{err}");
+}
+
 // --- TLS ---------------------------------------------------------------------------------------
 
 struct Cert {
