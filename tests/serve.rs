@@ -1636,3 +1636,31 @@ fn a_long_polling_only_client_sends_and_receives_text_and_binary() {
             .contains("wschat_connections{transport=\"polling\"} 1")
     );
 }
+
+/// "Never a lost message": in a polling POST, the messages before a malformed packet are handled
+/// (relayed), then the session closes with 400, as the reference server does.
+#[test]
+fn messages_before_a_malformed_packet_in_a_post_are_still_relayed() {
+    let relay = Relay::start(&[]);
+    let mut member = sio_connect(relay.port);
+    member
+        .send(Message::text(r#"421["join_room","9"]"#))
+        .unwrap();
+    assert_eq!(next_text(&mut member), r#"431[{"ok":true,"room":"9"}]"#);
+    let sid = polling_sid(relay.port, "/socket.io/");
+    let path = format!("/socket.io/?EIO=4&transport=polling&sid={sid}");
+    let post = |body: &str| http(relay.port, "POST", &path, &[], body.as_bytes());
+    assert_eq!(post("40").0, 200);
+    let (_, _, body) = http(relay.port, "GET", &path, &[], b"");
+    assert!(body.starts_with(b"40{\"sid\":"), "{body:?}");
+    assert_eq!(post("42[\"join_room\",\"9\"]").0, 200);
+    let data = msg("9", "Poller", "Olá mundo!");
+    let (status, _, _) = post(&format!("42[\"send_message\",{data}]\u{1e}Z"));
+    assert_eq!(status, 400, "the malformed packet is refused");
+    let got = next_text(&mut member);
+    let v: Value = serde_json::from_str(got.strip_prefix("42").expect("an event")).unwrap();
+    assert_eq!(v, json!(["receive_message", data]));
+    // The session is gone.
+    let (status, _, _) = http(relay.port, "GET", &path, &[], b"");
+    assert_eq!(status, 400);
+}

@@ -705,7 +705,8 @@ impl<A: EngineApp> EngineEndpoint<A> {
             if core.eio.poll_timeout().is_some_and(|d| d <= now) {
                 core.eio.handle_timeout(now);
             }
-            let r = core.eio.handle_post(body, now);
+            // Messages before a bad packet are handled, then the error is answered (reference).
+            let r = core.eio.handle_post_lossless(body, now);
             session.pump(&mut core);
             if !held && core.eio.close_reason() == Some(eio::CloseReason::TransportClose) {
                 let now = Instant::now();
@@ -719,11 +720,10 @@ impl<A: EngineApp> EngineEndpoint<A> {
             r
         };
         session.timer.notify_one();
+        let (datas, result) = result;
+        self.deliver(&slot, datas);
         let resp = match result {
-            Ok(datas) => {
-                self.deliver(&slot, datas);
-                respond(StatusCode::OK, eio::POLLING_CONTENT_TYPE, eio::POST_OK_BODY)
-            }
+            Ok(()) => respond(StatusCode::OK, eio::POLLING_CONTENT_TYPE, eio::POST_OK_BODY),
             Err(e) => {
                 if !matches!(
                     e,

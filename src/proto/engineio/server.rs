@@ -228,33 +228,52 @@ impl<T: Timestamp> ServerSession<T> {
     ///
     /// A parse error closes the session ("parse error"; the held GET gets `1`). A close packet
     /// closes it ("transport close"; the held GET gets `6`, §1.8). Too large a body is refused
-    /// with 413 and the session continues. Messages that precede an error are dropped with it.
+    /// with 413 and the session continues. On an error the messages that preceded it are lost
+    /// here; drivers that must not lose them use [`ServerSession::handle_post_lossless`].
     pub fn handle_post<'a>(&mut self, body: &'a str, now: T) -> Result<Vec<Data<'a>>, EngineError> {
+        let (messages, result) = self.handle_post_lossless(body, now);
+        result.map(|()| messages)
+    }
+
+    /// [`ServerSession::handle_post`] that also returns the messages that preceded an error in
+    /// the body, in order, as the reference does (engine.io-parser decodes up to the bad packet,
+    /// the socket handles those, then closes with "parse error"). The messages are to be handled
+    /// before the error is answered.
+    pub fn handle_post_lossless<'a>(
+        &mut self,
+        body: &'a str,
+        now: T,
+    ) -> (Vec<Data<'a>>, Result<(), EngineError>) {
+        let mut out = Vec::new();
         match self.transport {
-            Transport::Closed => return Err(EngineError::Rejected(ErrorCode::UnknownSid)),
-            Transport::WebSocket => return Err(EngineError::Rejected(ErrorCode::BadRequest)),
+            Transport::Closed => return (out, Err(EngineError::Rejected(ErrorCode::UnknownSid))),
+            Transport::WebSocket => {
+                return (out, Err(EngineError::Rejected(ErrorCode::BadRequest)));
+            }
             Transport::Polling | Transport::Upgrading => {}
         }
         if body.len() > self.config.max_payload {
-            return Err(EngineError::PayloadTooLarge {
+            let err = EngineError::PayloadTooLarge {
                 len: body.len(),
                 max: self.config.max_payload,
-            });
+            };
+            return (out, Err(err));
         }
-        let packets = match Payload::decode(body) {
-            Ok(p) => p,
-            Err(e) => {
-                self.close_with(CloseReason::ParseError, b'1');
-                return Err(e);
-            }
-        };
-        let mut out = Vec::new();
-        for packet in packets {
-            if let Some(d) = self.on_packet(packet, now)? {
-                out.push(d);
+        for item in Payload::iter(body) {
+            let packet = match item {
+                Ok(p) => p,
+                Err(e) => {
+                    self.close_with(CloseReason::ParseError, b'1');
+                    return (out, Err(e));
+                }
+            };
+            match self.on_packet(packet, now) {
+                Ok(Some(d)) => out.push(d),
+                Ok(None) => {}
+                Err(e) => return (out, Err(e)),
             }
         }
-        Ok(out)
+        (out, Ok(()))
     }
 
     /// A WebSocket carrying this session's sid was accepted (`transport=websocket&sid=...`).

@@ -624,6 +624,32 @@ fn invalid_post_body_closes_the_session_with_a_parse_error() {
 }
 
 #[test]
+fn messages_before_a_bad_packet_in_a_post_are_kept_then_the_session_closes() {
+    let t0 = FakeTime::ZERO;
+    let mut s = ServerSession::new("x", TransportKind::Polling, suite_config(), t0);
+    while s.poll_transmit().is_some() {}
+    s.handle_poll(t0).unwrap();
+    let (messages, result) = s.handle_post_lossless("4first\x1ebAQI=\x1e4x\x1eZ\x1e4never", t0);
+    assert_eq!(
+        messages,
+        vec![
+            Data::Text("first"),
+            Data::Binary(vec![1, 2].into()),
+            Data::Text("x")
+        ]
+    );
+    let e = result.unwrap_err();
+    assert_eq!(e.http_status(), 400);
+    assert_eq!(e.offset(), Some(16), "the bad packet's offset in the body");
+    assert_eq!(s.poll_transmit(), Some(ServerTransmit::Poll("1".into())));
+    assert_eq!(s.close_reason(), Some(CloseReason::ParseError));
+    // The plain form keeps its contract: an error, nothing delivered.
+    let mut s = ServerSession::new("y", TransportKind::Polling, suite_config(), t0);
+    while s.poll_transmit().is_some() {}
+    assert!(s.handle_post("4first\x1eZ", t0).is_err());
+}
+
+#[test]
 fn invalid_websocket_frame_closes_the_session() {
     let t0 = FakeTime::ZERO;
     let mut s = ServerSession::new("x", TransportKind::WebSocket, suite_config(), t0);
