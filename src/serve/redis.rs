@@ -70,28 +70,20 @@ pub struct RedisOptions {
     pub prefix: String,
 }
 
-/// Why the cluster link could not start.
+/// Why the cluster link could not start (each is the whole error line).
 #[derive(Debug, thiserror::Error)]
 pub enum RedisStartError {
-    #[error("--redis {url}: not a Redis URL")]
-    BadUrl {
-        url: String,
-        #[source]
-        source: ::redis::RedisError,
-    },
-    #[error("cannot connect to Redis at {addr}")]
-    Connect {
-        addr: String,
-        #[source]
-        source: LinkError,
-    },
+    #[error("--redis {url}: not a Redis URL (expected redis://HOST[:PORT][/DB])")]
+    BadUrl { url: String },
+    #[error("cannot connect to Redis at {addr}: {reason}")]
+    Connect { addr: String, reason: LinkError },
 }
 
 /// A failure of the Redis link.
 #[derive(Debug, thiserror::Error)]
 pub enum LinkError {
     #[error("{0}")]
-    Redis(#[from] ::redis::RedisError),
+    Redis(::redis::RedisError),
     #[error("no answer within {0:?}")]
     Timeout(Duration),
     #[error("the connection was closed")]
@@ -605,17 +597,18 @@ impl RedisBus {
         opts: RedisOptions,
         metrics: Arc<Metrics>,
     ) -> Result<Arc<RedisBus>, RedisStartError> {
-        let client =
-            ::redis::Client::open(opts.url.as_str()).map_err(|source| RedisStartError::BadUrl {
+        let client = ::redis::Client::open(opts.url.as_str()).map_err(|e| {
+            tracing::debug!(error = %e, "--redis");
+            RedisStartError::BadUrl {
                 url: opts.url.clone(),
-                source,
-            })?;
+            }
+        })?;
         let addr = client.get_connection_info().addr().to_string();
         let link = Link::open(&client, &opts.prefix, &["/".to_string()])
             .await
-            .map_err(|source| RedisStartError::Connect {
+            .map_err(|reason| RedisStartError::Connect {
                 addr: addr.clone(),
-                source,
+                reason,
             })?;
         let (tx, rx) = mpsc::channel(PUBLISH_QUEUE);
         let (ns_tx, ns_rx) = mpsc::unbounded_channel();
@@ -847,7 +840,7 @@ struct Link {
 
 async fn timed<T>(f: impl Future<Output = Result<T, ::redis::RedisError>>) -> Result<T, LinkError> {
     match tokio::time::timeout(IO_TIMEOUT, f).await {
-        Ok(r) => r.map_err(LinkError::from),
+        Ok(r) => r.map_err(LinkError::Redis),
         Err(_) => Err(LinkError::Timeout(IO_TIMEOUT)),
     }
 }
@@ -925,7 +918,7 @@ impl Link {
                     }
                 }
                 _ = ping.tick() => {
-                    if let Err(e) = timed(self.sink.ping::<String>()).await {
+                    if let Err(e) = timed(self.sink.ping::<::redis::Value>()).await {
                         return e;
                     }
                     if let Err(e) = timed(::redis::cmd("PING").query_async::<String>(&mut self.publisher)).await {
