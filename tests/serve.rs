@@ -1813,9 +1813,9 @@ fn a_relay_and_a_node_server_on_the_socketio_redis_adapter_share_rooms() {
     let mut ana = Peer::start("ana", &relay, "websocket", &[]);
     let mut bia = Peer::start_at("bia", &node.url(), "websocket", &[]);
     let mut caio = Peer::start_at("caio", &node.url(), "default", &[]);
-    for p in [&mut ana, &mut bia, &mut caio] {
-        p.connected();
-    }
+    let ana_id = ana.connected()["id"].clone();
+    bia.connected();
+    caio.connected();
     ana.join(json!("7"));
     bia.join(json!("7"));
     // socket.io keys rooms by value: 7 is not "7" there, but it is in wschat.
@@ -1862,6 +1862,22 @@ fn a_relay_and_a_node_server_on_the_socketio_redis_adapter_share_rooms() {
     for p in [&mut ana, &mut bia, &mut caio] {
         p.expect_none("a second copy or an own message", none, is_event);
     }
+
+    // The node server's view of the cluster (requests the relay answers over Redis).
+    ana.join(json!("solo"));
+    bia.emit("cluster_rooms", json!([]), Some("rooms"));
+    let rooms = bia.ack("rooms");
+    assert!(
+        rooms.as_array().unwrap().contains(&json!("solo")),
+        "{rooms}"
+    );
+    bia.emit("cluster_sockets", json!(["solo"]), Some("fetch"));
+    let mut ana_rooms = vec![ana_id.as_str().unwrap(), "7", "solo"];
+    ana_rooms.sort();
+    assert_eq!(
+        bia.ack("fetch"),
+        json!([{"id": ana_id, "rooms": ana_rooms}])
+    );
 }
 
 #[test]

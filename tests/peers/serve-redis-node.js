@@ -1,6 +1,9 @@
 // The original course app's server on @socket.io/redis-adapter: a node member of a wschat cluster.
 //   join_room(room)        -> socket.join(room)
 //   send_message(data)     -> socket.to(data.room).emit("receive_message", data)
+// and, to look at the whole cluster through the adapter's request channel:
+//   cluster_rooms(ack)            -> ack(sorted io.of("/").adapter.allRooms())
+//   cluster_sockets(room, ack)    -> ack(io.in(room).fetchSockets() as sorted [{id, rooms}])
 // Usage: node serve-redis-node.js --redis redis://127.0.0.1:PORT [--port N] [--key socket.io]
 // Prints "listening PORT" on stdout once bound and subscribed (port 0 = ephemeral). Loopback only.
 // With --capture, also prints every message published on the adapter's channels as
@@ -53,6 +56,19 @@ async function main() {
     socket.on("send_message", (data, ack) => {
       socket.to(data.room).emit("receive_message", data);
       if (typeof ack === "function") ack({ ok: true });
+    });
+    socket.on("cluster_rooms", async (ack) => {
+      const rooms = [...(await io.of("/").adapter.allRooms())].map(String).sort();
+      ack(rooms);
+    });
+    socket.on("cluster_sockets", async (room, ack) => {
+      try {
+        const sockets = await io.in(room).fetchSockets();
+        ack(sockets.map((s) => ({ id: s.id, rooms: [...s.rooms].map(String).sort() }))
+          .sort((a, b) => (a.id < b.id ? -1 : 1)));
+      } catch (e) {
+        ack({ error: e.message });
+      }
     });
   });
   // The adapter subscribes in its constructor (the "/" namespace exists already); a PING on the
