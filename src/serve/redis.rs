@@ -75,6 +75,8 @@ pub struct RedisOptions {
 pub enum RedisStartError {
     #[error("--redis {url}: not a Redis URL (expected redis://HOST[:PORT][/DB])")]
     BadUrl { url: String },
+    #[error("--redis {url}: TLS (rediss://) is not supported; use redis:// or unix://")]
+    Tls { url: String },
     #[error("cannot connect to Redis at {addr}: {reason}")]
     Connect { addr: String, reason: LinkError },
 }
@@ -599,8 +601,11 @@ impl RedisBus {
     ) -> Result<Arc<RedisBus>, RedisStartError> {
         let client = ::redis::Client::open(opts.url.as_str()).map_err(|e| {
             tracing::debug!(error = %e, "--redis");
-            RedisStartError::BadUrl {
-                url: opts.url.clone(),
+            let url = opts.url.clone();
+            if opts.url.starts_with("rediss:") || opts.url.starts_with("valkeys:") {
+                RedisStartError::Tls { url }
+            } else {
+                RedisStartError::BadUrl { url }
             }
         })?;
         let addr = client.get_connection_info().addr().to_string();
@@ -707,10 +712,13 @@ impl RedisBus {
 
     /// A message on a subscribed channel.
     fn on_message(&self, channel: &str, payload: &[u8]) {
-        if channel.starts_with(&format!("{}#", self.prefix)) {
+        let Some(rest) = channel.strip_prefix(self.prefix.as_str()) else {
+            return;
+        };
+        if rest.starts_with('#') {
             self.on_broadcast(channel, payload);
-        } else if let Some(nsp) = channel
-            .strip_prefix(&format!("{}-request#", self.prefix))
+        } else if let Some(nsp) = rest
+            .strip_prefix("-request#")
             .and_then(|r| r.strip_suffix('#'))
         {
             self.on_request(nsp, payload);
@@ -730,7 +738,12 @@ impl RedisBus {
             return;
         }
         // The channel must belong to the packet's namespace (as the node adapter checks).
-        if !channel.starts_with(&broadcast_channel(&self.prefix, &msg.packet.nsp)) {
+        let in_nsp = channel
+            .strip_prefix(self.prefix.as_str())
+            .and_then(|r| r.strip_prefix('#'))
+            .and_then(|r| r.strip_prefix(msg.packet.nsp.as_str()))
+            .is_some_and(|r| r.starts_with('#'));
+        if !in_nsp {
             return;
         }
         Metrics::add(&self.metrics.redis.received, 1);
@@ -889,8 +902,8 @@ impl Link {
                 },
                 n = rx.recv_many(&mut batch, BATCH) => {
                     if n == 0 {
-                        // Every sender is gone: the server is stopping.
-                        std::future::pending::<()>().await;
+                        // Closed: cannot happen while the bus (which owns a sender) is alive.
+                        return LinkError::Closed;
                     }
                     let mut pipe = ::redis::pipe();
                     let mut count = 0u64;
