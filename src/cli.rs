@@ -82,6 +82,8 @@ Examples:
   wschat serve                          127.0.0.1:3001, as the original app
   wschat serve --listen 0.0.0.0:3001    reachable from phones on the LAN (prints the URLs)
   wschat serve --static ./build         serve a React build at / on the same port
+  wschat serve --listen 127.0.0.1:3002 --redis redis://127.0.0.1:6379
+                                        one of several servers sharing rooms over Redis
 Routes: /socket.io/ (Engine.IO v4), /ws/ROOM?name=NAME (plain WebSocket), /echo, /healthz, /metrics, /")]
     Serve(ServeArgs),
     /// Join a room and send messages (or any event); print what arrives.
@@ -150,6 +152,18 @@ pub struct ServeArgs {
     /// lines on stderr as JSON (as `--log-format json`).
     #[arg(long)]
     pub json: bool,
+    /// Share rooms with other servers through Redis pub/sub (wschat or node socket.io with
+    /// @socket.io/redis-adapter), e.g. redis://127.0.0.1:6379 or redis://:PASSWORD@HOST:PORT/DB.
+    #[arg(long, env = "WSCHAT_REDIS", value_name = "URL")]
+    pub redis: Option<String>,
+    /// Redis channel prefix (the `key` option of @socket.io/redis-adapter).
+    #[arg(
+        long,
+        default_value = "socket.io",
+        value_name = "KEY",
+        requires = "redis"
+    )]
+    pub redis_prefix: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

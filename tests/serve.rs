@@ -1,7 +1,8 @@
 //! End-to-end tests of `wschat serve`: the binary against unmodified socket.io-client v4 peers
 //! (node, tests/peers/serve-client.js), plain WebSocket clients, raw HTTP, headless Chromium, and
-//! signals. Tests that need node or chromium skip with a notice when they are missing, and fail
-//! instead when `CI` is set.
+//! signals, and clusters of relays (and node socket.io servers) sharing rooms over a redis-server
+//! started per test. Tests that need node, chromium or redis-server skip with a notice when they
+//! are missing, and fail instead when `CI` is set.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -99,9 +100,14 @@ struct Peer {
 
 impl Peer {
     fn start(name: &'static str, relay: &Relay, transport: &str, extra: &[&str]) -> Peer {
+        Peer::start_at(name, &relay.url(), transport, extra)
+    }
+
+    /// A peer of the server at `url` (a wschat relay or a node server).
+    fn start_at(name: &'static str, url: &str, transport: &str, extra: &[&str]) -> Peer {
         let mut child = Command::new("node")
             .arg(peers_dir().join("serve-client.js"))
-            .args(["--url", &relay.url(), "--transport", transport])
+            .args(["--url", url, "--transport", transport])
             .args(extra)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -1663,4 +1669,443 @@ fn messages_before_a_malformed_packet_in_a_post_are_still_relayed() {
     // The session is gone.
     let (status, _, _) = http(relay.port, "GET", &path, &[], b"");
     assert_eq!(status, 400);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Clusters over Redis (`--redis`): a redis-server per test, several relays, node servers on
+// @socket.io/redis-adapter.
+
+fn redis_ok() -> bool {
+    let ok = Command::new("redis-server")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    peer_available("redis-server", ok)
+}
+
+/// A loopback port nothing listens on right now (bind to port 0, read it, close).
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().unwrap().port()
+}
+
+/// A throwaway redis-server on a free loopback port (no persistence); killed on drop.
+struct RedisServer {
+    child: Option<Child>,
+    port: u16,
+}
+
+impl RedisServer {
+    fn start() -> RedisServer {
+        let mut r = RedisServer {
+            child: None,
+            port: free_port(),
+        };
+        r.restart();
+        r
+    }
+
+    /// Start (again) on the same port and wait until it answers PING.
+    fn restart(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start redis-server");
+        self.child = Some(child);
+        let deadline = Instant::now() + STEP;
+        loop {
+            if let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) {
+                s.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+                let mut buf = [0u8; 7];
+                if s.write_all(b"PING\r\n").is_ok()
+                    && s.read_exact(&mut buf).is_ok()
+                    && &buf == b"+PONG\r\n"
+                {
+                    return;
+                }
+            }
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// tests/peers/serve-redis-node.js: the original app's server on @socket.io/redis-adapter.
+struct NodeServer {
+    child: Child,
+    port: u16,
+}
+
+impl NodeServer {
+    fn start(redis: &RedisServer) -> NodeServer {
+        let mut child = Command::new("node")
+            .arg(peers_dir().join("serve-redis-node.js"))
+            .args(["--redis", &redis.url()])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start node serve-redis-node.js");
+        let (tx, rx) = channel();
+        let stdout = child.stdout.take().expect("stdout");
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let line = rx
+            .recv_timeout(STEP)
+            .expect("the node server's listening line");
+        let port = line
+            .trim()
+            .strip_prefix("listening ")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("bad listening line {line:?}"));
+        NodeServer { child, port }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for NodeServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A `/metrics` sample (0 when absent).
+fn metric(port: u16, name: &str) -> f64 {
+    let (_, _, body) = http(port, "GET", "/metrics", &[], b"");
+    String::from_utf8_lossy(&body)
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + STEP;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn plain_json(ws: &mut tungstenite::WebSocket<TcpStream>) -> Value {
+    serde_json::from_str(&next_text(ws)).expect("a JSON object")
+}
+
+fn is_event(v: &Value) -> bool {
+    v["ev"] == "event"
+}
+
+#[test]
+fn relays_sharing_redis_deliver_room_messages_across_servers_exactly_once() {
+    if !node_ok() || !redis_ok() {
+        return;
+    }
+    let redis = RedisServer::start();
+    let a = Relay::start(&["--redis", &redis.url()]);
+    let b = Relay::start(&["--redis", &redis.url()]);
+    let mut ana = Peer::start("ana", &a, "websocket", &[]);
+    let mut outsider = Peer::start("outsider", &a, "websocket", &[]);
+    let mut bia = Peer::start("bia", &b, "websocket", &[]);
+    // socket.io-client's default: polling, then the upgrade.
+    let mut caio = Peer::start("caio", &b, "default", &[]);
+    for p in [&mut ana, &mut outsider, &mut bia, &mut caio] {
+        p.connected();
+    }
+    ana.join(json!("7"));
+    bia.join(json!("7"));
+    caio.join(json!("7"));
+    outsider.join(json!("8"));
+    let mut phone = ws_connect(b.port, "/ws/7?name=Celular");
+    std::thread::sleep(Duration::from_millis(100));
+
+    // Server A -> the room's members on server B (Socket.IO and plain WebSocket).
+    let hello = msg("7", "Ana", "Olá mundo!");
+    ana.emit("send_message", json!([hello.clone()]), Some("s1"));
+    assert_eq!(ana.ack("s1"), json!({"ok": true}));
+    assert_eq!(bia.event("receive_message"), json!([hello]));
+    assert_eq!(caio.event("receive_message"), json!([hello]));
+    assert_eq!(plain_json(&mut phone), hello);
+
+    // Server B -> A, and to B's own members once (local delivery, not again from Redis).
+    let reply = msg("7", "Bia", "Oi, tudo bem?");
+    bia.emit("send_message", json!([reply.clone()]), None);
+    assert_eq!(ana.event("receive_message"), json!([reply]));
+    assert_eq!(caio.event("receive_message"), json!([reply]));
+    assert_eq!(plain_json(&mut phone), reply);
+
+    // A plain WebSocket member on B reaches Socket.IO members on A and B.
+    phone.send(Message::text("do celular")).unwrap();
+    for p in [&mut ana, &mut bia, &mut caio] {
+        let got = p.event("receive_message");
+        assert_eq!(got[0]["author"], "Celular");
+        assert_eq!(got[0]["message"], "do celular");
+        assert_eq!(got[0]["room"], "7");
+    }
+
+    // Exactly once each, never back to the sender, never to another room.
+    let none = Duration::from_millis(400);
+    ana.expect_none("a second copy or its own message", none, is_event);
+    bia.expect_none("a second copy or its own message", none, is_event);
+    caio.expect_none("a second copy", none, is_event);
+    outsider.expect_none("a message of room 7", none, is_event);
+    phone
+        .get_mut()
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    assert!(
+        phone.read().is_err(),
+        "the phone got its own or a second message"
+    );
+
+    // The link in /metrics and /healthz.
+    assert_eq!(metric(a.port, "wschat_redis_connected"), 1.0);
+    assert_eq!(metric(a.port, "wschat_redis_published_total"), 1.0);
+    assert_eq!(metric(a.port, "wschat_redis_received_total"), 2.0);
+    assert_eq!(metric(b.port, "wschat_redis_published_total"), 2.0);
+    assert_eq!(metric(b.port, "wschat_redis_dropped_total"), 0.0);
+    let (status, _, body) = http(a.port, "GET", "/healthz", &[], b"");
+    assert_eq!(status, 200);
+    let health: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(health["redis"], "connected");
+}
+
+#[test]
+fn a_relay_and_a_node_server_on_the_socketio_redis_adapter_share_rooms() {
+    if !node_ok() || !redis_ok() {
+        return;
+    }
+    let redis = RedisServer::start();
+    let relay = Relay::start(&["--redis", &redis.url()]);
+    let node = NodeServer::start(&redis);
+    let mut ana = Peer::start("ana", &relay, "websocket", &[]);
+    let mut bia = Peer::start_at("bia", &node.url(), "websocket", &[]);
+    let mut caio = Peer::start_at("caio", &node.url(), "default", &[]);
+    let ana_id = ana.connected()["id"].clone();
+    bia.connected();
+    caio.connected();
+    ana.join(json!("7"));
+    bia.join(json!("7"));
+    // socket.io keys rooms by value: 7 is not "7" there, but it is in wschat.
+    caio.join(json!(7));
+    let mut phone = ws_connect(relay.port, "/ws/7?name=Celular");
+    std::thread::sleep(Duration::from_millis(100));
+
+    // wschat -> node: both forms of room 7.
+    let hello = msg("7", "Ana", "Olá mundo!");
+    ana.emit("send_message", json!([hello.clone()]), Some("s1"));
+    assert_eq!(ana.ack("s1"), json!({"ok": true}));
+    assert_eq!(bia.event("receive_message"), json!([hello]));
+    assert_eq!(caio.event("receive_message"), json!([hello]));
+    assert_eq!(plain_json(&mut phone), hello);
+
+    // node -> wschat (Socket.IO and plain members).
+    let reply = msg("7", "Bia", "Oi do node!");
+    bia.emit("send_message", json!([reply.clone()]), Some("s2"));
+    assert_eq!(bia.ack("s2"), json!({"ok": true}));
+    assert_eq!(ana.event("receive_message"), json!([reply]));
+    assert_eq!(plain_json(&mut phone), reply);
+    // caio (room 7 as a number) is in another socket.io room than bia's "7" on node.
+
+    // Binary attachments cross both ways.
+    let file = json!({"$bin": "AQID"});
+    let with_file =
+        json!({"room": "7", "author": "Ana", "message": "foto", "time": "10:42", "file": file});
+    ana.emit("send_message", json!([with_file.clone()]), None);
+    assert_eq!(bia.event("receive_message"), json!([with_file]));
+    assert_eq!(caio.event("receive_message"), json!([with_file]));
+    let back = json!({"room": "7", "author": "Bia", "message": "foto", "time": "10:43", "file": {"$bin": "BAUG"}, "n": 1.5});
+    bia.emit("send_message", json!([back.clone()]), None);
+    assert_eq!(ana.event("receive_message"), json!([back]));
+
+    // A plain WebSocket member of the relay reaches its neighbour and the node members.
+    phone.send(Message::text("do celular")).unwrap();
+    for p in [&mut ana, &mut bia, &mut caio] {
+        let got = p.event("receive_message");
+        assert_eq!(got[0]["author"], "Celular");
+        assert_eq!(got[0]["message"], "do celular");
+    }
+
+    let none = Duration::from_millis(400);
+    for p in [&mut ana, &mut bia, &mut caio] {
+        p.expect_none("a second copy or an own message", none, is_event);
+    }
+
+    // The node server's view of the cluster (requests the relay answers over Redis).
+    ana.join(json!("solo"));
+    bia.emit("cluster_rooms", json!([]), Some("rooms"));
+    let rooms = bia.ack("rooms");
+    assert!(
+        rooms.as_array().unwrap().contains(&json!("solo")),
+        "{rooms}"
+    );
+    bia.emit("cluster_sockets", json!(["solo"]), Some("fetch"));
+    let mut ana_rooms = vec![ana_id.as_str().unwrap(), "7", "solo"];
+    ana_rooms.sort();
+    assert_eq!(
+        bia.ack("fetch"),
+        json!([{"id": ana_id, "rooms": ana_rooms}])
+    );
+}
+
+#[test]
+fn losing_redis_keeps_rooms_working_locally_and_the_relay_reconnects() {
+    if !node_ok() || !redis_ok() {
+        return;
+    }
+    let mut redis = RedisServer::start();
+    // This relay's log is read (one line when the link goes, one when it is back).
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wschat"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--json"])
+        .env("WSCHAT_REDIS", redis.url())
+        .env("RUST_LOG", "wschat::serve::redis=info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start wschat serve");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let port = serde_json::from_str::<Value>(&line).unwrap()["port"]
+        .as_u64()
+        .unwrap() as u16;
+    let stderr = child.stderr.take().expect("stderr");
+    let a = Relay { child, port };
+    let (log_tx, log) = channel::<String>();
+    std::thread::spawn(move || {
+        for l in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = log_tx.send(l);
+        }
+    });
+    let wait_log = |what: &str| {
+        let deadline = Instant::now() + STEP;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let l = log
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("no log line with {what:?}"));
+            if l.contains(what) {
+                return l;
+            }
+        }
+    };
+    wait_log("connected to Redis");
+
+    let mut ana = Peer::start("ana", &a, "websocket", &[]);
+    let mut bia = Peer::start("bia", &a, "websocket", &[]);
+    ana.connected();
+    bia.connected();
+    ana.join(json!("7"));
+    bia.join(json!("7"));
+
+    redis.stop();
+    let lost = wait_log("lost the connection to Redis");
+    assert!(
+        lost.contains(&format!("127.0.0.1:{}", redis.port)),
+        "{lost}"
+    );
+    wait_until("redis_connected is 0", || {
+        metric(a.port, "wschat_redis_connected") == 0.0
+    });
+    // Local delivery goes on; the broadcast that could not be published is counted.
+    for i in 0..3 {
+        let m = msg("7", "Ana", &format!("sem redis {i}"));
+        ana.emit("send_message", json!([m.clone()]), Some("s"));
+        assert_eq!(ana.ack("s"), json!({"ok": true}));
+        assert_eq!(bia.event("receive_message"), json!([m]));
+    }
+    wait_until("3 dropped publishes are counted", || {
+        metric(a.port, "wschat_redis_dropped_total") == 3.0
+    });
+    let (status, _, body) = http(a.port, "GET", "/healthz", &[], b"");
+    assert_eq!(
+        status, 200,
+        "a relay without Redis still serves its clients"
+    );
+    assert_eq!(
+        serde_json::from_slice::<Value>(&body).unwrap()["redis"],
+        "disconnected"
+    );
+
+    redis.restart();
+    wait_log("reconnected to Redis");
+    assert_eq!(metric(a.port, "wschat_redis_connected"), 1.0);
+    // Back in the cluster: a relay started now shares room 7.
+    let b = Relay::start(&["--redis", &redis.url()]);
+    let mut caio = Peer::start("caio", &b, "websocket", &[]);
+    caio.connected();
+    caio.join(json!("7"));
+    let m = msg("7", "Ana", "voltou");
+    ana.emit("send_message", json!([m.clone()]), None);
+    assert_eq!(caio.event("receive_message"), json!([m]));
+    assert_eq!(bia.event("receive_message"), json!([m]));
+    // One line when the link went, one when it came back: no repeats while it was down.
+    std::thread::sleep(Duration::from_millis(300));
+    while let Ok(l) = log.try_recv() {
+        assert!(!l.contains("lost the connection"), "logged twice: {l}");
+    }
+}
+
+#[test]
+fn an_unreachable_redis_at_start_is_one_error_line_and_exit_2() {
+    let port = free_port();
+    for via_env in [false, true] {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_wschat"));
+        cmd.args(["serve", "--listen", "127.0.0.1:0"]);
+        let url = format!("redis://127.0.0.1:{port}");
+        if via_env {
+            cmd.env("WSCHAT_REDIS", &url);
+        } else {
+            cmd.args(["--redis", &url]);
+        }
+        let out = cmd.env("RUST_LOG", "error").output().expect("run wschat");
+        assert_eq!(out.status.code(), Some(2));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let lines: Vec<&str> = stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "{stderr}");
+        assert!(
+            lines[0].starts_with(&format!(
+                "wschat: error: cannot connect to Redis at 127.0.0.1:{port}: "
+            )),
+            "{stderr}"
+        );
+        assert!(out.stdout.is_empty(), "nothing listened");
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_wschat"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--redis", "http://x"])
+        .env("RUST_LOG", "error")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim(),
+        "wschat: error: --redis http://x: not a Redis URL (expected redis://HOST[:PORT][/DB])"
+    );
 }

@@ -1,10 +1,11 @@
 //! Rooms and broadcast behind one trait ([`Adapter`]), with the in-process implementation.
 //!
 //! A broadcast is encoded once ([`Broadcast`]) and the same `Bytes` are pushed into each recipient's
-//! bounded [`Outbox`](super::outbox::Outbox); nothing is copied per recipient. A cluster adapter
-//! (e.g. over Redis pub/sub) implements the same trait and forwards `broadcast` to its peers.
+//! bounded [`Outbox`](super::outbox::Outbox); nothing is copied per recipient. The cluster adapter
+//! ([`super::redis::RedisAdapter`]) implements the same trait on top of a [`LocalAdapter`] and also
+//! forwards each `broadcast` to the other servers.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock, RwLock};
 
@@ -21,6 +22,11 @@ pub trait Member: Send + Sync {
     fn id(&self) -> MemberId;
     /// Queue `msg` for this member, in the form it speaks. Must not block.
     fn deliver(&self, msg: &Broadcast) -> Result<(), PushError>;
+    /// The Socket.IO socket id, for members that are sockets (a cluster names senders and
+    /// excluded sockets by it); `None` for plain WebSocket clients.
+    fn sid(&self) -> Option<&Arc<str>> {
+        None
+    }
 }
 
 /// One message to many room members, encoded once.
@@ -134,6 +140,145 @@ impl LocalAdapter {
             metrics,
         }
     }
+
+    /// Deliver to `room` except `except`; with `SID`, also return the excluded member's socket id
+    /// (found on the same walk, for a cluster adapter that names the sender to its peers).
+    #[inline]
+    fn fan_out<const SID: bool>(
+        &self,
+        room: &str,
+        except: Option<MemberId>,
+        msg: &Broadcast,
+    ) -> (Delivery, Option<Arc<str>>) {
+        let rooms = self.rooms.read().unwrap_or_else(|p| p.into_inner());
+        let mut d = Delivery::default();
+        let mut sid = None;
+        if let Some(list) = rooms.get(room) {
+            for m in list {
+                if Some(m.id()) == except {
+                    if SID {
+                        sid = m.sid().cloned();
+                    }
+                    continue;
+                }
+                match m.deliver(msg) {
+                    Ok(()) => d.delivered += 1,
+                    Err(_) => d.dropped += 1,
+                }
+            }
+        }
+        drop(rooms);
+        self.count(d);
+        (d, sid)
+    }
+
+    fn count(&self, d: Delivery) {
+        Metrics::add(&self.metrics.messages_out, d.delivered as u64);
+        Metrics::add(&self.metrics.dropped, d.dropped as u64);
+    }
+
+    /// [`Adapter::broadcast`], also returning the socket id of the excluded member (when it is a
+    /// Socket.IO socket in the room).
+    pub fn broadcast_naming_sender(
+        &self,
+        room: &str,
+        except: Option<MemberId>,
+        msg: &Broadcast,
+    ) -> (Delivery, Option<Arc<str>>) {
+        self.fan_out::<true>(room, except, msg)
+    }
+
+    /// A broadcast from another server (socket.io-adapter `apply` semantics): every member of any
+    /// room in `rooms` (every member of every room when `rooms` is empty) once, except members of
+    /// a room in `except` and sockets whose id is in `except`.
+    pub fn broadcast_to_rooms(
+        &self,
+        rooms: &[String],
+        except: &[String],
+        msg: &Broadcast,
+    ) -> Delivery {
+        let map = self.rooms.read().unwrap_or_else(|p| p.into_inner());
+        let excluded = excluded_members(&map, except);
+        let mut d = Delivery::default();
+        let mut seen: HashSet<MemberId> = HashSet::new();
+        let single = rooms.len() == 1;
+        let mut visit = |list: &Members| {
+            for m in list {
+                let id = m.id();
+                if excluded.contains(&id) || (!single && !seen.insert(id)) {
+                    continue;
+                }
+                match m.deliver(msg) {
+                    Ok(()) => d.delivered += 1,
+                    Err(_) => d.dropped += 1,
+                }
+            }
+        };
+        if rooms.is_empty() {
+            map.values().for_each(&mut visit);
+        } else {
+            for r in rooms {
+                if let Some(list) = map.get(r.as_str()) {
+                    visit(list);
+                }
+            }
+        }
+        drop(map);
+        self.count(d);
+        d
+    }
+
+    /// The Socket.IO sockets a remote `fetchSockets` / `allSockets` selects (same selection as
+    /// [`LocalAdapter::broadcast_to_rooms`]), each with the rooms it is in, sorted by id.
+    pub fn sockets(&self, rooms: &[String], except: &[String]) -> Vec<(Arc<str>, Vec<String>)> {
+        let map = self.rooms.read().unwrap_or_else(|p| p.into_inner());
+        let excluded = excluded_members(&map, except);
+        let wanted = |room: &str| rooms.is_empty() || rooms.iter().any(|r| r == room);
+        let mut found: HashMap<Arc<str>, (bool, Vec<String>)> = HashMap::new();
+        for (room, list) in map.iter() {
+            for m in list {
+                let Some(sid) = m.sid() else { continue };
+                if excluded.contains(&m.id()) {
+                    continue;
+                }
+                let e = found.entry(sid.clone()).or_default();
+                e.0 |= wanted(room);
+                e.1.push(room.to_string());
+            }
+        }
+        drop(map);
+        let mut out: Vec<_> = found
+            .into_iter()
+            .filter(|(_, (selected, _))| *selected)
+            .map(|(sid, (_, mut rooms))| {
+                rooms.sort();
+                (sid, rooms)
+            })
+            .collect();
+        out.sort();
+        out
+    }
+}
+
+/// Members excluded by an `except` list: the members of those rooms and the sockets with those ids.
+fn excluded_members(map: &HashMap<Box<str>, Members>, except: &[String]) -> HashSet<MemberId> {
+    let mut out = HashSet::new();
+    if except.is_empty() {
+        return out;
+    }
+    for e in except {
+        if let Some(list) = map.get(e.as_str()) {
+            out.extend(list.iter().map(|m| m.id()));
+        }
+    }
+    for list in map.values() {
+        for m in list {
+            if m.sid().is_some_and(|s| except.iter().any(|e| **e == **s)) {
+                out.insert(m.id());
+            }
+        }
+    }
+    out
 }
 
 impl Adapter for LocalAdapter {
@@ -181,23 +326,7 @@ impl Adapter for LocalAdapter {
     }
 
     fn broadcast(&self, room: &str, except: Option<MemberId>, msg: &Broadcast) -> Delivery {
-        let rooms = self.rooms.read().unwrap_or_else(|p| p.into_inner());
-        let mut d = Delivery::default();
-        if let Some(list) = rooms.get(room) {
-            for m in list {
-                if Some(m.id()) == except {
-                    continue;
-                }
-                match m.deliver(msg) {
-                    Ok(()) => d.delivered += 1,
-                    Err(_) => d.dropped += 1,
-                }
-            }
-        }
-        drop(rooms);
-        Metrics::add(&self.metrics.messages_out, d.delivered as u64);
-        Metrics::add(&self.metrics.dropped, d.dropped as u64);
-        d
+        self.fan_out::<false>(room, except, msg).0
     }
 
     fn room_size(&self, room: &str) -> usize {
@@ -321,5 +450,71 @@ mod tests {
                 .plain_frame(|_| Bytes::new())
                 .is_none()
         );
+    }
+
+    struct Sock {
+        probe: Arc<Probe>,
+        sid: Arc<str>,
+    }
+    impl Member for Sock {
+        fn id(&self) -> MemberId {
+            self.probe.id
+        }
+        fn deliver(&self, msg: &Broadcast) -> Result<(), PushError> {
+            self.probe.deliver(msg)
+        }
+        fn sid(&self) -> Option<&Arc<str>> {
+            Some(&self.sid)
+        }
+    }
+
+    #[test]
+    fn remote_broadcasts_reach_each_selected_member_once_minus_the_excluded() {
+        let metrics = Arc::new(Metrics::new());
+        let a = LocalAdapter::new(metrics.clone());
+        let (p1, p2, p3, p4) = (
+            probe(1, false),
+            probe(2, false),
+            probe(3, false),
+            probe(4, false),
+        );
+        let s2 = Arc::new(Sock {
+            probe: p2.clone(),
+            sid: "sid-two".into(),
+        });
+        a.join("7", p1.clone());
+        a.join("8", p1.clone());
+        a.join("7", s2.clone());
+        a.join("8", p3.clone());
+        a.join("9", p4.clone());
+        let msg = Broadcast::single(Bytes::from_static(b"m"));
+        let rooms = |r: &[&str]| r.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        // Two rooms: a member of both gets it once.
+        let d = a.broadcast_to_rooms(&rooms(&["7", "8"]), &[], &msg);
+        assert_eq!(d.delivered, 3);
+        assert_eq!(p1.got.lock().unwrap().len(), 1);
+        // Excluded by socket id and by room.
+        let d = a.broadcast_to_rooms(&rooms(&["7"]), &rooms(&["sid-two"]), &msg);
+        assert_eq!(d.delivered, 1);
+        assert_eq!(p2.got.lock().unwrap().len(), 1);
+        let d = a.broadcast_to_rooms(&rooms(&["7", "8"]), &rooms(&["8"]), &msg);
+        assert_eq!(d.delivered, 1, "only sid-two: 1 and 3 are in room 8");
+        // No rooms: everyone, once.
+        let d = a.broadcast_to_rooms(&[], &[], &msg);
+        assert_eq!(d.delivered, 4);
+        assert_eq!(p4.got.lock().unwrap().len(), 1);
+        assert!(a.broadcast_to_rooms(&rooms(&["nope"]), &[], &msg).delivered == 0);
+        // The sender's socket id comes back from a local broadcast that excluded it.
+        let (d, sid) = a.broadcast_naming_sender("7", Some(2), &msg);
+        assert_eq!((d.delivered, sid.as_deref()), (1, Some("sid-two")));
+        let (_, sid) = a.broadcast_naming_sender("7", Some(1), &msg);
+        assert_eq!(sid, None, "a plain WebSocket member has no socket id");
+        // Sockets (members with a socket id) with their rooms.
+        a.join("9", s2.clone());
+        assert_eq!(
+            a.sockets(&rooms(&["9"]), &[]),
+            vec![(Arc::from("sid-two"), rooms(&["7", "9"]))]
+        );
+        assert!(a.sockets(&[], &rooms(&["7"])).is_empty());
     }
 }

@@ -179,7 +179,7 @@ async fn route_inner(
 
 fn healthz(shared: &Shared) -> Response<Body> {
     let m = &shared.metrics;
-    let body = serde_json::json!({
+    let mut body = serde_json::json!({
         "status": if shared.is_shutting_down() { "shutting_down" } else { "ok" },
         "connections": m.connections_all(),
         "sockets": m.sockets.load(Ordering::Relaxed),
@@ -187,6 +187,17 @@ fn healthz(shared: &Shared) -> Response<Body> {
         "uptime_seconds": (m.uptime_secs() * 1000.0).round() / 1000.0,
         "version": env!("CARGO_PKG_VERSION"),
     });
+    // With --redis: the cluster link's state (a server without Redis still serves its own
+    // clients, so it stays healthy).
+    if m.redis.enabled.load(Ordering::Relaxed)
+        && let Some(o) = body.as_object_mut()
+    {
+        let up = m.redis.connected.load(Ordering::Relaxed) == 1;
+        o.insert(
+            "redis".into(),
+            serde_json::Value::from(if up { "connected" } else { "disconnected" }),
+        );
+    }
     let status = if shared.is_shutting_down() {
         StatusCode::SERVICE_UNAVAILABLE
     } else {

@@ -1,7 +1,7 @@
 //! Relay counters and gauges (lock-free atomics), rendered as Prometheus text for `GET /metrics`.
 
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::time::Instant;
 
 /// The transport a connection speaks; one gauge per kind.
@@ -85,6 +85,26 @@ pub struct Metrics {
     pub refused_sends: AtomicU64,
     /// HTTP requests answered by the router (all paths).
     pub http_requests: AtomicU64,
+    /// The cluster link (`--redis`); rendered only when enabled.
+    pub redis: RedisMetrics,
+}
+
+/// Counters of the Redis cluster link (`wschat serve --redis`).
+#[derive(Debug, Default)]
+pub struct RedisMetrics {
+    /// Set once when the server runs with `--redis`.
+    pub enabled: AtomicBool,
+    /// 1 while the publish and subscribe connections are up.
+    pub connected: AtomicI64,
+    /// Messages published (broadcasts and request answers).
+    pub published: AtomicU64,
+    /// Broadcasts received from other servers (own echoes are not counted).
+    pub received: AtomicU64,
+    /// Connection losses, failed publishes, undecodable messages.
+    pub errors: AtomicU64,
+    /// Broadcasts not published to the other servers (Redis down, or the publish queue full);
+    /// they were still delivered locally.
+    pub dropped: AtomicU64,
 }
 
 impl Default for Metrics {
@@ -111,6 +131,7 @@ impl Metrics {
             connect_errors: AtomicU64::new(0),
             refused_sends: AtomicU64::new(0),
             http_requests: AtomicU64::new(0),
+            redis: RedisMetrics::default(),
         }
     }
 
@@ -258,6 +279,9 @@ impl Metrics {
             header(&mut s, name, "counter", help);
             let _ = writeln!(s, "{name} {v}");
         }
+        if self.redis.enabled.load(Ordering::Relaxed) {
+            self.render_redis(&mut s);
+        }
         header(
             &mut s,
             "wschat_uptime_seconds",
@@ -266,6 +290,49 @@ impl Metrics {
         );
         let _ = writeln!(s, "wschat_uptime_seconds {:.3}", self.uptime_secs());
         s
+    }
+}
+
+impl Metrics {
+    fn render_redis(&self, s: &mut String) {
+        let r = &self.redis;
+        header(
+            s,
+            "wschat_redis_connected",
+            "gauge",
+            "1 while the Redis publish and subscribe connections are up.",
+        );
+        let _ = writeln!(
+            s,
+            "wschat_redis_connected {}",
+            r.connected.load(Ordering::Relaxed)
+        );
+        let counters: [(&str, &str, &AtomicU64); 4] = [
+            (
+                "wschat_redis_published_total",
+                "Messages published to Redis (broadcasts and request answers).",
+                &r.published,
+            ),
+            (
+                "wschat_redis_received_total",
+                "Broadcasts received from other servers through Redis.",
+                &r.received,
+            ),
+            (
+                "wschat_redis_errors_total",
+                "Redis connection losses, failed publishes and undecodable messages.",
+                &r.errors,
+            ),
+            (
+                "wschat_redis_dropped_total",
+                "Broadcasts delivered locally but not published (Redis down or publish queue full).",
+                &r.dropped,
+            ),
+        ];
+        for (name, help, v) in counters {
+            header(s, name, "counter", help);
+            let _ = writeln!(s, "{name} {}", v.load(Ordering::Relaxed));
+        }
     }
 }
 
@@ -302,5 +369,16 @@ mod tests {
             }
         }
         assert_eq!(m.connections_all(), 2);
+        assert!(
+            !text.contains("wschat_redis"),
+            "no Redis families without --redis"
+        );
+        m.redis.enabled.store(true, Ordering::Relaxed);
+        m.redis.connected.store(1, Ordering::Relaxed);
+        Metrics::add(&m.redis.dropped, 2);
+        let text = m.render();
+        assert!(text.contains("wschat_redis_connected 1\n"));
+        assert!(text.contains("wschat_redis_dropped_total 2\n"));
+        assert!(text.contains("# TYPE wschat_redis_published_total counter\n"));
     }
 }

@@ -12,7 +12,8 @@
 //! metrics), [`wsconn`] (the WebSocket connection driver), [`engine`] (Engine.IO sessions over
 //! polling and WebSocket), [`socketio`] (namespaces, sockets, acks, attachments), [`chat`] (the chat
 //! application), [`plainws`] (`/ws/ROOM` and `/echo`), [`outbox`] (bounded per-client queues),
-//! [`adapter`] (rooms), [`metrics`], [`static_files`], [`assets`].
+//! [`adapter`] (rooms), [`redis`] (rooms shared by a cluster over Redis), [`metrics`],
+//! [`static_files`], [`assets`].
 
 // Live-path code must not panic on anything a client sends (tests may unwrap).
 #![cfg_attr(
@@ -29,6 +30,7 @@ pub mod http;
 pub mod metrics;
 pub mod outbox;
 pub mod plainws;
+pub mod redis;
 pub mod server;
 pub mod socketio;
 pub mod static_files;
@@ -102,8 +104,18 @@ pub fn run(args: &ServeArgs, _global: &Global) -> anyhow::Result<ExitCode> {
     raise_fd_limit(args.max_connections);
     let json = args.json;
     let listen = args.listen;
+    let cluster = args.redis.as_ref().map(|url| redis::RedisOptions {
+        url: url.clone(),
+        prefix: args.redis_prefix.clone(),
+    });
     runtime.block_on(async move {
-        let builder = chat_server(ServerBuilder::new(config));
+        let builder = ServerBuilder::new(config);
+        let bus = match cluster {
+            // The error is the whole line: `cannot connect to Redis at HOST:PORT: <cause>`.
+            Some(opts) => Some(redis::RedisBus::connect(opts, builder.metrics()).await?),
+            None => None,
+        };
+        let builder = chat_server_on(builder, bus);
         let server = builder
             .bind(listen)
             .with_context(|| format!("while listening on {listen}"))?;
@@ -147,9 +159,26 @@ fn raise_fd_limit(max_connections: usize) {
 /// Mount the chat relay: Socket.IO at `/socket.io/` running [`chat::ChatApp`], and its `/`
 /// namespace rooms shared with plain WebSocket clients at `/ws/ROOM`.
 pub fn chat_server(builder: ServerBuilder) -> ServerBuilder {
+    chat_server_on(builder, None)
+}
+
+/// [`chat_server`], with the rooms of every namespace shared over Redis when `cluster` is given.
+pub fn chat_server_on(
+    builder: ServerBuilder,
+    cluster: Option<Arc<redis::RedisBus>>,
+) -> ServerBuilder {
     let metrics = builder.metrics();
     let app = Arc::new(chat::ChatApp::new(metrics.clone()));
-    let sio = socketio::SocketIoServer::new(app, metrics, builder.config().connect_timeout);
+    let timeout = builder.config().connect_timeout;
+    let sio = match cluster {
+        Some(bus) => socketio::SocketIoServer::with_adapters(
+            app,
+            metrics,
+            timeout,
+            Box::new(move |nsp| bus.adapter(nsp)),
+        ),
+        None => socketio::SocketIoServer::new(app, metrics, timeout),
+    };
     let rooms = sio.namespace("/").map(|ns| ns.adapter.clone());
     let builder = builder.mount("/socket.io/", engine::EngineEndpoint::new(Arc::new(sio)));
     match rooms {

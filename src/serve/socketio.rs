@@ -216,6 +216,7 @@ impl Socket {
             room,
             Arc::new(SioMember {
                 id: self.member_id,
+                sid: self.id.clone(),
                 session: self.session.clone(),
             }),
         )
@@ -294,6 +295,7 @@ impl Socket {
 /// WebSocket's outbox once upgraded).
 struct SioMember {
     id: MemberId,
+    sid: Arc<str>,
     session: Arc<Session>,
 }
 
@@ -303,6 +305,9 @@ impl Member for SioMember {
     }
     fn deliver(&self, msg: &Broadcast) -> Result<(), PushError> {
         self.session.send_frames(msg.sio_frames())
+    }
+    fn sid(&self) -> Option<&Arc<str>> {
+        Some(&self.sid)
     }
 }
 
