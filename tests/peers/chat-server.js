@@ -1,10 +1,10 @@
 // The original course app's server, as the reference peer: express-less socket.io 4 with its events.
-//   join_room(room)        -> socket.join(room)
-//   send_message(data)     -> socket.to(data.room).emit("receive_message", data)
+// (its events: chat-events.js)
 // Usage: node chat-server.js [--port N] [--host H] [--deflate] [--ping-interval MS] [--ping-timeout MS]
 // Prints "listening PORT" on stdout once bound (port 0 = ephemeral). Loopback only by default.
 const http = require("http");
 const { Server } = require("socket.io");
+const { onChat } = require("./chat-events");
 
 const args = process.argv.slice(2);
 const opt = (name, dflt) => {
@@ -25,20 +25,7 @@ const io = new Server(server, {
   pingTimeout: Number(opt("--ping-timeout", 20000)),
 });
 
-io.on("connection", (socket) => {
-  socket.on("join_room", (room, ack) => {
-    socket.join(room);
-    if (typeof ack === "function") ack({ ok: true, room });
-  });
-  socket.on("leave_room", (room, ack) => {
-    socket.leave(room);
-    if (typeof ack === "function") ack({ ok: true, room });
-  });
-  socket.on("send_message", (data, ack) => {
-    socket.to(data.room).emit("receive_message", data);
-    if (typeof ack === "function") ack({ ok: true });
-  });
-});
+io.on("connection", (socket) => onChat(socket));
 
 server.listen(port, host, () => {
   console.log(`listening ${server.address().port}`);

@@ -12,6 +12,7 @@ const fs = require("fs");
 const http = require("http");
 const https = require("https");
 const { Server } = require("socket.io");
+const { onChat } = require("./chat-events");
 
 const args = process.argv.slice(2);
 const opt = (name, dflt) => {
@@ -35,21 +36,13 @@ const io = new Server(server, {
 });
 
 io.on("connection", (socket) => {
-  socket.on("join_room", (room, ack) => {
-    socket.join(room);
-    if (typeof ack === "function") ack({ ok: true, room });
-  });
-  socket.on("leave_room", (room, ack) => {
-    socket.leave(room);
-    if (typeof ack === "function") ack({ ok: true, room });
-  });
-  socket.on("send_message", (data, ack) => {
+  // "kick" makes the server drop the connection (send's lost-connection tests).
+  onChat(socket, (s, data) => {
     if (data && data.message === "kick") {
-      socket.disconnect(true);
-      return;
+      s.disconnect(true);
+      return true;
     }
-    socket.to(data.room).emit("receive_message", data);
-    if (typeof ack === "function") ack({ ok: true });
+    return false;
   });
   socket.on("echo", (...all) => {
     const ack = typeof all[all.length - 1] === "function" ? all.pop() : null;

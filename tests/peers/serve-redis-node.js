@@ -1,7 +1,5 @@
 // The original course app's server on @socket.io/redis-adapter: a node member of a wschat cluster.
-//   join_room(room)        -> socket.join(room)
-//   send_message(data)     -> socket.to(data.room).emit("receive_message", data)
-// and, to look at the whole cluster through the adapter's request channel:
+// (its events: chat-events.js) and, to look at the whole cluster through the adapter's request channel:
 //   cluster_rooms(ack)            -> ack(sorted io.of("/").adapter.allRooms())
 //   cluster_sockets(room, ack)    -> ack(io.in(room).fetchSockets() as sorted [{id, rooms}])
 // Usage: node serve-redis-node.js --redis redis://127.0.0.1:PORT [--port N] [--key socket.io]
@@ -10,6 +8,7 @@
 // {"capture":"<channel>","hex":"<payload as hex>"} (how the bytes in src/serve/redis.rs were taken).
 const http = require("http");
 const { Server } = require("socket.io");
+const { onChat } = require("./chat-events");
 const { createAdapter } = require("@socket.io/redis-adapter");
 const { createClient } = require("redis");
 
@@ -45,18 +44,7 @@ async function main() {
     adapter: createAdapter(pub, sub, { key }),
   });
   io.on("connection", (socket) => {
-    socket.on("join_room", (room, ack) => {
-      socket.join(room);
-      if (typeof ack === "function") ack({ ok: true, room });
-    });
-    socket.on("leave_room", (room, ack) => {
-      socket.leave(room);
-      if (typeof ack === "function") ack({ ok: true, room });
-    });
-    socket.on("send_message", (data, ack) => {
-      socket.to(data.room).emit("receive_message", data);
-      if (typeof ack === "function") ack({ ok: true });
-    });
+    onChat(socket);
     socket.on("cluster_rooms", async (ack) => {
       const rooms = [...(await io.of("/").adapter.allRooms())].map(String).sort();
       ack(rooms);
