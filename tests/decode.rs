@@ -577,6 +577,78 @@ fn closed_stdout_is_not_an_error() {
     );
 }
 
+/// Runs `wschat decode` with `WSCHAT_DECODE_THREADS` set (1: one thread, 2: `--json` rendered
+/// on an output thread whatever the input size).
+fn decode_threads(threads: &str, args: &[&str]) -> Out {
+    let out = Command::new(bin())
+        .arg("decode")
+        .args(args)
+        .env("WSCHAT_DECODE_THREADS", threads)
+        .output()
+        .expect("run wschat");
+    Out {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+#[test]
+fn json_on_two_threads_is_byte_identical_to_one_thread() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("captures");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    assert!(files.len() >= 10, "captures: {files:?}");
+    let mut lines = 0;
+    for file in &files {
+        let f = file.to_str().unwrap();
+        for extra in [
+            &[][..],
+            &["--ws-port", "3001"][..],
+            &["--all"][..],
+            &["--stats", "--ws-port", "3001"][..],
+            &["--event", "receive_message"][..],
+        ] {
+            let mut args = vec![f, "--json"];
+            args.extend_from_slice(extra);
+            let one = decode_threads("1", &args);
+            let two = decode_threads("2", &args);
+            assert_eq!(one.stdout, two.stdout, "{args:?}");
+            assert_eq!(one.stderr, two.stderr, "{args:?}");
+            assert_eq!(one.code, two.code, "{args:?}");
+            lines += one.stdout.lines().count();
+        }
+    }
+    assert!(lines > 500, "the captures gave {lines} lines");
+}
+
+#[test]
+fn closed_stdout_on_the_output_thread_is_not_an_error() {
+    let mut child = Command::new(bin())
+        .args(["decode", capture("chat.pcapng").to_str().unwrap(), "--json"])
+        .env("WSCHAT_DECODE_THREADS", "2")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "exit {:?}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 // ---- bad input -----------------------------------------------------------------------------
 
 fn bad_input(bytes: Option<&[u8]>, expect: &[&str]) {
