@@ -104,12 +104,35 @@ struct WsRecord {
     message: Option<MsgRecord>,
 }
 
+/// The common frame, compactly: a whole, uncompressed text message holding one Engine.IO
+/// message with a Socket.IO packet, nothing flagged.
+#[derive(Debug)]
+struct ChatRecord {
+    number: u64,
+    ts: Timestamp,
+    rel_ns: i64,
+    stream: Option<u64>,
+    src: Option<Endpoint>,
+    dst: Option<Endpoint>,
+    from_client: Option<bool>,
+    header: FrameHeader,
+    sender: Role,
+    index: u32,
+    /// The message text, in the text arena.
+    text: (usize, usize),
+    /// The Engine.IO message's text, relative to `text`.
+    message: (u32, u32),
+    sio: PacketSpans,
+}
+
 #[derive(Debug)]
 #[allow(clippy::large_enum_variant)] // kept inline: the item vectors are reused, never moved
 enum Item {
     /// Pre-rendered JSON lines in the byte arena.
     Raw(Range<usize>),
-    Ws(WsRecord),
+    Chat(ChatRecord),
+    /// Any other frame.
+    Ws(Box<WsRecord>),
 }
 
 /// Items and the arenas their bytes are in.
@@ -160,6 +183,54 @@ impl Batch {
                 Loc::Bytes(a, self.bytes.len())
             }
         }
+    }
+
+    /// Records a frame of the common kind (`None`: not one).
+    fn chat(&mut self, ctx: &Ctx<'_>, f: &WsFrame<'_>) -> Option<ChatRecord> {
+        let m = f.message.as_ref()?;
+        let text = m.text?;
+        let p = m.engineio.as_ref()?;
+        let sio = p.sio.as_ref()?;
+        let (Some(EioRef::Message(eio)), Some(packet)) = (&p.packet, &sio.packet) else {
+            return None;
+        };
+        let common = m.frames == 1
+            && !m.compressed
+            && !f.payload_skipped
+            && f.anomalies.is_empty()
+            && f.close.is_none()
+            && f.fragment_no.is_none()
+            && std::ptr::eq(f.payload, m.data)
+            && std::ptr::eq(p.raw, text)
+            && p.error.is_none()
+            && sio.note.is_empty()
+            && sio.error.is_none()
+            && sio.attachment.is_none()
+            && sio.completed.is_none();
+        if !common {
+            return None;
+        }
+        let (a, b) = span_in(text.as_bytes(), eio.as_bytes())?;
+        let message = (u32::try_from(a).ok()?, u32::try_from(b).ok()?);
+        let sio = packet.spans(text)?;
+        let packet = ctx.packet?;
+        let start = self.text.len();
+        self.text.push_str(text);
+        Some(ChatRecord {
+            number: packet.number,
+            ts: packet.ts,
+            rel_ns: ctx.rel_ns,
+            stream: ctx.stream,
+            src: ctx.src,
+            dst: ctx.dst,
+            from_client: ctx.from_client,
+            header: f.header,
+            sender: f.sender,
+            index: f.index_in_packet,
+            text: (start, self.text.len()),
+            message,
+            sio,
+        })
     }
 
     /// Records a frame event (`None`: something in it cannot be recorded).
@@ -283,8 +354,15 @@ impl Pipe {
     /// Hands a frame over; `false` when it cannot be recorded (render it here instead).
     pub fn ws(&mut self, ctx: &Ctx<'_>, f: &WsFrame<'_>) -> io::Result<bool> {
         let (text, bytes) = (self.batch.text.len(), self.batch.bytes.len());
+        if let Some(r) = self.batch.chat(ctx, f) {
+            self.batch.items.push(Item::Chat(r));
+            if self.batch.full() {
+                self.send(false)?;
+            }
+            return Ok(true);
+        }
         match self.batch.record(ctx, f) {
-            Some(r) => self.batch.items.push(Item::Ws(r)),
+            Some(r) => self.batch.items.push(Item::Ws(Box::new(r))),
             None => {
                 self.batch.text.truncate(text);
                 self.batch.bytes.truncate(bytes);
@@ -368,6 +446,7 @@ fn output(
                         lines.json.extend_from_slice(b);
                     }
                 }
+                Item::Chat(rec) => render_chat(&mut lines, &batch, rec),
                 Item::Ws(rec) => render(&mut lines, &batch, rec),
             }
             if lines.json.len() >= JSON_BLOCK {
@@ -387,6 +466,69 @@ fn output(
     out.write_all(&lines.json)?;
     out.flush()?;
     Ok(out)
+}
+
+/// Renders one common frame, rebuilt as the event the decoder emitted.
+fn render_chat(lines: &mut JsonLines, batch: &Batch, rec: &ChatRecord) {
+    let packet = Packet {
+        number: rec.number,
+        ts: rec.ts,
+        linktype: LinkType::NULL,
+        data: &[],
+        orig_len: 0,
+        file_offset: 0,
+    };
+    let ctx = Ctx {
+        packet: Some(&packet),
+        net: None,
+        rel_time: rec.rel_ns as f64 / 1e9,
+        rel_ns: rec.rel_ns,
+        stream: rec.stream,
+        src: rec.src,
+        dst: rec.dst,
+        seg: None,
+        flags: Flags::default(),
+        from_client: rec.from_client,
+        skip: None,
+    };
+    let text = batch.text.get(rec.text.0..rec.text.1).unwrap_or_default();
+    let (a, b) = rec.message;
+    let engineio = EioPacket {
+        packet: Some(EioRef::Message(
+            text.get(a as usize..b as usize).unwrap_or_default(),
+        )),
+        raw: text,
+        error: None,
+        sio: Some(SioPacket {
+            packet: rec.sio.resolve(text),
+            note: String::new(),
+            error: None,
+            attachment: None,
+            completed: None,
+        }),
+    };
+    let frame = WsFrame {
+        header: rec.header,
+        sender: rec.sender,
+        raw: &[],
+        payload: text.as_bytes(),
+        index_in_packet: rec.index,
+        close: None,
+        fragment_no: None,
+        message: Some(WsMessage {
+            binary: false,
+            frames: 1,
+            compressed: false,
+            wire_len: text.len(),
+            data: text.as_bytes(),
+            text: Some(text),
+            engineio: Some(engineio),
+            parts: Vec::new(),
+        }),
+        payload_skipped: false,
+        anomalies: Vec::new(),
+    };
+    lines.line(&ctx, &Event::Ws(&frame));
 }
 
 /// Renders one recorded frame, rebuilt as the event the decoder emitted.

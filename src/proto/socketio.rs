@@ -556,7 +556,7 @@ impl<'a> PacketRef<'a> {
 }
 
 /// A byte range `start..end` of the text a packet was parsed from.
-type TextSpan = (usize, usize);
+type TextSpan = (u32, u32);
 
 /// Where a [`PacketRef`]'s parts are in the text it was parsed from, as byte ranges: lets the
 /// packet move to a copy of that text (another buffer, another thread) without parsing it again
@@ -584,7 +584,10 @@ fn span_in(base: &str, part: &str) -> Option<TextSpan> {
     }
     let start = (part.as_ptr() as usize).checked_sub(base.as_ptr() as usize)?;
     let end = start.checked_add(part.len())?;
-    (end <= base.len()).then_some((start, end))
+    if end > base.len() {
+        return None;
+    }
+    Some((u32::try_from(start).ok()?, u32::try_from(end).ok()?))
 }
 
 impl<'a> PacketRef<'a> {
@@ -624,7 +627,7 @@ impl PacketSpans {
     /// The packet again, over `base`: a byte-for-byte copy of the text [`PacketRef::spans`] was
     /// given (`None` when a range does not fit `base`).
     pub fn resolve<'b>(&self, base: &'b str) -> Option<PacketRef<'b>> {
-        let get = |(a, b): TextSpan| base.get(a..b);
+        let get = |(a, b): TextSpan| base.get(a as usize..b as usize);
         let opt = |s: Option<TextSpan>| match s {
             Some(r) => get(r).map(Some),
             None => Some(None),
