@@ -625,6 +625,30 @@ fn json_on_two_threads_is_byte_identical_to_one_thread() {
     assert!(lines > 500, "the captures gave {lines} lines");
 }
 
+/// Regression: with the output thread, the lines of a batch not yet handed over were lost when
+/// reading failed mid-capture (one thread lost its last unwritten block the same way).
+#[test]
+fn a_capture_that_breaks_off_still_gets_every_line_decoded_before_it() {
+    let bytes = std::fs::read(capture("chat.pcapng")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cut = dir.path().join("cut.pcapng");
+    std::fs::write(&cut, &bytes[..bytes.len() - 10]).unwrap();
+    let cut = cut.to_str().unwrap();
+    let whole = decode_threads("1", &[capture("chat.pcapng").to_str().unwrap(), "--json"]);
+    let one = decode_threads("1", &[cut, "--json"]);
+    let two = decode_threads("2", &[cut, "--json"]);
+    assert_eq!((one.code, two.code), (2, 2), "{}", one.stderr);
+    assert_eq!(one.stdout, two.stdout);
+    assert_eq!(one.stderr, two.stderr);
+    assert!(one.stderr.contains("cut short"), "{}", one.stderr);
+    // Every line but those of the cut packet and of the end of the capture.
+    assert!(one.stdout.lines().count() > 10, "{}", one.stdout);
+    assert!(
+        whole.stdout.starts_with(&one.stdout),
+        "the lines before the cut are the same"
+    );
+}
+
 #[test]
 fn closed_stdout_on_the_output_thread_is_not_an_error() {
     let mut child = Command::new(bin())

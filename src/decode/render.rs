@@ -91,6 +91,20 @@ pub struct Renderer {
     pipe: Option<super::pipe::Pipe>,
 }
 
+/// A run that stops on an error still writes out the JSON lines of what it decoded before it,
+/// from either thread (errors here are ignored: the run is already failing).
+impl Drop for Renderer {
+    fn drop(&mut self) {
+        let _ = self.flush_json();
+        if let Some(pipe) = self.pipe.take() {
+            if let Ok(out) = pipe.finish() {
+                self.out = io::BufWriter::new(out);
+            }
+        }
+        let _ = self.out.flush();
+    }
+}
+
 impl Renderer {
     pub fn new(
         out: Box<dyn Write>,
