@@ -7,6 +7,8 @@
 # the capture.
 #   scripts/bench-decode.sh [MEGABYTES] [RUNS]     defaults 40 and 5
 # WSCHAT_BIN=path/to/wschat measures that binary instead of building this tree (before/after).
+# `--json` renders on a second thread for inputs of 1 MB and more; the "1 thread" line measures
+# it with WSCHAT_DECODE_THREADS=1, for comparison.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mb=${1:-40}
@@ -70,6 +72,7 @@ awk -v a="$ts_w" -v b="$ws_w" -v c="$ts_u" -v d="$ts_s" -v e="$ws_u" -v f="$ws_s
   if (b > 0) printf "ratio (tshark / wschat): %.1fx wall", a / b; else printf "ratio: wschat under the timer resolution";
   if (e + f > 0) printf ", %.1fx CPU (user+sys)", (c + d) / (e + f);
   printf "\n" }'
+show "wschat --json, 1 thread:" "$(best env WSCHAT_DECODE_THREADS=1 "${wschat_json[@]}" "$cap")"
 show "wschat decode --stats:" "$(best "$bin" decode "$cap" --ws-port 3001 --stats)"
 echo "memory does not grow with the capture (wschat decode --json, peak RSS):"
 show "  $(stat -c %s "$cap_small") bytes:" "$(best "${wschat_json[@]}" "$cap_small")"

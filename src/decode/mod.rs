@@ -10,6 +10,7 @@ pub mod capture;
 pub mod decoder;
 pub mod event;
 pub mod net;
+pub mod pipe;
 pub mod render;
 pub mod sio;
 pub mod stats;
@@ -48,14 +49,19 @@ pub fn run(args: &DecodeArgs, global: &Global) -> anyhow::Result<ExitCode> {
     let stdout = std::io::stdout();
     let color = global.use_color(stdout.is_terminal());
     let view = view_for(args);
-    let mut renderer = Renderer::new(
-        Box::new(stdout),
-        view,
-        args.hex,
-        color,
-        args.stats,
-        args.json,
-    );
+    let mut renderer = if view == View::Json && args.interface.is_none() && worth_a_thread(args) {
+        Renderer::json_on_thread(Box::new(stdout), args.stats, args.json)
+            .context("while starting the output thread")?
+    } else {
+        Renderer::new(
+            Box::new(stdout),
+            view,
+            args.hex,
+            color,
+            args.stats,
+            args.json,
+        )
+    };
     let opts = Options {
         ws_ports: args.ws_ports.clone(),
         stream: args.stream,
@@ -114,6 +120,28 @@ pub fn run(args: &DecodeArgs, global: &Global) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(1));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Inputs from this size up are decoded and rendered on two threads (`--json`); below it, a
+/// thread costs more than it saves.
+const THREAD_MIN_BYTES: u64 = 1 << 20;
+
+/// Whether `--json` should render on a second thread: files (not stdin, not live) of at least
+/// [`THREAD_MIN_BYTES`] in all, on a machine with more than one CPU. `WSCHAT_DECODE_THREADS=1`
+/// keeps one thread, `=2` uses two whatever the input (tests, benchmarks).
+fn worth_a_thread(args: &DecodeArgs) -> bool {
+    match std::env::var("WSCHAT_DECODE_THREADS").as_deref() {
+        Ok("1") => return false,
+        Ok("2") => return true,
+        _ => {}
+    }
+    let total: u64 = args
+        .files
+        .iter()
+        .filter_map(|p| std::fs::metadata(p).ok().filter(|m| m.is_file()))
+        .map(|m| m.len())
+        .sum();
+    total >= THREAD_MIN_BYTES && std::thread::available_parallelism().is_ok_and(|n| n.get() > 1)
 }
 
 /// A progress bar on stderr for inputs that take more than a second (only on a terminal).

@@ -87,6 +87,22 @@ pub struct Renderer {
     pub stats: bool,
     /// The summary as one JSON object.
     json_stats: bool,
+    /// `--json` lines are rendered and written by an output thread.
+    pipe: Option<super::pipe::Pipe>,
+}
+
+/// A run that stops on an error still writes out the JSON lines of what it decoded before it,
+/// from either thread (errors here are ignored: the run is already failing).
+impl Drop for Renderer {
+    fn drop(&mut self) {
+        let _ = self.flush_json();
+        if let Some(pipe) = self.pipe.take() {
+            if let Ok(out) = pipe.finish() {
+                self.out = io::BufWriter::new(out);
+            }
+        }
+        let _ = self.out.flush();
+    }
 }
 
 impl Renderer {
@@ -110,7 +126,27 @@ impl Renderer {
             names: Names::default(),
             stats,
             json_stats,
+            pipe: None,
         }
+    }
+
+    /// A `--json` renderer that renders WebSocket frames and writes all lines on a second
+    /// thread ([`super::pipe`]); the output is the same.
+    pub fn json_on_thread(
+        out: Box<dyn Write + Send>,
+        stats: bool,
+        json_stats: bool,
+    ) -> io::Result<Self> {
+        let mut r = Renderer::new(
+            Box::new(io::sink()),
+            View::Json,
+            false,
+            false,
+            stats,
+            json_stats,
+        );
+        r.pipe = Some(super::pipe::Pipe::spawn(out)?);
+        Ok(r)
     }
 
     pub fn view(&self) -> View {
@@ -155,7 +191,7 @@ impl Renderer {
                     json_str(&mut self.json, &skip_text(skip));
                 }
                 self.json.extend_from_slice(b"}\n");
-                Ok(())
+                self.json_written()
             }
             View::Follow | View::Stats => Ok(()),
         }
@@ -201,6 +237,10 @@ impl Renderer {
     /// End of the run: transcripts, the summary, flush.
     pub fn finish(&mut self, stats: &Stats) -> io::Result<()> {
         self.flush_json()?;
+        if let Some(pipe) = self.pipe.take() {
+            // Every line is written: what follows goes straight to the output.
+            self.out = io::BufWriter::with_capacity(1 << 16, pipe.finish()?);
+        }
         if self.view == View::Follow {
             let follow = std::mem::take(&mut self.follow);
             for (_, t) in follow {
@@ -721,70 +761,35 @@ impl Renderer {
     // ---- JSON Lines ----------------------------------------------------------------------
 
     fn json_event(&mut self, ctx: &Ctx<'_>, ev: &Event<'_>) -> io::Result<()> {
-        let j = &mut self.json;
-        let names = &mut self.names;
-        match ev {
-            Event::Tcp(note) => {
-                json_common(j, ctx, "tcp", names);
-                j.extend_from_slice(b",\"flags\":");
-                json_str(j, &ctx.flags.bracketed());
-                if let Some(s) = ctx.seg {
-                    let _ = write!(Bw(j), ",\"seq\":{},\"ack\":{}", s.rel_seq, s.rel_ack);
-                }
-                let len = ctx.net.map_or(0, |d| d.payload.len());
-                let _ = write!(Bw(j), ",\"len\":{len},\"analysis\":[");
-                for (i, l) in note.labels.iter().enumerate() {
-                    if i > 0 {
-                        j.push(b',');
-                    }
-                    json_str(j, l);
-                }
-                j.push(b']');
-            }
-            Event::Http(m, packets) => {
-                json_common(j, ctx, "http", names);
-                json_http(j, m, packets);
-            }
-            Event::Ws(f) => {
-                json_common(j, ctx, "websocket", names);
-                json_ws(j, f);
-            }
-            Event::Gap { bytes } => {
-                json_common(j, ctx, "gap", names);
-                let _ = write!(Bw(j), ",\"bytes\":{bytes}");
-                json_anomalies(
-                    j,
-                    &[Anomaly::new(
-                        "tcp_gap",
-                        format!("{bytes} bytes missing from the stream"),
-                    )],
-                );
-            }
-            Event::Data { len } => {
-                json_common(j, ctx, "data", names);
-                let _ = write!(Bw(j), ",\"len\":{len}");
-            }
-            Event::Truncated { what } => {
-                json_common(j, ctx, "truncated", names);
-                j.extend_from_slice(b",\"what\":");
-                json_str(j, what);
-                json_anomalies(j, &[Anomaly::new("truncated", what.clone())]);
-            }
-            Event::Note { anomaly } => {
-                json_common(j, ctx, "note", names);
-                json_anomalies(j, std::slice::from_ref(anomaly));
+        if let (Some(pipe), Event::Ws(f)) = (self.pipe.as_mut(), ev) {
+            if pipe.ws(ctx, f)? {
+                return Ok(());
             }
         }
-        j.extend_from_slice(b"}\n");
-        if j.len() >= JSON_BLOCK {
-            self.out.write_all(j)?;
-            j.clear();
+        json_line(&mut self.json, &mut self.names, ctx, ev);
+        self.json_written()
+    }
+
+    /// After a line was added to the block buffer: hand it to the output thread, or write the
+    /// block out once it is full.
+    fn json_written(&mut self) -> io::Result<()> {
+        if let Some(pipe) = self.pipe.as_mut() {
+            pipe.raw(&self.json)?;
+            self.json.clear();
+        } else if self.json.len() >= JSON_BLOCK {
+            self.out.write_all(&self.json)?;
+            self.json.clear();
         }
         Ok(())
     }
 
     /// Write out JSON lines still in the block buffer.
     fn flush_json(&mut self) -> io::Result<()> {
+        if let Some(pipe) = self.pipe.as_mut() {
+            pipe.raw(&self.json)?;
+            self.json.clear();
+            return pipe.flush();
+        }
         if !self.json.is_empty() {
             self.out.write_all(&self.json)?;
             self.json.clear();
@@ -1811,7 +1816,7 @@ fn json_hex(j: &mut Vec<u8>, b: &[u8]) {
 }
 
 /// JSON output is written in blocks of about this many bytes.
-const JSON_BLOCK: usize = 1 << 16;
+pub(super) const JSON_BLOCK: usize = 1 << 16;
 
 /// Largest payload written out in JSON (hex or text); longer ones are cut and flagged.
 const JSON_MAX_PAYLOAD: usize = 1 << 20;
@@ -1900,6 +1905,78 @@ fn push_secs(j: &mut Vec<u8>, nanos: i64) {
         rest /= 100;
     }
     j.extend_from_slice(&digits);
+}
+
+/// One JSON line for an event, appended to `j`.
+fn json_line(j: &mut Vec<u8>, names: &mut Names, ctx: &Ctx<'_>, ev: &Event<'_>) {
+    match ev {
+        Event::Tcp(note) => {
+            json_common(j, ctx, "tcp", names);
+            j.extend_from_slice(b",\"flags\":");
+            json_str(j, &ctx.flags.bracketed());
+            if let Some(s) = ctx.seg {
+                let _ = write!(Bw(j), ",\"seq\":{},\"ack\":{}", s.rel_seq, s.rel_ack);
+            }
+            let len = ctx.net.map_or(0, |d| d.payload.len());
+            let _ = write!(Bw(j), ",\"len\":{len},\"analysis\":[");
+            for (i, l) in note.labels.iter().enumerate() {
+                if i > 0 {
+                    j.push(b',');
+                }
+                json_str(j, l);
+            }
+            j.push(b']');
+        }
+        Event::Http(m, packets) => {
+            json_common(j, ctx, "http", names);
+            json_http(j, m, packets);
+        }
+        Event::Ws(f) => {
+            json_common(j, ctx, "websocket", names);
+            json_ws(j, f);
+        }
+        Event::Gap { bytes } => {
+            json_common(j, ctx, "gap", names);
+            let _ = write!(Bw(j), ",\"bytes\":{bytes}");
+            json_anomalies(
+                j,
+                &[Anomaly::new(
+                    "tcp_gap",
+                    format!("{bytes} bytes missing from the stream"),
+                )],
+            );
+        }
+        Event::Data { len } => {
+            json_common(j, ctx, "data", names);
+            let _ = write!(Bw(j), ",\"len\":{len}");
+        }
+        Event::Truncated { what } => {
+            json_common(j, ctx, "truncated", names);
+            j.extend_from_slice(b",\"what\":");
+            json_str(j, what);
+            json_anomalies(j, &[Anomaly::new("truncated", what.clone())]);
+        }
+        Event::Note { anomaly } => {
+            json_common(j, ctx, "note", names);
+            json_anomalies(j, std::slice::from_ref(anomaly));
+        }
+    }
+    j.extend_from_slice(b"}\n");
+}
+
+/// JSON Lines rendering on its own (the output thread of [`super::pipe`]).
+#[derive(Default)]
+pub(super) struct JsonLines {
+    /// Lines not written yet.
+    pub json: Vec<u8>,
+    names: Names,
+}
+
+impl JsonLines {
+    /// Appends the line for one event.
+    pub fn line(&mut self, ctx: &Ctx<'_>, ev: &Event<'_>) {
+        json_line(&mut self.json, &mut self.names, ctx, ev);
+    }
 }
 
 /// Endpoint names (`127.0.0.1:3001`, `[::1]:3001`), formatted once.

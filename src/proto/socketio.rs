@@ -555,6 +555,105 @@ impl<'a> PacketRef<'a> {
     }
 }
 
+/// A byte range `start..end` of the text a packet was parsed from.
+type TextSpan = (u32, u32);
+
+/// Where a [`PacketRef`]'s parts are in the text it was parsed from, as byte ranges: lets the
+/// packet move to a copy of that text (another buffer, another thread) without parsing it again
+/// ([`PacketRef::spans`], [`PacketSpans::resolve`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PacketSpans {
+    packet_type: PacketType,
+    attachments: usize,
+    /// `None`: the default namespace.
+    nsp: Option<TextSpan>,
+    id: Option<u64>,
+    data: Option<TextSpan>,
+    /// `Ok`: a slice of the text; `Err`: an unescaped copy.
+    event: Option<Result<TextSpan, String>>,
+    event_json: Option<TextSpan>,
+    args: TextSpan,
+    first_arg: Option<TextSpan>,
+    arg_count: usize,
+}
+
+/// The range of `part` inside `base` (an empty `part` may be anywhere: it becomes `0..0`).
+fn span_in(base: &str, part: &str) -> Option<TextSpan> {
+    if part.is_empty() {
+        return Some((0, 0));
+    }
+    let start = (part.as_ptr() as usize).checked_sub(base.as_ptr() as usize)?;
+    let end = start.checked_add(part.len())?;
+    if end > base.len() {
+        return None;
+    }
+    Some((u32::try_from(start).ok()?, u32::try_from(end).ok()?))
+}
+
+impl<'a> PacketRef<'a> {
+    /// The packet's parts as ranges of `base`, the text it was parsed from; `None` when a part
+    /// is not a slice of `base`.
+    pub fn spans(&self, base: &str) -> Option<PacketSpans> {
+        let opt = |s: Option<&str>| match s {
+            Some(s) => span_in(base, s).map(Some),
+            None => Some(None),
+        };
+        let nsp = match span_in(base, self.nsp) {
+            Some(r) => Some(r),
+            None if self.nsp == DEFAULT_NAMESPACE => None,
+            None => return None,
+        };
+        let event = match &self.event {
+            None => None,
+            Some(Cow::Borrowed(e)) => Some(Ok(span_in(base, e)?)),
+            Some(Cow::Owned(e)) => Some(Err(e.clone())),
+        };
+        Some(PacketSpans {
+            packet_type: self.packet_type,
+            attachments: self.attachments,
+            nsp,
+            id: self.id,
+            data: opt(self.data)?,
+            event,
+            event_json: opt(self.event_json)?,
+            args: span_in(base, self.args)?,
+            first_arg: opt(self.first_arg)?,
+            arg_count: self.arg_count,
+        })
+    }
+}
+
+impl PacketSpans {
+    /// The packet again, over `base`: a byte-for-byte copy of the text [`PacketRef::spans`] was
+    /// given (`None` when a range does not fit `base`).
+    pub fn resolve<'b>(&self, base: &'b str) -> Option<PacketRef<'b>> {
+        let get = |(a, b): TextSpan| base.get(a as usize..b as usize);
+        let opt = |s: Option<TextSpan>| match s {
+            Some(r) => get(r).map(Some),
+            None => Some(None),
+        };
+        Some(PacketRef {
+            packet_type: self.packet_type,
+            attachments: self.attachments,
+            nsp: match self.nsp {
+                Some(r) => get(r)?,
+                None => DEFAULT_NAMESPACE,
+            },
+            id: self.id,
+            data: opt(self.data)?,
+            event: match &self.event {
+                None => None,
+                Some(Ok(r)) => Some(Cow::Borrowed(get(*r)?)),
+                Some(Err(owned)) => Some(Cow::Owned(owned.clone())),
+            },
+            event_json: opt(self.event_json)?,
+            args: get(self.args)?,
+            first_arg: opt(self.first_arg)?,
+            arg_count: self.arg_count,
+        })
+    }
+}
+
 impl fmt::Display for PacketRef<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.summary())
@@ -618,7 +717,8 @@ fn span<'a>(input: &'a str, from: Option<&'a str>, to: Option<&'a str>) -> &'a s
 
 /// Unescapes a JSON string literal, borrowing when it has no escapes.
 fn unescape_json_str(raw: &str) -> Result<Cow<'_, str>, serde_json::Error> {
-    if !raw.contains('\\') {
+    // A plain loop: event names are short, and `contains` (memchr) costs more to set up.
+    if !raw.bytes().any(|b| b == b'\\') {
         if let Some(inner) = raw.strip_prefix('"').and_then(|r| r.strip_suffix('"')) {
             return Ok(Cow::Borrowed(inner));
         }

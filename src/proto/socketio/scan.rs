@@ -96,43 +96,41 @@ pub(super) fn scan(text: &str) -> Option<FastShape> {
 }
 
 /// A byte that ends a run of unescaped string characters: `"`, `\\` or a control character.
-#[cfg(test)]
+#[inline(always)]
 fn is_special(c: u8) -> bool {
     c == b'"' || c == b'\\' || c < 0x20
 }
 
-/// Position of the first [`is_special`] byte, eight bytes at a time: per byte, `x - k` borrows into
-/// the high bit exactly when `x < k` (for `x < 0x80`), which finds control characters (`k` = 0x20)
-/// and, after XOR with `"` or `\\`, those bytes (`k` = 1). A borrow can only make false hits in
-/// bytes above a true hit, so the lowest hit is exact. The last partial chunk is padded with
-/// spaces (not special).
+/// The high bit of each byte of `w` (little-endian) that may be [`is_special`]: per byte, `x - k`
+/// borrows into the high bit exactly when `x < k` (for `x < 0x80`), which finds control
+/// characters (`k` = 0x20) and, after XOR with `"` or `\\`, those bytes (`k` = 1). A borrow can
+/// only make false hits in bytes above a true hit, so the lowest hit is exact.
 #[inline(always)]
-fn find_special(bytes: &[u8]) -> Option<usize> {
+fn special_mask(w: u64) -> u64 {
     const ONES: u64 = u64::MAX / 255;
     const HIGH: u64 = ONES << 7;
     let below = |w: u64, k: u64| w.wrapping_sub(ONES * k) & !w & HIGH;
-    let mut at = 0usize;
+    below(w, 0x20)
+        | below(w ^ (ONES * u64::from(b'"')), 1)
+        | below(w ^ (ONES * u64::from(b'\\')), 1)
+}
+
+/// Position of the first [`is_special`] byte of `bytes` from `at` on: eight bytes at a time, the
+/// last few one at a time.
+#[inline(always)]
+fn find_special(bytes: &[u8], mut at: usize) -> Option<usize> {
     loop {
         let rest = bytes.get(at..)?;
-        let word = match rest.get(..8) {
-            Some(chunk) => <[u8; 8]>::try_from(chunk).ok()?,
-            None if rest.is_empty() => return None,
-            None => {
-                let mut padded = [b' '; 8];
-                for (p, &c) in padded.iter_mut().zip(rest) {
-                    *p = c;
+        match rest.first_chunk::<8>() {
+            Some(chunk) => {
+                let hit = special_mask(u64::from_le_bytes(*chunk));
+                if hit != 0 {
+                    return Some(at + (hit.trailing_zeros() / 8) as usize);
                 }
-                padded
+                at += 8;
             }
-        };
-        let w = u64::from_le_bytes(word);
-        let hit = below(w, 0x20)
-            | below(w ^ (ONES * u64::from(b'"')), 1)
-            | below(w ^ (ONES * u64::from(b'\\')), 1);
-        if hit != 0 {
-            return Some(at + (hit.trailing_zeros() / 8) as usize);
+            None => return rest.iter().position(|&c| is_special(c)).map(|k| at + k),
         }
-        at += 8;
     }
 }
 
@@ -162,7 +160,7 @@ impl Scanner<'_> {
         let mut i = self.i + 1;
         loop {
             // Unescaped characters are U+0020 and up except `"` and `\\` (§7 `unescaped`).
-            i += find_special(b.get(i..)?)?;
+            i = find_special(b, i)?;
             match b.get(i)? {
                 b'"' => {
                     self.i = i + 1;
@@ -349,7 +347,11 @@ mod tests {
         fn find_special_is_the_first_special_byte(
             bytes in prop::collection::vec(prop_oneof![any::<u8>(), Just(b'"'), Just(b'\\'), 0x18u8..0x24], 0..40)
         ) {
-            prop_assert_eq!(find_special(&bytes), bytes.iter().position(|&c| is_special(c)));
+            prop_assert_eq!(find_special(&bytes, 0), bytes.iter().position(|&c| is_special(c)));
+            for at in 0..=bytes.len() + 1 {
+                let expected = bytes.get(at..).and_then(|r| r.iter().position(|&c| is_special(c)).map(|k| at + k));
+                prop_assert_eq!(find_special(&bytes, at), expected);
+            }
         }
     }
 }

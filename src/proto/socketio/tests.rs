@@ -773,3 +773,46 @@ mod scan_differential {
         assert!(!check("[{\"a\":[{\"b\":[}]}]"));
     }
 }
+
+#[test]
+fn spans_move_a_packet_to_a_copy_of_its_text() {
+    for text in [
+        "0",
+        "0/admin,{\"token\":\"abc\"}",
+        "1/admin,",
+        "2[\"send_message\",{\"room\":\"1\"}]",
+        "2/chat,17[\"a\\\"b\",1,2]",
+        "2[42,\"x\"]",
+        "3/chat,5[]",
+        "51-[\"up\",{\"_placeholder\":true,\"num\":0}]",
+        "4\"not allowed\"",
+        "2  [ \"spaced\" , {} ]  ",
+    ] {
+        let packet = p(text);
+        let Some(spans) = packet.spans(text) else {
+            panic!("{text}: every part is a slice of the text");
+        };
+        let copy = text.to_string();
+        let Some(moved) = spans.resolve(&copy) else {
+            panic!("{text}: the copy has the same ranges");
+        };
+        assert_eq!(moved, packet, "{text}");
+        let inside = |s: &str| s.is_empty() || copy.as_bytes().as_ptr_range().contains(&s.as_ptr());
+        assert!(
+            moved.data().is_none_or(inside),
+            "{text}: data points into the copy"
+        );
+        assert!(inside(moved.args()), "{text}: args point into the copy");
+        if packet.data().is_some() {
+            assert_eq!(
+                spans.resolve("2"),
+                None,
+                "{text}: ranges past the end of a shorter text"
+            );
+        }
+    }
+    // Parts of another string (even with the same text) cannot be located.
+    let packet = p("2[\"x\"]");
+    let other = String::from("2[\"x\"]");
+    assert_eq!(packet.spans(&other), None);
+}
