@@ -92,6 +92,11 @@ run_gen() {
             --duration "$duration" --warmup "$warmup" --ramp "$ramp" --threads 1 --json >"$json" 2>>"$base.err" || true ;;
   esac
   stop_server
+  if ! [ -s "$json" ] || ! jq -e '.cpu.received_per_cpu_s' "$json" >/dev/null 2>&1; then
+    echo "bench-generators.sh: the $gen run at $rate/s against $server gave no report (see $base.err)" >&2
+    printf '0\t0\t?\t0\t0\t0\t0\t0\n'
+    return
+  fi
   local cpu
   cpu=$(awk '/^[0-9.]+ [0-9.]+$/ {print $1 + $2}' "$tfile" | tail -1)
   # Both count every received receive_message carrying one of the run's ids from the receiver's
