@@ -87,13 +87,18 @@ impl Drop for NodeServer {
 
 /// Run `wschat bench ARGS`, killing it after RUN_LIMIT.
 fn bench(args: &[&str]) -> Output {
-    let mut child = Command::new(WSCHAT)
-        .arg("bench")
-        .args(args)
+    let mut cmd = Command::new(WSCHAT);
+    cmd.arg("bench").args(args);
+    run_limited(cmd, &format!("wschat bench {args:?}"))
+}
+
+/// Run `cmd` with its output captured, killing it after RUN_LIMIT.
+fn run_limited(mut cmd: Command, what: &str) -> Output {
+    let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("start wschat");
+        .unwrap_or_else(|e| panic!("start {what}: {e}"));
     let started = Instant::now();
     loop {
         if child.try_wait().expect("wait").is_some() {
@@ -101,7 +106,8 @@ fn bench(args: &[&str]) -> Output {
         }
         if started.elapsed() > RUN_LIMIT {
             let _ = child.kill();
-            panic!("wschat bench {args:?} ran longer than {RUN_LIMIT:?}");
+            let _ = child.wait();
+            panic!("{what} ran longer than {RUN_LIMIT:?}");
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -548,4 +554,124 @@ fn ctrl_c_still_prints_the_report() {
     assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
     assert!(out.contains("interrupted (Ctrl-C)"), "{out}");
     assert!(out.contains("messages") && out.contains("latency"), "{out}");
+}
+
+/// `wschat serve --threads 1` on an ephemeral loopback port, killed when dropped.
+struct Relay {
+    child: Child,
+    port: u16,
+}
+
+impl Relay {
+    fn start() -> Relay {
+        let mut child = Command::new(WSCHAT)
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--threads",
+                "1",
+                "--json",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start wschat serve");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .expect("read the listening line");
+        let v: Value = serde_json::from_str(&line).expect("a JSON listening line");
+        let port = v["port"].as_u64().expect("port") as u16;
+        Relay { child, port }
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Run the lean node generator (tests/peers/bench-node-gen.js, the yardstick of
+/// scripts/bench-generators.sh), killing it after RUN_LIMIT.
+fn node_gen(args: &[&str]) -> Output {
+    let mut cmd = Command::new("node");
+    cmd.arg(peers_dir().join("bench-node-gen.js"))
+        .args(args)
+        .current_dir(peers_dir());
+    run_limited(cmd, &format!("bench-node-gen.js {args:?}"))
+}
+
+/// 6 clients in 2 rooms of 3, 20 msgs/s each for 1 s measured: the node generator sends exactly
+/// 6 x 20 messages, each reaching the 2 others, and counts all 240 deliveries from the relay,
+/// with both of its receive paths (id scan and JSON.parse).
+#[test]
+fn node_generator_counts_every_delivery_from_the_relay() {
+    if !have_node() {
+        return;
+    }
+    let relay = Relay::start();
+    let url = format!("http://127.0.0.1:{}", relay.port);
+    for parse in ["scan", "json"] {
+        let o = node_gen(&[
+            "--url",
+            &url,
+            "--clients",
+            "6",
+            "--rooms",
+            "2",
+            "--rate",
+            "20",
+            "--warmup",
+            "500ms",
+            "--duration",
+            "1s",
+            "--ramp",
+            "0s",
+            "--grace",
+            "500ms",
+            "--parse",
+            parse,
+        ]);
+        assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
+        let r: Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
+            panic!(
+                "not one JSON report ({e}): {}",
+                String::from_utf8_lossy(&o.stdout)
+            )
+        });
+        assert_eq!(r["settings"]["parse"], parse);
+        assert_eq!(r["connections"]["connected"], 6, "{r:#}");
+        assert_eq!(r["connections"]["joined"], 6, "{r:#}");
+        let m = &r["messages"];
+        assert_eq!(m["sent"], 6 * 20, "{m:#}");
+        assert_eq!(m["expected"], 6 * 20 * 2, "{m:#}");
+        assert_eq!(m["received"], 6 * 20 * 2, "{m:#}");
+        assert_eq!(m["missing"], 0, "{m:#}");
+        for k in ["foreign", "misrouted", "self_echo", "other_events"] {
+            assert_eq!(m[k], 0, "{k}: {m:#}");
+        }
+        // The warmup's messages are received and counted apart.
+        assert!(m["received_warmup"].as_u64().unwrap() > 0, "{m:#}");
+        assert_eq!(r["latency_ms"]["count"], 6 * 20 * 2);
+        let p99 = r["latency_ms"]["p99"].as_f64().unwrap();
+        assert!(p99 > 0.0 && p99 < 1000.0, "{p99}");
+        let cpu = &r["cpu"];
+        assert_eq!(
+            cpu["received_total"].as_u64().unwrap(),
+            m["received"].as_u64().unwrap() + m["received_warmup"].as_u64().unwrap()
+        );
+        assert!(cpu["generator_s"].as_f64().unwrap() > 0.0, "{cpu:#}");
+        assert!(cpu["received_per_cpu_s"].as_f64().unwrap() > 0.0, "{cpu:#}");
+    }
+    // Bad flags: one line, exit 2.
+    let o = node_gen(&["--url", &url, "--rate", "0"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).starts_with("bench-node-gen: error: --rate"),
+        "{}",
+        stderr(&o)
+    );
 }

@@ -321,14 +321,14 @@ async fn read_more(stream: &mut Stream, buf: &mut BytesMut) -> Result<usize, Cli
         }
     };
     let r = match stream {
-        Stream::Plain(tcp) => loop {
-            if let Err(e) = tcp.readable().await {
-                break Err(e);
-            }
-            reserve(buf);
-            match tcp.try_read_buf(buf) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                other => break other,
+        Stream::Plain(tcp) => match tcp.readable().await {
+            Err(e) => Err(e),
+            // Readable: `read_buf` reads at once, and after a short read it clears the readiness
+            // itself (epoll: the socket is drained), where `try_read_buf` would leave it set and
+            // the next call would spend a syscall on EAGAIN.
+            Ok(()) => {
+                reserve(buf);
+                tcp.read_buf(buf).await
             }
         },
         Stream::Tls(_) => {
