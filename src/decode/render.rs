@@ -89,6 +89,9 @@ pub struct Renderer {
     json_stats: bool,
     /// `--json` lines are rendered and written by an output thread.
     pipe: Option<super::pipe::Pipe>,
+    /// Anomalies found in Socket.IO packets parsed at rendering time
+    /// ([`super::sio::EioPacket::deferred`]): the decoder's counts do not include them.
+    late_anomalies: u64,
 }
 
 /// A run that stops on an error still writes out the JSON lines of what it decoded before it,
@@ -97,8 +100,8 @@ impl Drop for Renderer {
     fn drop(&mut self) {
         let _ = self.flush_json();
         if let Some(pipe) = self.pipe.take() {
-            if let Ok(out) = pipe.finish() {
-                self.out = io::BufWriter::new(out);
+            if let Ok(done) = pipe.finish() {
+                self.out = io::BufWriter::new(done.out);
             }
         }
         let _ = self.out.flush();
@@ -127,6 +130,7 @@ impl Renderer {
             stats,
             json_stats,
             pipe: None,
+            late_anomalies: 0,
         }
     }
 
@@ -151,6 +155,17 @@ impl Renderer {
 
     pub fn view(&self) -> View {
         self.view
+    }
+
+    /// `--json` lines are rendered on an output thread.
+    pub fn on_thread(&self) -> bool {
+        self.pipe.is_some()
+    }
+
+    /// Anomalies found while rendering, in Socket.IO packets the decoder left unparsed
+    /// ([`super::sio::EioPacket::deferred`]); complete after [`Renderer::finish`].
+    pub fn late_anomalies(&self) -> u64 {
+        self.late_anomalies
     }
 
     /// Show one event.
@@ -239,7 +254,9 @@ impl Renderer {
         self.flush_json()?;
         if let Some(pipe) = self.pipe.take() {
             // Every line is written: what follows goes straight to the output.
-            self.out = io::BufWriter::with_capacity(1 << 16, pipe.finish()?);
+            let done = pipe.finish()?;
+            self.late_anomalies += done.anomalies;
+            self.out = io::BufWriter::with_capacity(1 << 16, done.out);
         }
         if self.view == View::Follow {
             let follow = std::mem::take(&mut self.follow);
@@ -764,6 +781,11 @@ impl Renderer {
         if let (Some(pipe), Event::Ws(f)) = (self.pipe.as_mut(), ev) {
             if pipe.ws(ctx, f)? {
                 return Ok(());
+            }
+            if let Some((frame, found)) = super::pipe::resolved(f) {
+                self.late_anomalies += found;
+                json_line(&mut self.json, &mut self.names, ctx, &Event::Ws(&frame));
+                return self.json_written();
             }
         }
         json_line(&mut self.json, &mut self.names, ctx, ev);

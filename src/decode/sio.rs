@@ -27,6 +27,10 @@ pub struct EioPacket<'a> {
     pub raw: &'a str,
     pub error: Option<String>,
     pub sio: Option<SioPacket<'a>>,
+    /// `Some(mode)`: an Engine.IO message whose Socket.IO packet is not parsed yet (`sio` is
+    /// `None`); [`EioPacket::resolve`] parses it later, on the JSON output thread (see
+    /// [`SioDir::defer`]).
+    pub deferred: Option<Mode>,
 }
 
 impl SioPacket<'_> {
@@ -88,6 +92,11 @@ pub struct Completed {
 #[derive(Debug)]
 pub struct SioDir {
     pub mode: Mode,
+    /// Leave the Socket.IO packet of a WebSocket text message unparsed ([`EioPacket::deferred`])
+    /// when parsing it cannot change this state: no attachments are awaited and its type is not
+    /// a binary one. Only for runs where nothing but the rendered output depends on the packet
+    /// (`--json` on two threads without `--event`/`--stats`): the output thread parses it.
+    pub defer: bool,
     reassembler: Reassembler,
     expected: usize,
     received: usize,
@@ -97,6 +106,7 @@ impl SioDir {
     pub fn new(mode: Mode) -> Self {
         SioDir {
             mode,
+            defer: false,
             reassembler: Reassembler::new(),
             expected: 0,
             received: 0,
@@ -125,11 +135,24 @@ impl SioDir {
                 raw: "",
                 error: None,
                 sio,
+                deferred: None,
             });
         }
         let text = text?;
         match EioRef::parse_text(text) {
             Ok(p) => {
+                if let EioRef::Message(m) = &p {
+                    if self.defer && self.expected == 0 && stateless_packet(m) {
+                        // Nothing here depends on the packet: the output thread parses it.
+                        return Some(EioPacket {
+                            packet: Some(p),
+                            raw: text,
+                            error: None,
+                            sio: None,
+                            deferred: Some(self.mode),
+                        });
+                    }
+                }
                 if self.mode == Mode::Maybe {
                     // Without a handshake, only call it Engine.IO when it looks like it.
                     match &p {
@@ -143,6 +166,7 @@ impl SioDir {
                                 raw: text,
                                 error: None,
                                 sio: Some(sio),
+                                deferred: None,
                             });
                         }
                         other if !plausible(other) => return None,
@@ -161,6 +185,7 @@ impl SioDir {
                     raw: text,
                     error: Some(e.to_string()),
                     sio: None,
+                    deferred: None,
                 })
             }
         }
@@ -202,6 +227,7 @@ impl SioDir {
                         raw,
                         error: None,
                         sio,
+                        deferred: None,
                     });
                 }
                 Ok(p) => out.push(self.packet(p, raw, anomalies)),
@@ -212,6 +238,7 @@ impl SioDir {
                         raw,
                         error: Some(e.to_string()),
                         sio: None,
+                        deferred: None,
                     });
                 }
             }
@@ -234,6 +261,7 @@ impl SioDir {
             raw,
             error: None,
             sio,
+            deferred: None,
         }
     }
 
@@ -374,6 +402,52 @@ impl SioDir {
     /// Attachments still expected (for the end-of-capture report).
     pub fn missing_attachments(&self) -> usize {
         self.expected.saturating_sub(self.received)
+    }
+}
+
+/// Whether parsing Socket.IO packet text leaves a [`SioDir`] that awaits no attachments as it
+/// is: any type but BINARY_EVENT/BINARY_ACK (`5`, `6`), whose header starts a reassembly. An
+/// unknown type is left to the immediate parse as well.
+fn stateless_packet(text: &str) -> bool {
+    matches!(text.as_bytes().first(), Some(b'0'..=b'4'))
+}
+
+impl<'a> EioPacket<'a> {
+    /// A deferred packet ([`EioPacket::deferred`]) parsed as [`SioDir::ws_message`] would have
+    /// parsed it: the same Socket.IO packet, the same anomaly (pushed to `anomalies`), and `None`
+    /// where that returned `None` (an invalid packet without a handshake is not Engine.IO). A
+    /// packet that is not deferred comes back as it is.
+    pub fn resolve(self, anomalies: &mut Vec<Anomaly>) -> Option<EioPacket<'a>> {
+        let (Some(mode), Some(EioRef::Message(m))) = (self.deferred, &self.packet) else {
+            return Some(self);
+        };
+        let m: &'a str = m;
+        let sio = match SioRef::parse(m) {
+            // A packet of a stateless type never announces attachments: nothing to await.
+            Ok(r) => SioPacket {
+                packet: Some(r),
+                note: String::new(),
+                error: None,
+                attachment: None,
+                completed: None,
+            },
+            Err(_) if mode != Mode::Yes => return None,
+            Err(e) => {
+                anomalies.push(Anomaly::new("socketio_error", format!("Socket.IO: {e}")));
+                SioPacket {
+                    packet: None,
+                    note: format!("invalid Socket.IO packet: {e}"),
+                    error: Some(e.to_string()),
+                    attachment: None,
+                    completed: None,
+                }
+            }
+        };
+        Some(EioPacket {
+            sio: Some(sio),
+            deferred: None,
+            ..self
+        })
     }
 }
 
