@@ -15,7 +15,7 @@ use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::thread::JoinHandle;
 
 use crate::proto::engineio::{Handshake, PacketRef as EioRef};
-use crate::proto::socketio::PacketSpans;
+use crate::proto::socketio::{PacketRef as SioRef, PacketSpans};
 use crate::wire::ws::{FrameHeader, Role};
 
 use super::capture::{LinkType, Packet, Timestamp};
@@ -196,8 +196,9 @@ impl Batch {
         }
     }
 
-    /// Records a frame of the common kind (`None`: not one).
-    fn chat(&mut self, ctx: &Ctx<'_>, f: &WsFrame<'_>) -> Option<ChatRecord> {
+    /// Records a frame of the common kind (`None`: not one). `parse`: parse a deferred
+    /// Socket.IO packet here (a valid one; an invalid one is left to the output thread).
+    fn chat(&mut self, ctx: &Ctx<'_>, f: &WsFrame<'_>, parse: bool) -> Option<ChatRecord> {
         let m = f.message.as_ref()?;
         let text = m.text?;
         let p = m.engineio.as_ref()?;
@@ -205,6 +206,7 @@ impl Batch {
             return None;
         };
         let sio = match (p.deferred, &p.sio) {
+            (Some(_), None) if parse => ChatSio::Parsed(SioRef::parse(eio).ok()?.spans(text)?),
             (Some(mode), None) => ChatSio::Deferred(mode),
             (None, Some(sio))
                 if sio.note.is_empty()
@@ -348,6 +350,9 @@ pub struct Pipe {
     full: Option<SyncSender<Batch>>,
     empty: Receiver<Batch>,
     thread: Option<JoinHandle<io::Result<Finished>>>,
+    /// The output thread is behind: parse deferred packets here ([`Batch::chat`]), which
+    /// shares the work out between the threads (the output is the same either way).
+    help: bool,
 }
 
 /// What the output thread gives back: the output, and the anomalies it found in the packets it
@@ -373,13 +378,14 @@ impl Pipe {
             full: Some(full_tx),
             empty: empty_rx,
             thread: Some(thread),
+            help: false,
         })
     }
 
     /// Hands a frame over; `false` when it cannot be recorded (render it here instead).
     pub fn ws(&mut self, ctx: &Ctx<'_>, f: &WsFrame<'_>) -> io::Result<bool> {
         let (text, bytes) = (self.batch.text.len(), self.batch.bytes.len());
-        if let Some(r) = self.batch.chat(ctx, f) {
+        if let Some(r) = self.batch.chat(ctx, f, self.help) {
             self.batch.items.push(Item::Chat(r));
             if self.batch.full() {
                 self.send(false)?;
@@ -420,10 +426,21 @@ impl Pipe {
     }
 
     fn send(&mut self, flush: bool) -> io::Result<()> {
-        let next = match self.empty.recv() {
-            Ok(b) => b,
-            // The output thread ended: it failed (its error is returned by `finish`).
-            Err(_) => return Err(self.failed()),
+        // No empty batch waiting: the output thread is the slower one, so help it with the
+        // next batch; otherwise leave it the work.
+        let next = match self.empty.try_recv() {
+            Ok(b) => {
+                self.help = false;
+                b
+            }
+            Err(_) => {
+                self.help = true;
+                match self.empty.recv() {
+                    Ok(b) => b,
+                    // The output thread ended: it failed (its error is returned by `finish`).
+                    Err(_) => return Err(self.failed()),
+                }
+            }
         };
         let mut batch = std::mem::replace(&mut self.batch, next);
         batch.flush = flush;

@@ -1876,35 +1876,43 @@ static DIGIT_PAIRS: [[u8; 2]; 100] = {
     t
 };
 
-/// Appends a decimal number (a hot path: `fmt` is several times slower).
-#[inline]
-fn push_u64(j: &mut Vec<u8>, mut n: u64) {
+/// Appends a decimal number (a hot path: `fmt` is several times slower). Most numbers in a
+/// line are below 100: those are inline.
+#[inline(always)]
+fn push_u64(j: &mut Vec<u8>, n: u64) {
     if n < 10 {
         j.push(b'0' + n as u8);
-        return;
+    } else if n < 100 {
+        j.extend_from_slice(&DIGIT_PAIRS[n as usize]);
+    } else {
+        push_u64_long(j, n);
     }
-    let mut buf = [0u8; 20];
-    let mut i = buf.len();
+}
+
+/// [`push_u64`] from 100 on: the digits are written by pairs into a buffer, which is appended
+/// whole (a fixed-size copy) and cut back to its length.
+#[inline(never)]
+fn push_u64_long(j: &mut Vec<u8>, mut n: u64) {
+    let len = n.checked_ilog10().map_or(1, |l| l as usize + 1);
+    let mut buf = [b'0'; 20];
+    let mut i = len;
     while n >= 100 && i >= 2 {
-        let pair = DIGIT_PAIRS[(n % 100) as usize];
         i -= 2;
         if let Some(d) = buf.get_mut(i..i + 2) {
-            d.copy_from_slice(&pair);
+            d.copy_from_slice(&DIGIT_PAIRS[(n % 100) as usize]);
         }
         n /= 100;
     }
     if n >= 10 && i >= 2 {
-        i -= 2;
-        if let Some(d) = buf.get_mut(i..i + 2) {
+        if let Some(d) = buf.get_mut(i - 2..i) {
             d.copy_from_slice(&DIGIT_PAIRS[n as usize]);
         }
-    } else if i >= 1 {
-        i -= 1;
-        if let Some(d) = buf.get_mut(i) {
-            *d = b'0' + n as u8;
-        }
+    } else if let Some(d) = i.checked_sub(1).and_then(|k| buf.get_mut(k)) {
+        *d = b'0' + n as u8;
     }
-    j.extend_from_slice(buf.get(i..).unwrap_or_default());
+    let start = j.len();
+    j.extend_from_slice(&buf);
+    j.truncate(start + len);
 }
 
 /// Appends `secs.nnnnnnnnn` for a time in nanoseconds (negative values with a sign).
@@ -2472,6 +2480,15 @@ mod tests {
             let mut j = Vec::new();
             push_u64(&mut j, n);
             assert_eq!(String::from_utf8(j).unwrap(), n.to_string());
+        }
+        // Every digit count, at both ends, after text already in the buffer.
+        for k in 1..20u32 {
+            let p = 10u64.pow(k);
+            for n in [p - 1, p, p + 1, p / 2 * 3] {
+                let mut j = b"x:".to_vec();
+                push_u64(&mut j, n);
+                assert_eq!(String::from_utf8(j).unwrap(), format!("x:{n}"));
+            }
         }
         for (ns, text) in [
             (0i64, "0.000000000"),
