@@ -477,3 +477,71 @@ pub fn hex_prefix(bytes: &[u8], max: usize) -> String {
     }
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a message decodes to: the Engine.IO packet (as debug text) and the anomaly codes.
+    fn decode(dir: &mut SioDir, text: &str) -> (String, Vec<&'static str>) {
+        let mut anomalies = Vec::new();
+        let p = dir.ws_message(false, text.as_bytes(), Some(text), &mut anomalies);
+        let p = p.and_then(|p| p.resolve(&mut anomalies));
+        (format!("{p:?}"), anomalies.iter().map(|a| a.code).collect())
+    }
+
+    #[test]
+    fn deferred_packets_resolve_to_what_parsing_at_once_gives() {
+        let messages = [
+            r#"42["send_message",{"room":"1"}]"#,
+            r#"42/chat,7["x",1,[2,{"a":null}]]"#,
+            "40",
+            r#"40{"sid":"abc"}"#,
+            r#"43/admin,12[true]"#,
+            "41",
+            r#"44{"message":"no"}"#,
+            r#"42["send_message",{"room":}]"#,
+            r#"42["disconnect"]"#,
+            "42",
+            "4x",
+            r#"42[1e400]"#,
+            r#"451-["up",{"_placeholder":true,"num":0}]"#,
+            r#"42["after the header"]"#,
+            "2",
+            "3probe",
+            "6",
+            "x",
+        ];
+        for mode in [Mode::Yes, Mode::Maybe, Mode::No] {
+            let mut now = SioDir::new(mode);
+            let mut later = SioDir::new(mode);
+            later.defer = true;
+            for m in messages {
+                let a = decode(&mut now, m);
+                let b = decode(&mut later, m);
+                assert_eq!(a, b, "{m:?} in {mode:?}");
+            }
+            assert_eq!(now.missing_attachments(), later.missing_attachments());
+        }
+    }
+
+    #[test]
+    fn only_stateless_messages_are_deferred() {
+        let mut dir = SioDir::new(Mode::Yes);
+        dir.defer = true;
+        let mut anomalies = Vec::new();
+        let text = r#"42["a"]"#;
+        let p = dir.ws_message(false, text.as_bytes(), Some(text), &mut anomalies);
+        assert!(p.is_some_and(|p| p.deferred == Some(Mode::Yes) && p.sio.is_none()));
+        // A binary packet's header starts a reassembly: parsed at once.
+        let text = r#"451-["up",{"_placeholder":true,"num":0}]"#;
+        let p = dir.ws_message(false, text.as_bytes(), Some(text), &mut anomalies);
+        assert!(p.is_some_and(|p| p.deferred.is_none() && p.sio.is_some()));
+        assert_eq!(dir.missing_attachments(), 1);
+        // While attachments are awaited, a text packet is an anomaly found here.
+        let text = r#"42["a"]"#;
+        let p = dir.ws_message(false, text.as_bytes(), Some(text), &mut anomalies);
+        assert!(p.is_some_and(|p| p.deferred.is_none()));
+        assert_eq!(anomalies.len(), 1);
+    }
+}
