@@ -611,6 +611,9 @@ fn json_on_two_threads_is_byte_identical_to_one_thread() {
             &["--all"][..],
             &["--stats", "--ws-port", "3001"][..],
             &["--event", "receive_message"][..],
+            // Socket.IO packets parsed on the output thread still count for --strict.
+            &["--strict"][..],
+            &["--strict", "--ws-port", "3001"][..],
         ] {
             let mut args = vec![f, "--json"];
             args.extend_from_slice(extra);
@@ -623,6 +626,148 @@ fn json_on_two_threads_is_byte_identical_to_one_thread() {
         }
     }
     assert!(lines > 500, "the captures gave {lines} lines");
+}
+
+/// A legacy pcap (LINKTYPE_RAW: IPv4 + TCP) of one conversation 10.0.0.1:`cport` ->
+/// 10.0.0.2:3001 holding `(from_client, payload)` segments (after a handshake of SYNs).
+fn raw_tcp_pcap(cport: u16, segments: &[(bool, Vec<u8>)]) -> Vec<u8> {
+    // Magic, version 2.4, zone, accuracy, snap length, link type.
+    let mut out = Vec::new();
+    for v in [0xA1B2_C3D4u32, 0x0004_0002, 0, 0, 65535, 101] {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    let mut seq = [1000u32, 9000u32];
+    let mut steps: Vec<(bool, u8, Vec<u8>)> = vec![
+        (true, 0x02, vec![]),
+        (false, 0x12, vec![]),
+        (true, 0x10, vec![]),
+    ];
+    steps.extend(segments.iter().map(|(c, p)| (*c, 0x18, p.clone())));
+    for (i, (client, flags, payload)) in steps.iter().enumerate() {
+        let (d, (sa, sp), (da, dp)) = if *client {
+            (0, ([10, 0, 0, 1], cport), ([10, 0, 0, 2], 3001))
+        } else {
+            (1, ([10, 0, 0, 2], 3001), ([10, 0, 0, 1], cport))
+        };
+        let mut pkt = vec![0x45, 0];
+        pkt.extend_from_slice(&(40 + payload.len() as u16).to_be_bytes());
+        pkt.extend_from_slice(&[0, 0, 0x40, 0, 64, 6, 0, 0]);
+        pkt.extend_from_slice(&sa);
+        pkt.extend_from_slice(&da);
+        pkt.extend_from_slice(&sp.to_be_bytes());
+        pkt.extend_from_slice(&dp.to_be_bytes());
+        pkt.extend_from_slice(&seq[d].to_be_bytes());
+        let ack = if *flags == 0x02 { 0 } else { seq[1 - d] };
+        pkt.extend_from_slice(&ack.to_be_bytes());
+        pkt.extend_from_slice(&[0x50, *flags, 0xff, 0xff, 0, 0, 0, 0]);
+        pkt.extend_from_slice(payload);
+        seq[d] = seq[d].wrapping_add(payload.len() as u32 + u32::from(flags & 0x02 != 0));
+        for v in [
+            1_700_000_000u32,
+            i as u32 * 1000,
+            pkt.len() as u32,
+            pkt.len() as u32,
+        ] {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        out.extend_from_slice(&pkt);
+    }
+    out
+}
+
+/// A masked client text frame (RFC 6455 §5.2), payload under 126 bytes.
+fn client_text_frame(payload: &[u8]) -> Vec<u8> {
+    let key = [1u8, 2, 3, 4];
+    let mut f = vec![0x81, 0x80 | payload.len() as u8];
+    f.extend_from_slice(&key);
+    f.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
+    f
+}
+
+/// The output thread parses the Socket.IO packets of common messages: malformed ones must come
+/// out flagged exactly as one thread flags them, and count for --strict.
+#[test]
+fn malformed_socketio_packets_are_flagged_alike_on_both_threads() {
+    let dir = tempfile::tempdir().unwrap();
+    let messages: [&[u8]; 5] = [
+        br#"42["send_message",{"room":"1"}]"#,
+        br#"42["send_message",{"room":}]"#,
+        br#"43/chat,5[1,2"#,
+        br#"42["disconnect"]"#,
+        br#"40{"sid":"x"}"#,
+    ];
+    let frames = |c: &mut Vec<(bool, Vec<u8>)>| {
+        for m in messages {
+            c.push((true, client_text_frame(m)));
+        }
+    };
+    // With a handshake (Engine.IO for sure: parse errors are anomalies) ...
+    let mut with = vec![
+        (
+            true,
+            b"GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\
+              Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+              Sec-WebSocket-Version: 13\r\n\r\n"
+                .to_vec(),
+        ),
+        (
+            false,
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+              Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n"
+                .to_vec(),
+        ),
+    ];
+    frames(&mut with);
+    // ... and without one, on a --ws-port (a packet that does not parse is not Engine.IO).
+    let mut without = Vec::new();
+    frames(&mut without);
+    for (name, bytes, extra) in [
+        ("hs.pcap", raw_tcp_pcap(40000, &with), &[][..]),
+        (
+            "port.pcap",
+            raw_tcp_pcap(40001, &without),
+            &["--ws-port", "3001"][..],
+        ),
+    ] {
+        let path = dir.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        let f = path.to_str().unwrap();
+        for strict in [false, true] {
+            let mut args = vec![f, "--json"];
+            args.extend_from_slice(extra);
+            if strict {
+                args.push("--strict");
+            }
+            let one = decode_threads("1", &args);
+            let two = decode_threads("2", &args);
+            assert_eq!(one.stdout, two.stdout, "{args:?}");
+            assert_eq!(one.stderr, two.stderr, "{args:?}");
+            assert_eq!(one.code, two.code, "{args:?}");
+            assert_eq!(
+                one.stdout.matches("\"type\":\"websocket\"").count(),
+                5,
+                "{}",
+                one.stdout
+            );
+            let flagged = one.stdout.matches("socketio_error").count();
+            if extra.is_empty() {
+                assert_eq!(flagged, 3, "{}", one.stdout);
+                assert_eq!(one.code, if strict { 1 } else { 0 }, "{}", one.stderr);
+                if strict {
+                    assert!(one.stderr.contains("3 anomalies found"), "{}", one.stderr);
+                }
+            } else {
+                assert_eq!(flagged, 0, "{}", one.stdout);
+                assert_eq!(
+                    one.stdout.matches("\"engineio\"").count(),
+                    2,
+                    "{}",
+                    one.stdout
+                );
+                assert_eq!(one.code, 0, "{}", one.stderr);
+            }
+        }
+    }
 }
 
 /// Regression: with the output thread, the lines of a batch not yet handed over were lost when

@@ -27,6 +27,10 @@ pub struct Options {
     pub count: Option<u64>,
     /// Collect the full `--stats` counters.
     pub stats: bool,
+    /// The renderer parses the Socket.IO packets of common WebSocket messages itself, on its
+    /// output thread ([`super::sio::SioDir::defer`]): only when nothing else here depends on
+    /// them (no `--event`, no `--stats`).
+    pub defer_sio: bool,
 }
 
 /// Everything the renderer may show about the packet an event came from.
@@ -164,6 +168,7 @@ impl<'r> Decoder<'r> {
             time_ns: pkt.ts.as_nanos(),
         };
         let ws_ports = &self.opts.ws_ports;
+        let defer_sio = self.opts.defer_sio && self.opts.event.is_none() && !self.opts.stats;
         let (slot, dir, new) = self.table.lookup(&seg, |c| {
             let side = |p: u16| ws_ports.contains(&p);
             let ws_port_side = if side(c.endpoints[1].port) && !side(c.endpoints[0].port) {
@@ -174,10 +179,12 @@ impl<'r> Decoder<'r> {
                 None
             };
             let syn_from = (flags.syn && !flags.ack).then_some(0);
-            AppState::new(Setup {
+            let mut app = AppState::new(Setup {
                 ws_port_side,
                 syn_from,
-            })
+            });
+            app.defer_sio = defer_sio;
+            app
         });
         if new {
             self.stats.new_stream();

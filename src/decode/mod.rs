@@ -70,8 +70,9 @@ pub fn run(args: &DecodeArgs, global: &Global) -> anyhow::Result<ExitCode> {
         all: args.all,
         count: args.count,
         stats: args.stats,
+        defer_sio: renderer.on_thread(),
     };
-    let stats = {
+    let mut stats = {
         let mut decoder = Decoder::new(opts, &mut renderer);
         if let Some(iface) = &args.interface {
             live(iface, args.filter.as_deref(), &mut decoder)?;
@@ -111,6 +112,7 @@ pub fn run(args: &DecodeArgs, global: &Global) -> anyhow::Result<ExitCode> {
     renderer
         .finish(&stats)
         .context("while writing the output")?;
+    stats.anomalies += renderer.late_anomalies();
     if args.strict && stats.anomalies > 0 {
         eprintln!(
             "wschat: {} anomal{} found (--strict)",

@@ -15,14 +15,14 @@ use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::thread::JoinHandle;
 
 use crate::proto::engineio::{Handshake, PacketRef as EioRef};
-use crate::proto::socketio::PacketSpans;
+use crate::proto::socketio::{PacketRef as SioRef, PacketSpans};
 use crate::wire::ws::{FrameHeader, Role};
 
 use super::capture::{LinkType, Packet, Timestamp};
 use super::decoder::Ctx;
 use super::event::{Anomaly, Event, WsFrame, WsMessage};
 use super::render::{JSON_BLOCK, JsonLines};
-use super::sio::{Completed, EioPacket, SioPacket};
+use super::sio::{Completed, EioPacket, Mode, SioPacket};
 use super::tcp::{Endpoint, Flags};
 
 /// Batches in existence (filled, in flight, or being rendered).
@@ -71,6 +71,8 @@ struct EioRecord {
     raw: Span,
     error: Option<String>,
     sio: Option<SioRecord>,
+    /// The Socket.IO packet is parsed here ([`EioPacket::deferred`]).
+    deferred: Option<Mode>,
 }
 
 #[derive(Debug)]
@@ -122,7 +124,16 @@ struct ChatRecord {
     text: (usize, usize),
     /// The Engine.IO message's text, relative to `text`.
     message: (u32, u32),
-    sio: PacketSpans,
+    sio: ChatSio,
+}
+
+/// The Socket.IO packet of a [`ChatRecord`].
+#[derive(Debug)]
+enum ChatSio {
+    /// Parsed by the decoder.
+    Parsed(PacketSpans),
+    /// Left to the output thread ([`EioPacket::deferred`]).
+    Deferred(Mode),
 }
 
 #[derive(Debug)]
@@ -185,14 +196,27 @@ impl Batch {
         }
     }
 
-    /// Records a frame of the common kind (`None`: not one).
-    fn chat(&mut self, ctx: &Ctx<'_>, f: &WsFrame<'_>) -> Option<ChatRecord> {
+    /// Records a frame of the common kind (`None`: not one). `parse`: parse a deferred
+    /// Socket.IO packet here (a valid one; an invalid one is left to the output thread).
+    fn chat(&mut self, ctx: &Ctx<'_>, f: &WsFrame<'_>, parse: bool) -> Option<ChatRecord> {
         let m = f.message.as_ref()?;
         let text = m.text?;
         let p = m.engineio.as_ref()?;
-        let sio = p.sio.as_ref()?;
-        let (Some(EioRef::Message(eio)), Some(packet)) = (&p.packet, &sio.packet) else {
+        let Some(EioRef::Message(eio)) = &p.packet else {
             return None;
+        };
+        let sio = match (p.deferred, &p.sio) {
+            (Some(_), None) if parse => ChatSio::Parsed(SioRef::parse(eio).ok()?.spans(text)?),
+            (Some(mode), None) => ChatSio::Deferred(mode),
+            (None, Some(sio))
+                if sio.note.is_empty()
+                    && sio.error.is_none()
+                    && sio.attachment.is_none()
+                    && sio.completed.is_none() =>
+            {
+                ChatSio::Parsed(sio.packet.as_ref()?.spans(text)?)
+            }
+            _ => return None,
         };
         let common = m.frames == 1
             && !m.compressed
@@ -202,17 +226,12 @@ impl Batch {
             && f.fragment_no.is_none()
             && std::ptr::eq(f.payload, m.data)
             && std::ptr::eq(p.raw, text)
-            && p.error.is_none()
-            && sio.note.is_empty()
-            && sio.error.is_none()
-            && sio.attachment.is_none()
-            && sio.completed.is_none();
+            && p.error.is_none();
         if !common {
             return None;
         }
         let (a, b) = span_in(text.as_bytes(), eio.as_bytes())?;
         let message = (u32::try_from(a).ok()?, u32::try_from(b).ok()?);
-        let sio = packet.spans(text)?;
         let packet = ctx.packet?;
         let start = self.text.len();
         self.text.push_str(text);
@@ -321,6 +340,7 @@ fn eio_record(p: &EioPacket<'_>, data: &[u8], text: Option<&str>) -> Option<EioR
         raw: s(p.raw)?,
         error: p.error.clone(),
         sio,
+        deferred: p.deferred,
     })
 }
 
@@ -329,7 +349,17 @@ pub struct Pipe {
     batch: Batch,
     full: Option<SyncSender<Batch>>,
     empty: Receiver<Batch>,
-    thread: Option<JoinHandle<io::Result<Box<dyn Write + Send>>>>,
+    thread: Option<JoinHandle<io::Result<Finished>>>,
+    /// The output thread is behind: parse deferred packets here ([`Batch::chat`]), which
+    /// shares the work out between the threads (the output is the same either way).
+    help: bool,
+}
+
+/// What the output thread gives back: the output, and the anomalies it found in the packets it
+/// parsed ([`EioPacket::deferred`]), for `--strict`.
+pub struct Finished {
+    pub out: Box<dyn Write + Send>,
+    pub anomalies: u64,
 }
 
 impl Pipe {
@@ -348,13 +378,14 @@ impl Pipe {
             full: Some(full_tx),
             empty: empty_rx,
             thread: Some(thread),
+            help: false,
         })
     }
 
     /// Hands a frame over; `false` when it cannot be recorded (render it here instead).
     pub fn ws(&mut self, ctx: &Ctx<'_>, f: &WsFrame<'_>) -> io::Result<bool> {
         let (text, bytes) = (self.batch.text.len(), self.batch.bytes.len());
-        if let Some(r) = self.batch.chat(ctx, f) {
+        if let Some(r) = self.batch.chat(ctx, f, self.help) {
             self.batch.items.push(Item::Chat(r));
             if self.batch.full() {
                 self.send(false)?;
@@ -395,10 +426,21 @@ impl Pipe {
     }
 
     fn send(&mut self, flush: bool) -> io::Result<()> {
-        let next = match self.empty.recv() {
-            Ok(b) => b,
-            // The output thread ended: it failed (its error is returned by `finish`).
-            Err(_) => return Err(self.failed()),
+        // No empty batch waiting: the output thread is the slower one, so help it with the
+        // next batch; otherwise leave it the work.
+        let next = match self.empty.try_recv() {
+            Ok(b) => {
+                self.help = false;
+                b
+            }
+            Err(_) => {
+                self.help = true;
+                match self.empty.recv() {
+                    Ok(b) => b,
+                    // The output thread ended: it failed (its error is returned by `finish`).
+                    Err(_) => return Err(self.failed()),
+                }
+            }
         };
         let mut batch = std::mem::replace(&mut self.batch, next);
         batch.flush = flush;
@@ -414,7 +456,7 @@ impl Pipe {
         }
     }
 
-    fn join(&mut self) -> io::Result<Box<dyn Write + Send>> {
+    fn join(&mut self) -> io::Result<Finished> {
         self.full = None;
         match self.thread.take() {
             Some(t) => t
@@ -425,7 +467,7 @@ impl Pipe {
     }
 
     /// Hands over the rest, waits until everything is written, and returns the output.
-    pub fn finish(mut self) -> io::Result<Box<dyn Write + Send>> {
+    pub fn finish(mut self) -> io::Result<Finished> {
         self.send(true)?;
         self.join()
     }
@@ -436,8 +478,9 @@ fn output(
     mut out: Box<dyn Write + Send>,
     full: &Receiver<Batch>,
     empty: &SyncSender<Batch>,
-) -> io::Result<Box<dyn Write + Send>> {
+) -> io::Result<Finished> {
     let mut lines = JsonLines::default();
+    let mut anomalies = 0u64;
     while let Ok(mut batch) = full.recv() {
         for item in &batch.items {
             match item {
@@ -446,8 +489,8 @@ fn output(
                         lines.json.extend_from_slice(b);
                     }
                 }
-                Item::Chat(rec) => render_chat(&mut lines, &batch, rec),
-                Item::Ws(rec) => render(&mut lines, &batch, rec),
+                Item::Chat(rec) => anomalies += render_chat(&mut lines, &batch, rec),
+                Item::Ws(rec) => anomalies += render(&mut lines, &batch, rec),
             }
             if lines.json.len() >= JSON_BLOCK {
                 out.write_all(&lines.json)?;
@@ -465,11 +508,12 @@ fn output(
     }
     out.write_all(&lines.json)?;
     out.flush()?;
-    Ok(out)
+    Ok(Finished { out, anomalies })
 }
 
-/// Renders one common frame, rebuilt as the event the decoder emitted.
-fn render_chat(lines: &mut JsonLines, batch: &Batch, rec: &ChatRecord) {
+/// Renders one common frame, rebuilt as the event the decoder emitted; returns the number of
+/// anomalies found in parsing its Socket.IO packet here.
+fn render_chat(lines: &mut JsonLines, batch: &Batch, rec: &ChatRecord) -> u64 {
     let packet = Packet {
         number: rec.number,
         ts: rec.ts,
@@ -493,20 +537,32 @@ fn render_chat(lines: &mut JsonLines, batch: &Batch, rec: &ChatRecord) {
     };
     let text = batch.text.get(rec.text.0..rec.text.1).unwrap_or_default();
     let (a, b) = rec.message;
-    let engineio = EioPacket {
-        packet: Some(EioRef::Message(
-            text.get(a as usize..b as usize).unwrap_or_default(),
-        )),
-        raw: text,
-        error: None,
-        sio: Some(SioPacket {
-            packet: rec.sio.resolve(text),
-            note: String::new(),
+    let message = EioRef::Message(text.get(a as usize..b as usize).unwrap_or_default());
+    let mut anomalies = Vec::new();
+    let engineio = match &rec.sio {
+        ChatSio::Parsed(spans) => Some(EioPacket {
+            packet: Some(message),
+            raw: text,
             error: None,
-            attachment: None,
-            completed: None,
+            sio: Some(SioPacket {
+                packet: spans.resolve(text),
+                note: String::new(),
+                error: None,
+                attachment: None,
+                completed: None,
+            }),
+            deferred: None,
         }),
+        ChatSio::Deferred(mode) => EioPacket {
+            packet: Some(message),
+            raw: text,
+            error: None,
+            sio: None,
+            deferred: Some(*mode),
+        }
+        .resolve(&mut anomalies),
     };
+    let found = anomalies.len() as u64;
     let frame = WsFrame {
         header: rec.header,
         sender: rec.sender,
@@ -522,17 +578,19 @@ fn render_chat(lines: &mut JsonLines, batch: &Batch, rec: &ChatRecord) {
             wire_len: text.len(),
             data: text.as_bytes(),
             text: Some(text),
-            engineio: Some(engineio),
+            engineio,
             parts: Vec::new(),
         }),
         payload_skipped: false,
-        anomalies: Vec::new(),
+        anomalies,
     };
     lines.line(&ctx, &Event::Ws(&frame));
+    found
 }
 
-/// Renders one recorded frame, rebuilt as the event the decoder emitted.
-fn render(lines: &mut JsonLines, batch: &Batch, rec: &WsRecord) {
+/// Renders one recorded frame, rebuilt as the event the decoder emitted; returns the number of
+/// anomalies found in parsing its Socket.IO packet here.
+fn render(lines: &mut JsonLines, batch: &Batch, rec: &WsRecord) -> u64 {
     let packet = rec.packet.map(|(number, ts)| Packet {
         number,
         ts,
@@ -554,13 +612,17 @@ fn render(lines: &mut JsonLines, batch: &Batch, rec: &WsRecord) {
         from_client: rec.from_client,
         skip: None,
     };
+    let mut anomalies = rec.anomalies.clone();
     let message = rec.message.as_ref().map(|m| {
         let data = batch.slice(m.data).unwrap_or_default();
         let text = match (m.text, m.data) {
             (true, Loc::Text(a, b)) => batch.text.get(a..b),
             _ => None,
         };
-        let engineio = m.engineio.as_ref().map(|e| eio_packet(e, data, text));
+        let engineio = m
+            .engineio
+            .as_ref()
+            .and_then(|e| eio_packet(e, data, text).resolve(&mut anomalies));
         WsMessage {
             binary: m.binary,
             frames: m.frames,
@@ -582,9 +644,10 @@ fn render(lines: &mut JsonLines, batch: &Batch, rec: &WsRecord) {
         fragment_no: rec.fragment_no,
         message,
         payload_skipped: rec.payload_skipped,
-        anomalies: rec.anomalies.clone(),
+        anomalies,
     };
     lines.line(&ctx, &Event::Ws(&frame));
+    frame.anomalies.len().saturating_sub(rec.anomalies.len()) as u64
 }
 
 fn eio_packet<'a>(e: &'a EioRecord, data: &'a [u8], text: Option<&'a str>) -> EioPacket<'a> {
@@ -615,5 +678,47 @@ fn eio_packet<'a>(e: &'a EioRecord, data: &'a [u8], text: Option<&'a str>) -> Ei
         raw: t(e.raw),
         error: e.error.clone(),
         sio,
+        deferred: e.deferred,
     }
+}
+
+/// A frame whose Socket.IO packet was deferred, with the packet parsed (for a frame the output
+/// thread cannot take: it is rendered on the decoding thread), and the number of anomalies that
+/// found; `None` when nothing in the frame is deferred.
+pub(super) fn resolved<'a>(f: &WsFrame<'a>) -> Option<(WsFrame<'a>, u64)> {
+    let m = f.message.as_ref()?;
+    let p = m.engineio.as_ref()?;
+    p.deferred?;
+    let mut anomalies = f.anomalies.clone();
+    let engineio = EioPacket {
+        packet: p.packet.clone(),
+        raw: p.raw,
+        error: p.error.clone(),
+        sio: None,
+        deferred: p.deferred,
+    }
+    .resolve(&mut anomalies);
+    let found = anomalies.len().saturating_sub(f.anomalies.len()) as u64;
+    let frame = WsFrame {
+        header: f.header,
+        sender: f.sender,
+        raw: f.raw,
+        payload: f.payload,
+        index_in_packet: f.index_in_packet,
+        close: f.close.clone(),
+        fragment_no: f.fragment_no,
+        message: Some(WsMessage {
+            binary: m.binary,
+            frames: m.frames,
+            compressed: m.compressed,
+            wire_len: m.wire_len,
+            data: m.data,
+            text: m.text,
+            engineio,
+            parts: m.parts.clone(),
+        }),
+        payload_skipped: f.payload_skipped,
+        anomalies,
+    };
+    Some((frame, found))
 }

@@ -89,6 +89,9 @@ pub struct Renderer {
     json_stats: bool,
     /// `--json` lines are rendered and written by an output thread.
     pipe: Option<super::pipe::Pipe>,
+    /// Anomalies found in Socket.IO packets parsed at rendering time
+    /// ([`super::sio::EioPacket::deferred`]): the decoder's counts do not include them.
+    late_anomalies: u64,
 }
 
 /// A run that stops on an error still writes out the JSON lines of what it decoded before it,
@@ -97,8 +100,8 @@ impl Drop for Renderer {
     fn drop(&mut self) {
         let _ = self.flush_json();
         if let Some(pipe) = self.pipe.take() {
-            if let Ok(out) = pipe.finish() {
-                self.out = io::BufWriter::new(out);
+            if let Ok(done) = pipe.finish() {
+                self.out = io::BufWriter::new(done.out);
             }
         }
         let _ = self.out.flush();
@@ -127,6 +130,7 @@ impl Renderer {
             stats,
             json_stats,
             pipe: None,
+            late_anomalies: 0,
         }
     }
 
@@ -151,6 +155,17 @@ impl Renderer {
 
     pub fn view(&self) -> View {
         self.view
+    }
+
+    /// `--json` lines are rendered on an output thread.
+    pub fn on_thread(&self) -> bool {
+        self.pipe.is_some()
+    }
+
+    /// Anomalies found while rendering, in Socket.IO packets the decoder left unparsed
+    /// ([`super::sio::EioPacket::deferred`]); complete after [`Renderer::finish`].
+    pub fn late_anomalies(&self) -> u64 {
+        self.late_anomalies
     }
 
     /// Show one event.
@@ -239,7 +254,9 @@ impl Renderer {
         self.flush_json()?;
         if let Some(pipe) = self.pipe.take() {
             // Every line is written: what follows goes straight to the output.
-            self.out = io::BufWriter::with_capacity(1 << 16, pipe.finish()?);
+            let done = pipe.finish()?;
+            self.late_anomalies += done.anomalies;
+            self.out = io::BufWriter::with_capacity(1 << 16, done.out);
         }
         if self.view == View::Follow {
             let follow = std::mem::take(&mut self.follow);
@@ -764,6 +781,11 @@ impl Renderer {
         if let (Some(pipe), Event::Ws(f)) = (self.pipe.as_mut(), ev) {
             if pipe.ws(ctx, f)? {
                 return Ok(());
+            }
+            if let Some((frame, found)) = super::pipe::resolved(f) {
+                self.late_anomalies += found;
+                json_line(&mut self.json, &mut self.names, ctx, &Event::Ws(&frame));
+                return self.json_written();
             }
         }
         json_line(&mut self.json, &mut self.names, ctx, ev);
@@ -1854,35 +1876,43 @@ static DIGIT_PAIRS: [[u8; 2]; 100] = {
     t
 };
 
-/// Appends a decimal number (a hot path: `fmt` is several times slower).
-#[inline]
-fn push_u64(j: &mut Vec<u8>, mut n: u64) {
+/// Appends a decimal number (a hot path: `fmt` is several times slower). Most numbers in a
+/// line are below 100: those are inline.
+#[inline(always)]
+fn push_u64(j: &mut Vec<u8>, n: u64) {
     if n < 10 {
         j.push(b'0' + n as u8);
-        return;
+    } else if n < 100 {
+        j.extend_from_slice(&DIGIT_PAIRS[n as usize]);
+    } else {
+        push_u64_long(j, n);
     }
-    let mut buf = [0u8; 20];
-    let mut i = buf.len();
+}
+
+/// [`push_u64`] from 100 on: the digits are written by pairs into a buffer, which is appended
+/// whole (a fixed-size copy) and cut back to its length.
+#[inline(never)]
+fn push_u64_long(j: &mut Vec<u8>, mut n: u64) {
+    let len = n.checked_ilog10().map_or(1, |l| l as usize + 1);
+    let mut buf = [b'0'; 20];
+    let mut i = len;
     while n >= 100 && i >= 2 {
-        let pair = DIGIT_PAIRS[(n % 100) as usize];
         i -= 2;
         if let Some(d) = buf.get_mut(i..i + 2) {
-            d.copy_from_slice(&pair);
+            d.copy_from_slice(&DIGIT_PAIRS[(n % 100) as usize]);
         }
         n /= 100;
     }
     if n >= 10 && i >= 2 {
-        i -= 2;
-        if let Some(d) = buf.get_mut(i..i + 2) {
+        if let Some(d) = buf.get_mut(i - 2..i) {
             d.copy_from_slice(&DIGIT_PAIRS[n as usize]);
         }
-    } else if i >= 1 {
-        i -= 1;
-        if let Some(d) = buf.get_mut(i) {
-            *d = b'0' + n as u8;
-        }
+    } else if let Some(d) = i.checked_sub(1).and_then(|k| buf.get_mut(k)) {
+        *d = b'0' + n as u8;
     }
-    j.extend_from_slice(buf.get(i..).unwrap_or_default());
+    let start = j.len();
+    j.extend_from_slice(&buf);
+    j.truncate(start + len);
 }
 
 /// Appends `secs.nnnnnnnnn` for a time in nanoseconds (negative values with a sign).
@@ -2450,6 +2480,15 @@ mod tests {
             let mut j = Vec::new();
             push_u64(&mut j, n);
             assert_eq!(String::from_utf8(j).unwrap(), n.to_string());
+        }
+        // Every digit count, at both ends, after text already in the buffer.
+        for k in 1..20u32 {
+            let p = 10u64.pow(k);
+            for n in [p - 1, p, p + 1, p / 2 * 3] {
+                let mut j = b"x:".to_vec();
+                push_u64(&mut j, n);
+                assert_eq!(String::from_utf8(j).unwrap(), format!("x:{n}"));
+            }
         }
         for (ns, text) in [
             (0i64, "0.000000000"),

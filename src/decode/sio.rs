@@ -27,6 +27,10 @@ pub struct EioPacket<'a> {
     pub raw: &'a str,
     pub error: Option<String>,
     pub sio: Option<SioPacket<'a>>,
+    /// `Some(mode)`: an Engine.IO message whose Socket.IO packet is not parsed yet (`sio` is
+    /// `None`); [`EioPacket::resolve`] parses it later, on the JSON output thread (see
+    /// [`SioDir::defer`]).
+    pub deferred: Option<Mode>,
 }
 
 impl SioPacket<'_> {
@@ -88,6 +92,11 @@ pub struct Completed {
 #[derive(Debug)]
 pub struct SioDir {
     pub mode: Mode,
+    /// Leave the Socket.IO packet of a WebSocket text message unparsed ([`EioPacket::deferred`])
+    /// when parsing it cannot change this state: no attachments are awaited and its type is not
+    /// a binary one. Only for runs where nothing but the rendered output depends on the packet
+    /// (`--json` on two threads without `--event`/`--stats`): the output thread parses it.
+    pub defer: bool,
     reassembler: Reassembler,
     expected: usize,
     received: usize,
@@ -97,6 +106,7 @@ impl SioDir {
     pub fn new(mode: Mode) -> Self {
         SioDir {
             mode,
+            defer: false,
             reassembler: Reassembler::new(),
             expected: 0,
             received: 0,
@@ -125,11 +135,24 @@ impl SioDir {
                 raw: "",
                 error: None,
                 sio,
+                deferred: None,
             });
         }
         let text = text?;
         match EioRef::parse_text(text) {
             Ok(p) => {
+                if let EioRef::Message(m) = &p {
+                    if self.defer && self.expected == 0 && stateless_packet(m) {
+                        // Nothing here depends on the packet: the output thread parses it.
+                        return Some(EioPacket {
+                            packet: Some(p),
+                            raw: text,
+                            error: None,
+                            sio: None,
+                            deferred: Some(self.mode),
+                        });
+                    }
+                }
                 if self.mode == Mode::Maybe {
                     // Without a handshake, only call it Engine.IO when it looks like it.
                     match &p {
@@ -143,6 +166,7 @@ impl SioDir {
                                 raw: text,
                                 error: None,
                                 sio: Some(sio),
+                                deferred: None,
                             });
                         }
                         other if !plausible(other) => return None,
@@ -161,6 +185,7 @@ impl SioDir {
                     raw: text,
                     error: Some(e.to_string()),
                     sio: None,
+                    deferred: None,
                 })
             }
         }
@@ -202,6 +227,7 @@ impl SioDir {
                         raw,
                         error: None,
                         sio,
+                        deferred: None,
                     });
                 }
                 Ok(p) => out.push(self.packet(p, raw, anomalies)),
@@ -212,6 +238,7 @@ impl SioDir {
                         raw,
                         error: Some(e.to_string()),
                         sio: None,
+                        deferred: None,
                     });
                 }
             }
@@ -234,6 +261,7 @@ impl SioDir {
             raw,
             error: None,
             sio,
+            deferred: None,
         }
     }
 
@@ -377,6 +405,52 @@ impl SioDir {
     }
 }
 
+/// Whether parsing Socket.IO packet text leaves a [`SioDir`] that awaits no attachments as it
+/// is: any type but BINARY_EVENT/BINARY_ACK (`5`, `6`), whose header starts a reassembly. An
+/// unknown type is left to the immediate parse as well.
+fn stateless_packet(text: &str) -> bool {
+    matches!(text.as_bytes().first(), Some(b'0'..=b'4'))
+}
+
+impl<'a> EioPacket<'a> {
+    /// A deferred packet ([`EioPacket::deferred`]) parsed as [`SioDir::ws_message`] would have
+    /// parsed it: the same Socket.IO packet, the same anomaly (pushed to `anomalies`), and `None`
+    /// where that returned `None` (an invalid packet without a handshake is not Engine.IO). A
+    /// packet that is not deferred comes back as it is.
+    pub fn resolve(self, anomalies: &mut Vec<Anomaly>) -> Option<EioPacket<'a>> {
+        let (Some(mode), Some(EioRef::Message(m))) = (self.deferred, &self.packet) else {
+            return Some(self);
+        };
+        let m: &'a str = m;
+        let sio = match SioRef::parse(m) {
+            // A packet of a stateless type never announces attachments: nothing to await.
+            Ok(r) => SioPacket {
+                packet: Some(r),
+                note: String::new(),
+                error: None,
+                attachment: None,
+                completed: None,
+            },
+            Err(_) if mode != Mode::Yes => return None,
+            Err(e) => {
+                anomalies.push(Anomaly::new("socketio_error", format!("Socket.IO: {e}")));
+                SioPacket {
+                    packet: None,
+                    note: format!("invalid Socket.IO packet: {e}"),
+                    error: Some(e.to_string()),
+                    attachment: None,
+                    completed: None,
+                }
+            }
+        };
+        Some(EioPacket {
+            sio: Some(sio),
+            deferred: None,
+            ..self
+        })
+    }
+}
+
 /// Without a handshake, only call something Engine.IO when it looks like it: a message carrying a
 /// valid Socket.IO packet, a bare ping/pong/probe, or an upgrade/noop/close digit.
 fn plausible(p: &EioRef<'_>) -> bool {
@@ -402,4 +476,72 @@ pub fn hex_prefix(bytes: &[u8], max: usize) -> String {
         s.push('…');
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a message decodes to: the Engine.IO packet (as debug text) and the anomaly codes.
+    fn decode(dir: &mut SioDir, text: &str) -> (String, Vec<&'static str>) {
+        let mut anomalies = Vec::new();
+        let p = dir.ws_message(false, text.as_bytes(), Some(text), &mut anomalies);
+        let p = p.and_then(|p| p.resolve(&mut anomalies));
+        (format!("{p:?}"), anomalies.iter().map(|a| a.code).collect())
+    }
+
+    #[test]
+    fn deferred_packets_resolve_to_what_parsing_at_once_gives() {
+        let messages = [
+            r#"42["send_message",{"room":"1"}]"#,
+            r#"42/chat,7["x",1,[2,{"a":null}]]"#,
+            "40",
+            r#"40{"sid":"abc"}"#,
+            r#"43/admin,12[true]"#,
+            "41",
+            r#"44{"message":"no"}"#,
+            r#"42["send_message",{"room":}]"#,
+            r#"42["disconnect"]"#,
+            "42",
+            "4x",
+            r#"42[1e400]"#,
+            r#"451-["up",{"_placeholder":true,"num":0}]"#,
+            r#"42["after the header"]"#,
+            "2",
+            "3probe",
+            "6",
+            "x",
+        ];
+        for mode in [Mode::Yes, Mode::Maybe, Mode::No] {
+            let mut now = SioDir::new(mode);
+            let mut later = SioDir::new(mode);
+            later.defer = true;
+            for m in messages {
+                let a = decode(&mut now, m);
+                let b = decode(&mut later, m);
+                assert_eq!(a, b, "{m:?} in {mode:?}");
+            }
+            assert_eq!(now.missing_attachments(), later.missing_attachments());
+        }
+    }
+
+    #[test]
+    fn only_stateless_messages_are_deferred() {
+        let mut dir = SioDir::new(Mode::Yes);
+        dir.defer = true;
+        let mut anomalies = Vec::new();
+        let text = r#"42["a"]"#;
+        let p = dir.ws_message(false, text.as_bytes(), Some(text), &mut anomalies);
+        assert!(p.is_some_and(|p| p.deferred == Some(Mode::Yes) && p.sio.is_none()));
+        // A binary packet's header starts a reassembly: parsed at once.
+        let text = r#"451-["up",{"_placeholder":true,"num":0}]"#;
+        let p = dir.ws_message(false, text.as_bytes(), Some(text), &mut anomalies);
+        assert!(p.is_some_and(|p| p.deferred.is_none() && p.sio.is_some()));
+        assert_eq!(dir.missing_attachments(), 1);
+        // While attachments are awaited, a text packet is an anomaly found here.
+        let text = r#"42["a"]"#;
+        let p = dir.ws_message(false, text.as_bytes(), Some(text), &mut anomalies);
+        assert!(p.is_some_and(|p| p.deferred.is_none()));
+        assert_eq!(anomalies.len(), 1);
+    }
 }

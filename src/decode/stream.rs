@@ -74,6 +74,9 @@ pub struct AppState {
     /// The request target of the WebSocket handshake.
     pub ws_target: Option<String>,
     pub eio: Mode,
+    /// WebSocket messages may leave their Socket.IO packet to the output thread
+    /// ([`SioDir::defer`]).
+    pub defer_sio: bool,
 }
 
 /// What a conversation's app layer needs to know at creation.
@@ -124,6 +127,7 @@ impl AppState {
             polling: [SioDir::new(Mode::Yes), SioDir::new(Mode::Yes)],
             ws_target: None,
             eio: Mode::Maybe,
+            defer_sio: false,
         }
     }
 
@@ -144,9 +148,14 @@ impl AppState {
                 Role::Server
             }
         };
+        let sio = || {
+            let mut s = SioDir::new(mode);
+            s.defer = self.defer_sio;
+            s
+        };
         self.ws = Some(Box::new([
-            WsDir::new(role(0), i0, SioDir::new(mode)),
-            WsDir::new(role(1), i1, SioDir::new(mode)),
+            WsDir::new(role(0), i0, sio()),
+            WsDir::new(role(1), i1, sio()),
         ]));
         self.eio = mode;
         self.proto = Proto::WebSocket;
