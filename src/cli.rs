@@ -142,6 +142,10 @@ pub struct ServeArgs {
     /// Maximum concurrent connections.
     #[arg(long, default_value_t = 200_000)]
     pub max_connections: usize,
+    /// Let several relay processes listen on the same address (SO_REUSEPORT; the kernel spreads
+    /// new connections over them). Each holds its own clients: pair with --redis to share rooms.
+    #[arg(long)]
+    pub reuse_port: bool,
     /// Serve this folder at / instead of the built-in chat page.
     #[arg(long = "static", value_name = "DIR")]
     pub static_dir: Option<PathBuf>,

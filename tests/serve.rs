@@ -53,8 +53,12 @@ struct Relay {
 
 impl Relay {
     fn start(extra: &[&str]) -> Relay {
+        Relay::start_on("127.0.0.1:0", extra)
+    }
+
+    fn start_on(listen: &str, extra: &[&str]) -> Relay {
         let mut child = Command::new(env!("CARGO_BIN_EXE_wschat"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--json"])
+            .args(["serve", "--listen", listen, "--json"])
             .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -2070,6 +2074,49 @@ fn losing_redis_keeps_rooms_working_locally_and_the_relay_reconnects() {
     std::thread::sleep(Duration::from_millis(300));
     while let Ok(l) = log.try_recv() {
         assert!(!l.contains("lost the connection"), "logged twice: {l}");
+    }
+}
+
+#[test]
+fn reuse_port_lets_a_second_relay_share_the_address_and_take_over() {
+    let first = Relay::start(&["--reuse-port"]);
+    let listen = format!("127.0.0.1:{}", first.port);
+    // Without the flag the address is taken: one line naming it, exit 2.
+    let out = Command::new(env!("CARGO_BIN_EXE_wschat"))
+        .args(["serve", "--listen", &listen])
+        .env("RUST_LOG", "error")
+        .output()
+        .expect("run wschat");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains(&format!("while listening on {listen}")),
+        "{stderr}"
+    );
+    // With it, a second relay listens on the same address, and serves once the first is gone.
+    let second = Relay::start_on(&listen, &["--reuse-port"]);
+    assert_eq!(second.port, first.port);
+    // A relay listening without the flag cannot share: the error says so.
+    let plain = Relay::start(&[]);
+    let out = Command::new(env!("CARGO_BIN_EXE_wschat"))
+        .args(["serve", "--reuse-port", "--listen"])
+        .arg(format!("127.0.0.1:{}", plain.port))
+        .env("RUST_LOG", "error")
+        .output()
+        .expect("run wschat");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("only with processes that also use it"),
+        "{stderr}"
+    );
+    let mut held: Vec<_> = (0..8).map(|_| sio_connect(first.port)).collect();
+    drop(first);
+    held.clear();
+    for _ in 0..8 {
+        let mut ws = sio_connect(second.port);
+        ws.send(Message::text(r#"42["join_room","1"]"#)).unwrap();
     }
 }
 

@@ -79,6 +79,7 @@ pub fn config_from_args(args: &ServeArgs) -> anyhow::Result<ServerConfig> {
         queue_bytes: args.queue_bytes.max(args.max_payload.saturating_mul(2)),
         max_connections: args.max_connections,
         static_dir: args.static_dir.clone(),
+        reuse_port: args.reuse_port,
         ..ServerConfig::default()
     })
 }
@@ -104,6 +105,7 @@ pub fn run(args: &ServeArgs, _global: &Global) -> anyhow::Result<ExitCode> {
     raise_fd_limit(args.max_connections);
     let json = args.json;
     let listen = args.listen;
+    let reuse_port = args.reuse_port;
     let cluster = args.redis.as_ref().map(|url| redis::RedisOptions {
         url: url.clone(),
         prefix: args.redis_prefix.clone(),
@@ -116,9 +118,14 @@ pub fn run(args: &ServeArgs, _global: &Global) -> anyhow::Result<ExitCode> {
             None => None,
         };
         let builder = chat_server_on(builder, bus);
-        let server = builder
-            .bind(listen)
-            .with_context(|| format!("while listening on {listen}"))?;
+        let server = builder.bind(listen).map_err(|e| {
+            let hint = if reuse_port && e.kind() == std::io::ErrorKind::AddrInUse {
+                " (--reuse-port shares an address only with processes that also use it)"
+            } else {
+                ""
+            };
+            anyhow::Error::new(e).context(format!("while listening on {listen}{hint}"))
+        })?;
         let addr = server
             .local_addr()
             .context("while reading the bound address")?;

@@ -54,6 +54,8 @@ pub struct ServerConfig {
     pub web_page: bool,
     /// Listen backlog.
     pub backlog: i32,
+    /// SO_REUSEPORT: several processes may listen on the same address.
+    pub reuse_port: bool,
 }
 
 impl Default for ServerConfig {
@@ -73,6 +75,7 @@ impl Default for ServerConfig {
             static_dir: None,
             web_page: true,
             backlog: 4096,
+            reuse_port: false,
         }
     }
 }
@@ -181,9 +184,10 @@ impl ServerBuilder {
         self
     }
 
-    /// Bind the listener (backlog from the config, SO_REUSEADDR, dual-stack for `[::]`).
+    /// Bind the listener (backlog from the config, SO_REUSEADDR, dual-stack for `[::]`,
+    /// SO_REUSEPORT when configured).
     pub fn bind(self, addr: SocketAddr) -> io::Result<Server> {
-        let listener = bind_listener(addr, self.config.backlog)?;
+        let listener = bind_listener(addr, self.config.backlog, self.config.reuse_port)?;
         let static_dir = match &self.config.static_dir {
             Some(dir) => Some(StaticDir::open(dir).map_err(|e| {
                 io::Error::new(e.kind(), format!("--static {}: {e}", dir.display()))
@@ -213,11 +217,23 @@ impl ServerBuilder {
 }
 
 /// Open a TCP listener with a deep backlog (tokio's default of 128 overflows when hundreds of
-/// clients connect at once; the kernel caps it at net.core.somaxconn).
-pub fn bind_listener(addr: SocketAddr, backlog: i32) -> io::Result<TcpListener> {
+/// clients connect at once; the kernel caps it at net.core.somaxconn). `reuse_port`: SO_REUSEPORT,
+/// so that several processes (each with it) share the address and the kernel spreads connections.
+pub fn bind_listener(addr: SocketAddr, backlog: i32, reuse_port: bool) -> io::Result<TcpListener> {
     use socket2::{Domain, Protocol, Socket, Type};
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_reuse_address(true)?;
+    #[cfg(unix)]
+    if reuse_port {
+        socket.set_reuse_port(true)?;
+    }
+    #[cfg(not(unix))]
+    if reuse_port {
+        return Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "--reuse-port needs SO_REUSEPORT (Unix)",
+        ));
+    }
     if addr.is_ipv6() {
         // `[::]:3001` also accepts IPv4 clients, as node does.
         let _ = socket.set_only_v6(false);
