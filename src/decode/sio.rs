@@ -34,6 +34,18 @@ pub struct EioPacket<'a> {
 }
 
 impl SioPacket<'_> {
+    /// A packet that does not parse, with its anomaly.
+    fn invalid(e: &dyn std::fmt::Display, anomalies: &mut Vec<Anomaly>) -> Self {
+        anomalies.push(Anomaly::new("socketio_error", format!("Socket.IO: {e}")));
+        SioPacket {
+            packet: None,
+            note: format!("invalid Socket.IO packet: {e}"),
+            error: Some(e.to_string()),
+            attachment: None,
+            completed: None,
+        }
+    }
+
     /// One-line summary (`EVENT send_message nsp=/ {...}`), from the shared core.
     pub fn summary(&self) -> String {
         match &self.packet {
@@ -279,16 +291,7 @@ impl SioDir {
         }
         match SioRef::parse(text) {
             Ok(r) => self.parsed_packet(r, anomalies),
-            Err(e) => {
-                anomalies.push(Anomaly::new("socketio_error", format!("Socket.IO: {e}")));
-                SioPacket {
-                    packet: None,
-                    note: format!("invalid Socket.IO packet: {e}"),
-                    error: Some(e.to_string()),
-                    attachment: None,
-                    completed: None,
-                }
-            }
+            Err(e) => SioPacket::invalid(&e, anomalies),
         }
     }
 
@@ -432,16 +435,7 @@ impl<'a> EioPacket<'a> {
                 completed: None,
             },
             Err(_) if mode != Mode::Yes => return None,
-            Err(e) => {
-                anomalies.push(Anomaly::new("socketio_error", format!("Socket.IO: {e}")));
-                SioPacket {
-                    packet: None,
-                    note: format!("invalid Socket.IO packet: {e}"),
-                    error: Some(e.to_string()),
-                    attachment: None,
-                    completed: None,
-                }
-            }
+            Err(e) => SioPacket::invalid(&e, anomalies),
         };
         Some(EioPacket {
             sio: Some(sio),
