@@ -663,8 +663,8 @@ fn raw_tcp_pcap(cport: u16, segments: &[(bool, Vec<u8>)]) -> Vec<u8> {
         pkt.extend_from_slice(payload);
         seq[d] = seq[d].wrapping_add(payload.len() as u32 + u32::from(flags & 0x02 != 0));
         for v in [
-            1_700_000_000u32,
-            i as u32 * 1000,
+            1_700_000_000 + i as u32 / 1000,
+            i as u32 % 1000 * 1000,
             pkt.len() as u32,
             pkt.len() as u32,
         ] {
@@ -682,6 +682,68 @@ fn client_text_frame(payload: &[u8]) -> Vec<u8> {
     f.extend_from_slice(&key);
     f.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
     f
+}
+
+/// Decoding that lasts (here: from the start, `WSCHAT_PROGRESS_AFTER_MS=0`) shows a progress bar on
+/// stderr when stderr is a terminal, and never writes one into a pipe.
+#[test]
+fn a_progress_bar_on_a_terminal_only() {
+    let have_script = Command::new("script")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !have_script {
+        if std::env::var_os("CI").is_some() {
+            panic!("`script` (util-linux) is required under CI");
+        }
+        eprintln!("skipping: `script` is not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let segments: Vec<(bool, Vec<u8>)> = (0..12_000)
+        .map(|i| {
+            let m = format!(r#"42["send_message",{{"room":"1","n":{i}}}]"#);
+            (true, client_text_frame(m.as_bytes()))
+        })
+        .collect();
+    let file = dir.path().join("many.pcap");
+    std::fs::write(&file, raw_tcp_pcap(40000, &segments)).unwrap();
+    let f = file.to_str().unwrap();
+    // util-linux `script` gives wschat a pseudo-terminal; stdout goes to /dev/null inside it, so
+    // what script prints is what wschat drew on stderr.
+    let cmd = format!("{} decode {f} --ws-port 3001 --json > /dev/null", bin());
+    let out = Command::new("script")
+        .args(["-qfec", &cmd, "/dev/null"])
+        .env("WSCHAT_PROGRESS_AFTER_MS", "0")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let tty = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        tty.contains("decoding ["),
+        "no progress bar on the terminal: {tty:?}"
+    );
+    assert!(tty.contains("MiB") || tty.contains("KiB"), "{tty:?}");
+    // Not a terminal: nothing but the output.
+    let piped = Command::new(bin())
+        .args(["decode", f, "--ws-port", "3001", "--json"])
+        .env("WSCHAT_PROGRESS_AFTER_MS", "0")
+        .output()
+        .unwrap();
+    assert!(piped.status.success());
+    assert!(
+        piped.stderr.is_empty(),
+        "{:?}",
+        String::from_utf8_lossy(&piped.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&piped.stdout);
+    let frames = stdout
+        .lines()
+        .filter(|l| l.contains("send_message"))
+        .count();
+    assert_eq!(frames, 12_000);
 }
 
 /// The output thread parses the Socket.IO packets of common messages: malformed ones must come

@@ -147,9 +147,11 @@ fn worth_a_thread(args: &DecodeArgs) -> bool {
 }
 
 /// A progress bar on stderr for inputs that take more than a second (only on a terminal).
+/// `WSCHAT_PROGRESS_AFTER_MS` changes that second (the tests set 0).
 struct Progress {
     total: Option<u64>,
     started: Instant,
+    after: Duration,
     bar: Option<indicatif::ProgressBar>,
     enabled: bool,
     ticks: u64,
@@ -160,6 +162,10 @@ impl Progress {
         Progress {
             total,
             started: Instant::now(),
+            after: std::env::var("WSCHAT_PROGRESS_AFTER_MS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .map_or(Duration::from_secs(1), Duration::from_millis),
             bar: None,
             enabled: !quiet && total.is_some() && std::io::stderr().is_terminal(),
             ticks: 0,
@@ -171,7 +177,7 @@ impl Progress {
         if !self.enabled || self.ticks % 2048 != 0 {
             return;
         }
-        if self.bar.is_none() && self.started.elapsed() > Duration::from_secs(1) {
+        if self.bar.is_none() && self.started.elapsed() >= self.after {
             let bar = indicatif::ProgressBar::with_draw_target(
                 self.total,
                 indicatif::ProgressDrawTarget::stderr(),
