@@ -6,12 +6,14 @@
 #
 # Usage: scripts/bench-generators.sh [--clients 500] [--rooms 50] [--rates "30 100"]
 #            [--duration 8s] [--warmup 2s] [--ramp 1s] [--rounds 3] [--server wschat|node|both]
-#            [--out DIR]
+#            [--out DIR] [--gen-cpu PERCENT] [--only node|wschat]
 # --server: the relay the generators load: `wschat serve --threads 1` (default), the socket.io npm
 # server (tests/peers/chat-server.js), or both in turn.
 # CPU is measured the same way for both generators: user + system time of the whole process
 # (/usr/bin/time), divided into every chat message it received (warmup included, as both count
 # them). Each generator's own figure (getrusage of its threads / process.cpuUsage()) is printed too.
+# --gen-cpu 30: cap each generator at 30% of a core (a cgroup CPU quota, 10 ms period; as root):
+# offer more than that allows and each generator's capacity per core shows as received / CPU-s.
 # Needs: a release build (built here), node + `npm ci` in tests/peers, taskset, jq, /usr/bin/time.
 # Output: a table per relay and rate (medians over the rounds, and the best round), one JSON report
 # and one time file per run in DIR (default $CARGO_TARGET_DIR/bench-generators).
@@ -19,6 +21,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 clients=500 rooms=50 rates="30 100" duration=8s warmup=2s ramp=1s rounds=3 servers=wschat out=""
+gen_cpu="" gens="node wschat"
 while [ $# -gt 0 ]; do
   case "$1" in
     --clients) clients=$2; shift 2 ;;
@@ -32,7 +35,11 @@ while [ $# -gt 0 ]; do
                 *) echo "bench-generators.sh: --server must be wschat, node or both" >&2; exit 2 ;; esac
               shift 2 ;;
     --out) out=$2; shift 2 ;;
-    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+    --gen-cpu) gen_cpu=$2; shift 2 ;;
+    --only) case "$2" in node|wschat) gens=$2 ;;
+              *) echo "bench-generators.sh: --only must be node or wschat" >&2; exit 2 ;; esac
+            shift 2 ;;
+    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
     *) echo "bench-generators.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -78,16 +85,35 @@ start_server() {
 
 # run_gen SERVER GEN RATE ROUND -> one TSV line:
 # delivered/s  p99_ms  lost  cpu_s(whole process)  received_total  received/cpu_s  self_cpu_s  self_received/cpu_s
+# The generator runs inside a CPU-capped cgroup with --gen-cpu (v1 `cpu` controller or v2).
+wrap=()
+if [ -n "$gen_cpu" ]; then
+  quota=$((gen_cpu * 100)) # microseconds per 10 ms period
+  if [ -d /sys/fs/cgroup/cpu ] && [ -f /sys/fs/cgroup/cpu/cgroup.procs ]; then
+    cg=/sys/fs/cgroup/cpu/wschat-bench-gen
+    mkdir -p "$cg"
+    echo 10000 >"$cg/cpu.cfs_period_us"
+    echo "$quota" >"$cg/cpu.cfs_quota_us"
+  elif [ -f /sys/fs/cgroup/cgroup.controllers ]; then
+    cg=/sys/fs/cgroup/wschat-bench-gen
+    mkdir -p "$cg"
+    echo "$quota 10000" >"$cg/cpu.max"
+  else
+    echo "bench-generators.sh: --gen-cpu needs a cgroup CPU controller" >&2
+    exit 2
+  fi
+  wrap=(sh -c 'echo $$ > "$0/cgroup.procs" && exec "$@"' "$cg")
+fi
 run_gen() {
   local server=$1 gen=$2 rate=$3 round=$4 base json tfile
   base="$out/$server-$gen-rate$rate-$round"
   json="$base.json" tfile="$base.time"
   start_server "$server"
   case "$gen" in
-    node) taskset -c 1 /usr/bin/time -f '%U %S' -o "$tfile" node tests/peers/bench-node-gen.js \
+    node) taskset -c 1 "${wrap[@]}" /usr/bin/time -f '%U %S' -o "$tfile" node tests/peers/bench-node-gen.js \
             --url "http://127.0.0.1:$port" --clients "$clients" --rooms "$rooms" --rate "$rate" \
             --duration "$duration" --warmup "$warmup" --ramp "$ramp" >"$json" 2>>"$base.err" || true ;;
-    wschat) taskset -c 1 /usr/bin/time -f '%U %S' -o "$tfile" "$wschat" bench \
+    wschat) taskset -c 1 "${wrap[@]}" /usr/bin/time -f '%U %S' -o "$tfile" "$wschat" bench \
             --url "http://127.0.0.1:$port" --clients "$clients" --rooms "$rooms" --rate "$rate/s" \
             --duration "$duration" --warmup "$warmup" --ramp "$ramp" --threads 1 --json >"$json" 2>>"$base.err" || true ;;
   esac
@@ -117,7 +143,7 @@ results="$out/results.tsv"
 for server in $servers; do
   for rate in $rates; do
     for ((k = 1; k <= rounds; k++)); do
-      for gen in node wschat; do
+      for gen in $gens; do
         line=$(run_gen "$server" "$gen" "$rate" "$k")
         printf '%s\t%s\t%s\t%s\t%s\n' "$server" "$rate" "$gen" "$k" "$line" >>"$results"
         IFS=$'\t' read -r dps p99 lost cpu n per _ _ <<<"$line"
@@ -148,7 +174,7 @@ awk -F'\t' '
   END {
     printf "%-7s %10s %-7s %14s %10s %6s %8s %16s %16s\n", "relay", "rate", "gen", "delivered/s", "p99 ms", "lost", "CPU s", "recv/CPU-s med", "recv/CPU-s best"
     for (o = 1; o <= nk; o++) {
-      split(order[o], sr, SUBSEP)
+      split(order[o], sr, SUBSEP); split("", med); split("", bst)
       for (g = 1; g <= 2; g++) {
         gen = g == 1 ? "node" : "wschat"; key = order[o] SUBSEP gen; n = cnt[key]
         if (!n) continue
