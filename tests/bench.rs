@@ -490,6 +490,53 @@ fn idle_mode_reports_connects_and_memory() {
     assert!(r["messages"].is_null());
 }
 
+/// Two relays sharing one port (`serve --reuse-port`): the report finds both listening processes,
+/// and the server memory is their sum.
+#[test]
+fn relays_sharing_a_port_are_all_measured() {
+    let a = Relay::start_on("127.0.0.1:0", &["--reuse-port"]);
+    let b = Relay::start_on(&format!("127.0.0.1:{}", a.port), &["--reuse-port"]);
+    let url = format!("http://127.0.0.1:{}", a.port);
+    let o = bench(&[
+        "--url",
+        &url,
+        "--idle",
+        "--clients",
+        "40",
+        "--duration",
+        "1s",
+        "--ramp",
+        "100ms",
+        "--json",
+    ]);
+    let r = json_report(&o);
+    assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
+    assert_eq!(r["connections"]["connected"], 40);
+    let mut want = vec![a.child.id(), b.child.id()];
+    want.sort_unstable();
+    let pids: Vec<u32> = r["target"]["pids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_u64().unwrap() as u32)
+        .collect();
+    assert_eq!(pids, want, "{:#}", r["target"]);
+    let source = r["memory"]["source"].as_str().unwrap();
+    assert!(source.contains("summed"), "{source}");
+    let one = |pid: u32| {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let kb = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+            .unwrap();
+        kb * 1024
+    };
+    // Both processes' memory is counted: more than either one alone holds now.
+    let total = r["memory"]["rss_after_bytes"].as_u64().unwrap();
+    assert!(total > one(want[0]).max(one(want[1])), "{total}");
+}
+
 #[test]
 fn raw_mode_times_echo_round_trips() {
     let o = bench(&[
@@ -564,15 +611,13 @@ struct Relay {
 
 impl Relay {
     fn start() -> Relay {
+        Relay::start_on("127.0.0.1:0", &[])
+    }
+
+    fn start_on(listen: &str, extra: &[&str]) -> Relay {
         let mut child = Command::new(WSCHAT)
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--threads",
-                "1",
-                "--json",
-            ])
+            .args(["serve", "--listen", listen, "--threads", "1", "--json"])
+            .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()

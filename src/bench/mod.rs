@@ -83,14 +83,17 @@ pub fn run(args: &BenchArgs, global: &Global) -> anyhow::Result<ExitCode> {
     } else {
         cfg.sources.clone()
     };
-    let (server_desc, server_pid) = match &server {
+    let (server_desc, server_pids) = match &server {
         Some(_) => (
             "in-process wschat relay".to_string(),
-            Some(std::process::id()),
+            vec![std::process::id()],
         ),
         None => {
-            let pid = target.loopback_addr().and_then(sys::listening_pid);
-            ("external server".to_string(), pid)
+            let pids = target
+                .loopback_addr()
+                .map(sys::listening_pids)
+                .unwrap_or_default();
+            ("external server".to_string(), pids)
         }
     };
 
@@ -108,8 +111,8 @@ pub fn run(args: &BenchArgs, global: &Global) -> anyhow::Result<ExitCode> {
         cfg: cfg.clone(),
     });
 
-    let rss_before = memory_probe(&server, server_pid);
-    let cpu_before = Cpus::now(server.is_some(), server_pid);
+    let rss_before = memory_probe(&server, &server_pids);
+    let cpu_before = Cpus::now(server.is_some(), &server_pids);
     let (snap_tx, snap_rx) = mpsc::channel::<IntervalSnapshot>();
     let mut workers = Vec::with_capacity(cfg.threads);
     for w in 0..cfg.threads {
@@ -129,7 +132,7 @@ pub fn run(args: &BenchArgs, global: &Global) -> anyhow::Result<ExitCode> {
         snap_rx,
         Progress::new(show_progress),
         &server,
-        server_pid,
+        &server_pids,
     ));
 
     let mut results = Vec::with_capacity(workers.len());
@@ -140,7 +143,7 @@ pub fn run(args: &BenchArgs, global: &Global) -> anyhow::Result<ExitCode> {
             Err(_) => anyhow::bail!("a worker thread panicked"),
         }
     }
-    let cpu_after = Cpus::now(server.is_some(), server_pid);
+    let cpu_after = Cpus::now(server.is_some(), &server_pids);
     let wall = epoch.elapsed();
     if let Some(s) = server {
         s.stop();
@@ -150,7 +153,7 @@ pub fn run(args: &BenchArgs, global: &Global) -> anyhow::Result<ExitCode> {
         &shared,
         &url,
         server_desc,
-        server_pid,
+        &server_pids,
         results,
         &outcome,
         (rss_before, cpu_before, cpu_after, wall),
@@ -192,7 +195,7 @@ async fn control(
     snaps: mpsc::Receiver<IntervalSnapshot>,
     mut progress: Progress,
     server: &Option<inproc::InProcess>,
-    server_pid: Option<u32>,
+    server_pids: &[u32],
 ) -> Outcome {
     let cpu0 = sys::thread_cpu();
     let cfg = &sh.cfg;
@@ -243,7 +246,7 @@ async fn control(
     }
     // Let the last joins settle before measuring memory.
     tokio::time::sleep(Duration::from_millis(200)).await;
-    out.rss_connected = memory_probe(server, server_pid);
+    out.rss_connected = memory_probe(server, server_pids);
 
     if cfg.mode == Mode::Idle {
         // 2a. Hold.
@@ -263,7 +266,7 @@ async fn control(
             }
         }
         out.held = held_from.elapsed();
-        out.rss_loaded = memory_probe(server, server_pid);
+        out.rss_loaded = memory_probe(server, server_pids);
         out.open_at_stop = Totals::of(&sh.live).open;
         let _ = sh.phase.send(Phase::Stop);
         progress.finish();
@@ -314,7 +317,7 @@ async fn control(
             break;
         }
     }
-    out.rss_loaded = memory_probe(server, server_pid);
+    out.rss_loaded = memory_probe(server, server_pids);
     // 3. Grace: no more sends; in-flight messages may still arrive.
     let _ = sh.phase.send(Phase::Drain(schedule));
     let grace_end = Instant::now() + cfg.grace;
@@ -344,12 +347,13 @@ async fn control(
     out
 }
 
-/// Server memory now: the server process when known, this process for the in-process relay.
-fn memory_probe(server: &Option<inproc::InProcess>, pid: Option<u32>) -> Option<u64> {
-    match (server, pid) {
-        (Some(_), _) => sys::self_rss_bytes(),
-        (None, Some(pid)) => sys::rss_bytes(pid),
-        (None, None) => None,
+/// Server memory now: the server processes' when known (summed: several share a port with
+/// SO_REUSEPORT), this process's for the in-process relay.
+fn memory_probe(server: &Option<inproc::InProcess>, pids: &[u32]) -> Option<u64> {
+    match server {
+        Some(_) => sys::self_rss_bytes(),
+        None if pids.is_empty() => None,
+        None => pids.iter().map(|&p| sys::rss_bytes(p)).sum(),
     }
 }
 
@@ -361,13 +365,15 @@ struct Cpus {
 }
 
 impl Cpus {
-    fn now(in_process: bool, pid: Option<u32>) -> Cpus {
+    fn now(in_process: bool, pids: &[u32]) -> Cpus {
         Cpus {
             process: sys::process_cpu(),
-            server_pid: if in_process {
+            server_pid: if in_process || pids.is_empty() {
                 None
             } else {
-                pid.and_then(sys::pid_cpu)
+                pids.iter().try_fold(CpuTime::default(), |sum, &p| {
+                    sys::pid_cpu(p).map(|c| sum.add(c))
+                })
             },
         }
     }
@@ -377,7 +383,7 @@ fn build_report(
     sh: &Shared,
     url: &str,
     server_desc: String,
-    server_pid: Option<u32>,
+    server_pids: &[u32],
     results: Vec<WorkerResult>,
     out: &Outcome,
     (rss_before, cpu_before, cpu_after, wall): (Option<u64>, Cpus, Cpus, Duration),
@@ -468,12 +474,19 @@ fn build_report(
         }?;
         let open = connected.max(1) as f64;
         Some(report::Memory {
-            source: match (sh.cfg.url.is_none(), server_pid) {
+            source: match (sh.cfg.url.is_none(), server_pids) {
                 (true, _) => {
                     "in-process: RSS of this process, relay plus the bench's own clients".into()
                 }
-                (false, Some(pid)) => format!("VmRSS of pid {pid}"),
-                (false, None) => "unknown".into(),
+                (false, [pid]) => format!("VmRSS of pid {pid}"),
+                (false, []) => "unknown".into(),
+                (false, pids) => format!(
+                    "VmRSS of pids {} (summed: they share the port)",
+                    pids.iter()
+                        .map(u32::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
             },
             rss_before_bytes: before,
             rss_after_bytes: after,
@@ -584,7 +597,8 @@ fn build_report(
         target: report::Target {
             url: url.to_string(),
             server: server_desc,
-            pid: server_pid,
+            pid: server_pids.first().copied(),
+            pids: server_pids.to_vec(),
         },
         settings: report::Settings {
             mode: cfg.mode.name(),

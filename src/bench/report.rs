@@ -49,6 +49,9 @@ pub struct Target {
     pub server: String,
     /// The server's pid when it was found (loopback) or this process for the in-process relay.
     pub pid: Option<u32>,
+    /// Every pid listening on the server's port (several share it with SO_REUSEPORT); memory and
+    /// server CPU are their sums.
+    pub pids: Vec<u32>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -996,6 +999,7 @@ mod tests {
                 url: "http://127.0.0.1:PORT".into(),
                 server: "in-process wschat relay".into(),
                 pid: None,
+                pids: Vec::new(),
             },
             settings: Settings {
                 mode: "chat",

@@ -143,10 +143,10 @@ fn parse_vmrss(status: &str) -> Option<u64> {
     Some(kb * 1024)
 }
 
-/// The pid of the process listening on the TCP `addr` (loopback), found through the socket inode
-/// in /proc/net/tcp{,6} and the descriptors in /proc/*/fd. `None` when it cannot be found (another
-/// user's process without privileges, a server in a container, ...).
-pub fn listening_pid(addr: SocketAddr) -> Option<u32> {
+/// The pids of the processes listening on the TCP `addr` (loopback; several with SO_REUSEPORT),
+/// found through the socket inodes in /proc/net/tcp{,6} and the descriptors in /proc/*/fd. Empty
+/// when none can be found (another user's process without privileges, a server in a container...).
+pub fn listening_pids(addr: SocketAddr) -> Vec<u32> {
     let port = addr.port();
     let mut inodes = Vec::new();
     for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
@@ -154,11 +154,15 @@ pub fn listening_pid(addr: SocketAddr) -> Option<u32> {
             inodes.extend(listen_inodes(&text, port));
         }
     }
+    let mut pids = Vec::new();
     if inodes.is_empty() {
-        return None;
+        return pids;
     }
     let me = std::process::id();
-    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return pids;
+    };
+    for entry in procs.flatten() {
         let Some(pid) = entry
             .file_name()
             .to_str()
@@ -172,20 +176,22 @@ pub fn listening_pid(addr: SocketAddr) -> Option<u32> {
         let Ok(fds) = std::fs::read_dir(entry.path().join("fd")) else {
             continue;
         };
-        for fd in fds.flatten() {
-            if let Ok(target) = std::fs::read_link(fd.path())
-                && let Some(inode) = target
+        let listens = fds.flatten().any(|fd| {
+            std::fs::read_link(fd.path()).ok().is_some_and(|target| {
+                target
                     .to_str()
                     .and_then(|t| t.strip_prefix("socket:["))
                     .and_then(|t| t.strip_suffix(']'))
                     .and_then(|t| t.parse::<u64>().ok())
-                && inodes.contains(&inode)
-            {
-                return Some(pid);
-            }
+                    .is_some_and(|inode| inodes.contains(&inode))
+            })
+        });
+        if listens {
+            pids.push(pid);
         }
     }
-    None
+    pids.sort_unstable();
+    pids
 }
 
 /// Socket inodes in LISTEN state (st 0A) on `port` in a /proc/net/tcp table.
@@ -273,7 +279,7 @@ mod tests {
         // We skip our own pid on purpose (the in-process server is measured differently), so
         // a listener in this process is not found.
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        assert_eq!(listening_pid(l.local_addr().unwrap()), None);
+        assert!(listening_pids(l.local_addr().unwrap()).is_empty());
     }
 
     #[test]
