@@ -103,6 +103,7 @@ if [ -n "$gen_cpu" ]; then
     exit 2
   fi
   wrap=(sh -c 'echo $$ > "$0/cgroup.procs" && exec "$@"' "$cg")
+  trap 'stop_server; rmdir "$cg" 2>/dev/null || true' EXIT
 fi
 run_gen() {
   local server=$1 gen=$2 rate=$3 round=$4 base json tfile
