@@ -2,6 +2,8 @@
 //! WebSocket frame, the rendered views (insta snapshots), filters, anomalies and `--strict`, and
 //! bad input.
 
+mod common;
+
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -688,15 +690,7 @@ fn client_text_frame(payload: &[u8]) -> Vec<u8> {
 /// stderr when stderr is a terminal, and never writes one into a pipe.
 #[test]
 fn a_progress_bar_on_a_terminal_only() {
-    let have_script = Command::new("script")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !have_script {
-        if std::env::var_os("CI").is_some() {
-            panic!("`script` (util-linux) is required under CI");
-        }
-        eprintln!("skipping: `script` is not installed");
+    if !common::have_script() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

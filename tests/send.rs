@@ -2,6 +2,8 @@
 //! app's events), a socket.io-client listener in the room, a `ws` echo server, and TLS servers with a
 //! self-signed certificate made in the test.
 
+mod common;
+
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Output, Stdio};
@@ -1110,15 +1112,7 @@ fn interactive_terminal_sends_typed_lines_and_shows_the_room() {
         return;
     }
     // util-linux `script` runs wschat on a pseudo-terminal (stdin and stdout are a tty).
-    let have_script = Command::new("script")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !have_script {
-        if std::env::var_os("CI").is_some() {
-            panic!("`script` (util-linux) is required under CI");
-        }
-        eprintln!("skipping: `script` is not installed");
+    if !common::have_script() {
         return;
     }
     let (_server, port) = chat_server();
