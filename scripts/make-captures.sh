@@ -50,7 +50,10 @@ if run lengths; then
   record lo EN10MB pcap lengths.pcap lengths
   python3 scripts/pcaptool.py cut "$out/lengths.pcap" "$out/lengths-cut.pcap" 30000
 fi
-run fragments && record lo EN10MB pcap fragments.pcap fragments
+if run fragments; then
+  record lo EN10MB pcap fragments.pcap fragments
+  python3 scripts/pcaptool.py ipfrag "$out/fragments.pcap" "$out/ip-fragments.pcap" 64
+fi
 run deflate && record lo EN10MB pcapng deflate.pcapng deflate
 run deflate-no-context && record lo EN10MB pcapng deflate-no-context.pcapng deflate-no-context
 run ping-close && record lo EN10MB pcap ping-close.pcap ping-close

@@ -11,6 +11,9 @@ Subcommands (input and output are legacy pcap files with Ethernet II link type):
   reorder IN OUT PORT         on the client->server direction of PORT: swap two data segments,
                               repeat one at once (retransmission) and one after it was ACKed
                               (spurious retransmission)
+  ipfrag IN OUT MTU           split every IPv4 packet longer than MTU into IP fragments (DF
+                              cleared, the fragments of every other split datagram sent in
+                              reverse order), as a link with a small MTU would
   anomalies OUT               synthesize a Socket.IO-over-WebSocket conversation in which every
                               frame breaks one rule (for the anomaly and --strict tests)
   bench OUT MEGABYTES         synthesize a capture of small Socket.IO chat frames over several
@@ -128,6 +131,39 @@ def cmd_reorder(src, dst, port):
     out.append(later(last, recs[d]))
     # 3. Retransmission: segment c again right after itself (before the peer's ACK).
     out.insert(c + 1, later(recs[c], recs[c]))
+    write_pcap(dst, magic, snaplen, lt, out)
+
+
+def cmd_ipfrag(src, dst, mtu):
+    mtu = int(mtu)
+    magic, snaplen, lt, recs = read_pcap(src)
+    assert lt == LINKTYPE_ETHERNET
+    out, split, ident = [], 0, 0x4000
+    for ts_sec, ts_frac, pkt, origlen in recs:
+        if pkt[12:14] != b"\x08\x00" or len(pkt) - 14 <= mtu:
+            out.append([ts_sec, ts_frac, pkt, origlen])
+            continue
+        ihl = (pkt[14] & 0x0F) * 4
+        header, payload = bytearray(pkt[14 : 14 + ihl]), pkt[14 + ihl :]
+        step = (mtu - ihl) // 8 * 8
+        ident += 1
+        frags = []
+        for off in range(0, len(payload), step):
+            chunk = payload[off : off + step]
+            more = off + step < len(payload)
+            h = bytearray(header)
+            struct.pack_into(">H", h, 2, ihl + len(chunk))
+            struct.pack_into(">H", h, 4, ident)
+            struct.pack_into(">H", h, 6, (0x2000 if more else 0) | (off // 8))
+            struct.pack_into(">H", h, 10, 0)
+            struct.pack_into(">H", h, 10, checksum(bytes(h)))
+            frags.append(pkt[:14] + bytes(h) + chunk)
+        if split % 2:
+            frags.reverse()
+        split += 1
+        # Same time stamp as the packet they come from: the capture stays in time order.
+        for f in frags:
+            out.append([ts_sec, ts_frac, f, len(f)])
     write_pcap(dst, magic, snaplen, lt, out)
 
 
@@ -291,6 +327,7 @@ if __name__ == "__main__":
         "midstream": cmd_midstream,
         "cut": cmd_cut,
         "reorder": cmd_reorder,
+        "ipfrag": cmd_ipfrag,
         "bench": cmd_bench,
         "anomalies": cmd_anomalies,
     }

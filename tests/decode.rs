@@ -217,6 +217,9 @@ const AGREEMENT: &[(&str, &[&str], &[&str])] = &[
         &["-d", "tcp.port==3001,websocket"],
     ),
     ("chat.pcapng", &[], &[]),
+    // fragments.pcap with every IPv4 packet over 64 bytes split into IP fragments (half of the
+    // datagrams' fragments in reverse order): both reassemble them, in the completing frame.
+    ("ip-fragments.pcap", &[], &[]),
     ("chat-ipv6.pcapng", &[], &[]),
     ("chat-sll.pcap", &[], &[]),
     ("chat-sll2.pcapng", &[], &[]),
@@ -684,6 +687,42 @@ fn client_text_frame(payload: &[u8]) -> Vec<u8> {
     f.extend_from_slice(&key);
     f.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
     f
+}
+
+/// IP fragments are reassembled (in any order) and decoded as the packet that completed them:
+/// the same WebSocket frames as in the capture they were cut from.
+#[test]
+fn ip_fragments_are_reassembled_into_the_same_frames() {
+    let frames = |name: &str| -> Vec<String> {
+        let f = capture(name);
+        decode_ok(&[f.to_str().unwrap(), "--json"])
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .filter(|v| v["type"] == "websocket")
+            .map(|mut v| {
+                for k in ["frame", "time", "rel_time"] {
+                    v[k] = serde_json::Value::Null;
+                }
+                v.to_string()
+            })
+            .collect()
+    };
+    let whole = frames("fragments.pcap");
+    assert_eq!(whole.len(), 14);
+    assert_eq!(frames("ip-fragments.pcap"), whole);
+    let f = capture("ip-fragments.pcap");
+    let stats: serde_json::Value =
+        serde_json::from_str(&decode_ok(&[f.to_str().unwrap(), "--stats", "--json"])).unwrap();
+    assert_eq!(stats["ip_fragments"], 22, "{stats}");
+    assert_eq!(stats["ip_reassembled"], 7, "{stats}");
+    assert_eq!(stats["not_tcp"], serde_json::json!({}), "{stats}");
+    let listed = decode_ok(&[f.to_str().unwrap(), "-a"]);
+    assert!(
+        listed.contains(
+            "IP fragment 127.0.0.1 → 127.0.0.1 TCP ID=0x4001 offset=40 MF (held for reassembly)"
+        ),
+        "{listed}"
+    );
 }
 
 /// Decoding that lasts (here: from the start, `WSCHAT_PROGRESS_AFTER_MS=0`) shows a progress bar on

@@ -6,6 +6,7 @@ use std::io;
 
 use super::capture::{Flow, Packet, Timestamp};
 use super::event::Event;
+use super::ipfrag;
 use super::net::{self, Dissected, Skip};
 use super::render::Renderer;
 use super::sio;
@@ -67,6 +68,7 @@ pub struct Decoder<'r> {
     pub stats: Stats,
     first_ts: Option<Timestamp>,
     packets_seen: u64,
+    defrag: ipfrag::Defragmenter,
 }
 
 impl<'r> Decoder<'r> {
@@ -81,6 +83,7 @@ impl<'r> Decoder<'r> {
             },
             first_ts: None,
             packets_seen: 0,
+            defrag: ipfrag::Defragmenter::default(),
         }
     }
 
@@ -104,34 +107,87 @@ impl<'r> Decoder<'r> {
         let rel_ns = i64::try_from(pkt.ts.nanos_since(first)).unwrap_or(i64::MAX);
         let rel_time = rel_ns as f64 / 1e9;
         self.stats.packet(pkt.data.len(), pkt.ts);
-        let net = match net::dissect(pkt.linktype, pkt.data) {
-            Ok(d) => d,
-            Err(skip) => {
-                self.stats.skipped(&skip);
-                if self.opts.all
-                    && self.opts.stream.is_none()
-                    && self.opts.port.is_none()
-                    && self.opts.event.is_none()
-                {
-                    let ctx = Ctx {
-                        packet: Some(pkt),
-                        net: None,
-                        rel_time,
-                        rel_ns,
-                        stream: None,
-                        src: None,
-                        dst: None,
-                        seg: None,
-                        flags: Flags::default(),
-                        from_client: None,
-                        skip: Some(&skip),
+        match net::dissect(pkt.linktype, pkt.data) {
+            Ok(net) => self.dissected(pkt, net, rel_time, rel_ns),
+            Err(Skip::Fragment(_)) => match self.defragment(pkt) {
+                // The datagram is complete: it is decoded as the packet that completed it.
+                Ok(data) => {
+                    let whole = Packet {
+                        data: &data,
+                        orig_len: u32::try_from(data.len()).unwrap_or(u32::MAX),
+                        ..*pkt
                     };
-                    self.renderer.packet_line(&ctx)?;
-                    self.renderer.end_packet(&ctx)?;
+                    match net::dissect(whole.linktype, whole.data) {
+                        Ok(net) => self.dissected(&whole, net, rel_time, rel_ns),
+                        Err(skip) => self.skipped(pkt, &skip, rel_time, rel_ns),
+                    }
                 }
-                return Ok(Flow::Continue);
+                Err(skip) => self.skipped(pkt, &skip, rel_time, rel_ns),
+            },
+            Err(skip) => self.skipped(pkt, &skip, rel_time, rel_ns),
+        }
+    }
+
+    /// Feeds an IP fragment to the reassembly: the whole packet (link header, then the datagram)
+    /// once it completes one, else why the packet is not decoded now.
+    fn defragment(&mut self, pkt: &Packet<'_>) -> Result<Vec<u8>, Skip> {
+        self.stats.ip_fragments += 1;
+        let start = net::ip_start(pkt.linktype, pkt.data).ok_or(Skip::Fragment(String::new()))?;
+        let (link, ip) = pkt.data.split_at(start.min(pkt.data.len()));
+        match self.defrag.fragment(ip, pkt.ts.as_nanos()) {
+            ipfrag::Outcome::Held => Err(Skip::Fragment(ipfrag::describe(ip))),
+            ipfrag::Outcome::Bad(why) => Err(Skip::Malformed(format!("IP fragment: {why}"))),
+            ipfrag::Outcome::Complete { packet, .. } => {
+                self.stats.ip_reassembled += 1;
+                let mut data = Vec::with_capacity(link.len() + packet.len());
+                data.extend_from_slice(link);
+                data.extend_from_slice(&packet);
+                Ok(data)
             }
-        };
+        }
+    }
+
+    /// A packet that is not a TCP segment to follow: counted, and listed with `--all`.
+    fn skipped(
+        &mut self,
+        pkt: &Packet<'_>,
+        skip: &Skip,
+        rel_time: f64,
+        rel_ns: i64,
+    ) -> anyhow::Result<Flow> {
+        self.stats.skipped(skip);
+        if self.opts.all
+            && self.opts.stream.is_none()
+            && self.opts.port.is_none()
+            && self.opts.event.is_none()
+        {
+            let ctx = Ctx {
+                packet: Some(pkt),
+                net: None,
+                rel_time,
+                rel_ns,
+                stream: None,
+                src: None,
+                dst: None,
+                seg: None,
+                flags: Flags::default(),
+                from_client: None,
+                skip: Some(skip),
+            };
+            self.renderer.packet_line(&ctx)?;
+            self.renderer.end_packet(&ctx)?;
+        }
+        Ok(Flow::Continue)
+    }
+
+    /// Decode a TCP segment.
+    fn dissected(
+        &mut self,
+        pkt: &Packet<'_>,
+        net: net::Dissected<'_>,
+        rel_time: f64,
+        rel_ns: i64,
+    ) -> anyhow::Result<Flow> {
         let tcp = &net.tcp;
         let flags = Flags {
             syn: tcp.syn(),

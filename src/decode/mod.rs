@@ -9,6 +9,7 @@ pub mod body;
 pub mod capture;
 pub mod decoder;
 pub mod event;
+pub mod ipfrag;
 pub mod net;
 pub mod pipe;
 pub mod render;

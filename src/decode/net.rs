@@ -74,8 +74,9 @@ pub enum Skip {
     NotIp(String),
     /// IP but not TCP (UDP, ICMP, ...): the protocol name.
     NotTcp(&'static str),
-    /// An IP fragment (IP reassembly is not done).
-    Fragment,
+    /// An IP fragment, held until its datagram is complete ([`super::ipfrag`]); what it is, in
+    /// a few words ([`super::ipfrag::describe`]; empty before the decoder looked at it).
+    Fragment(String),
     /// Headers are cut or inconsistent.
     Malformed(String),
 }
@@ -207,6 +208,14 @@ fn link_layer(linktype: LinkType, d: &[u8]) -> Result<(Link, usize, Option<u16>)
     }
 }
 
+/// Where the IP header starts in a captured packet (after the link layer), if it is IP.
+pub fn ip_start(linktype: LinkType, data: &[u8]) -> Option<usize> {
+    match link_layer(linktype, data).ok()? {
+        (_, len, None | Some(ETHERTYPE_IPV4) | Some(ETHERTYPE_IPV6)) => Some(len),
+        _ => None,
+    }
+}
+
 /// Dissect a captured packet down to its TCP payload.
 pub fn dissect(linktype: LinkType, data: &[u8]) -> Result<Dissected<'_>, Skip> {
     let (link, link_len, ethertype) = link_layer(linktype, data)?;
@@ -220,7 +229,7 @@ pub fn dissect(linktype: LinkType, data: &[u8]) -> Result<Dissected<'_>, Skip> {
         LaxIpSlice::from_slice(ip_bytes).map_err(|e| Skip::Malformed(format!("IP: {e}")))?;
     let payload = ip.payload();
     if payload.fragmented {
-        return Err(Skip::Fragment);
+        return Err(Skip::Fragment(String::new()));
     }
     if payload.ip_number != IpNumber::TCP {
         return Err(Skip::NotTcp(ip_protocol_name(payload.ip_number)));

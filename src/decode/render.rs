@@ -834,6 +834,12 @@ impl Renderer {
         json_map(j, s.not_tcp.iter().map(|(k, v)| (k.as_str(), *v)));
         let _ = write!(
             Bw(j),
+            ",\"ip_fragments\":{},\"ip_reassembled\":{}",
+            s.ip_fragments,
+            s.ip_reassembled
+        );
+        let _ = write!(
+            Bw(j),
             ",\"websocket\":{{\"frames\":{},\"client_frames\":{},\"server_frames\":{},\"payload_bytes\":{},\"messages\":{},\"message_bytes\":{},\"compressed_messages\":{},\"fragmented_messages\":{},\"by_opcode\":",
             s.ws_frames,
             s.ws_frames_client,
@@ -1026,6 +1032,13 @@ impl Renderer {
             let parts: Vec<String> = s.not_tcp.iter().map(|(k, v)| format!("{k} {v}")).collect();
             writeln!(o, "  not decoded: {}", parts.join(", "))?;
         }
+        if s.ip_fragments > 0 {
+            writeln!(
+                o,
+                "  IP fragments: {}, reassembled into {} datagrams",
+                s.ip_fragments, s.ip_reassembled
+            )?;
+        }
         writeln!(o, "TCP streams: {}", s.streams)?;
         let mut lines = s.stream_lines.clone();
         lines.sort_by_key(|l| l.index);
@@ -1162,7 +1175,8 @@ fn skip_text(skip: &net::Skip) -> String {
     match skip {
         net::Skip::NotIp(w) => format!("not IP: {w}"),
         net::Skip::NotTcp(p) => format!("{p} (not TCP)"),
-        net::Skip::Fragment => "IP fragment (not reassembled)".into(),
+        net::Skip::Fragment(what) if what.is_empty() => "IP fragment".into(),
+        net::Skip::Fragment(what) => format!("IP fragment {what} (held for reassembly)"),
         net::Skip::Malformed(w) => format!("malformed packet: {w}"),
     }
 }

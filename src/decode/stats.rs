@@ -36,6 +36,10 @@ pub struct Stats {
     pub first: Option<Timestamp>,
     pub last: Option<Timestamp>,
     pub not_tcp: BTreeMap<String, u64>,
+    /// IP fragments seen (held for reassembly, or completing a datagram).
+    pub ip_fragments: u64,
+    /// IP datagrams reassembled from fragments (each then decoded as one packet).
+    pub ip_reassembled: u64,
     pub streams: u64,
     pub stream_lines: Vec<StreamLine>,
     pub streams_omitted: u64,
@@ -77,7 +81,8 @@ impl Stats {
         let key = match skip {
             Skip::NotIp(what) => what.clone(),
             Skip::NotTcp(p) => (*p).to_string(),
-            Skip::Fragment => "IP fragment".into(),
+            // Counted in `ip_fragments`: a held fragment is decoded with its datagram.
+            Skip::Fragment(_) => return,
             Skip::Malformed(_) => "malformed".into(),
         };
         *self.not_tcp.entry(key).or_default() += 1;
