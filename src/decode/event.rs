@@ -74,7 +74,7 @@ pub struct Handshake {
 }
 
 /// One WebSocket frame.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct WsFrame<'a> {
     pub header: FrameHeader,
     /// Who sent it.
@@ -97,7 +97,7 @@ pub struct WsFrame<'a> {
 }
 
 /// A complete WebSocket data message.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct WsMessage<'a> {
     /// Text or Binary.
     pub binary: bool,

@@ -86,15 +86,62 @@ struct MsgRecord {
     engineio: Option<EioRecord>,
 }
 
-/// A WebSocket frame event, owned: what the JSON view shows of it and of its packet.
-#[derive(Debug)]
-struct WsRecord {
-    packet: Option<(u64, Timestamp)>,
+/// Where and when a frame was seen: the part of the decoder's [`Ctx`] a JSON line shows.
+#[derive(Debug, Clone, Copy)]
+struct Origin {
     rel_ns: i64,
     stream: Option<u64>,
     src: Option<Endpoint>,
     dst: Option<Endpoint>,
     from_client: Option<bool>,
+}
+
+impl Origin {
+    fn of(ctx: &Ctx<'_>) -> Origin {
+        Origin {
+            rel_ns: ctx.rel_ns,
+            stream: ctx.stream,
+            src: ctx.src,
+            dst: ctx.dst,
+            from_client: ctx.from_client,
+        }
+    }
+
+    /// The context to render a line in, for `packet` (see [`packet_stub`]).
+    fn ctx<'a>(&self, packet: Option<&'a Packet<'a>>) -> Ctx<'a> {
+        Ctx {
+            packet,
+            net: None,
+            rel_time: self.rel_ns as f64 / 1e9,
+            rel_ns: self.rel_ns,
+            stream: self.stream,
+            src: self.src,
+            dst: self.dst,
+            seg: None,
+            flags: Flags::default(),
+            from_client: self.from_client,
+            skip: None,
+        }
+    }
+}
+
+/// A packet carrying only what a JSON line shows of it: its number and time.
+fn packet_stub(number: u64, ts: Timestamp) -> Packet<'static> {
+    Packet {
+        number,
+        ts,
+        linktype: LinkType::NULL,
+        data: &[],
+        orig_len: 0,
+        file_offset: 0,
+    }
+}
+
+/// A WebSocket frame event, owned: what the JSON view shows of it and of its packet.
+#[derive(Debug)]
+struct WsRecord {
+    packet: Option<(u64, Timestamp)>,
+    origin: Origin,
     header: FrameHeader,
     sender: Role,
     index: u32,
@@ -112,11 +159,7 @@ struct WsRecord {
 struct ChatRecord {
     number: u64,
     ts: Timestamp,
-    rel_ns: i64,
-    stream: Option<u64>,
-    src: Option<Endpoint>,
-    dst: Option<Endpoint>,
-    from_client: Option<bool>,
+    origin: Origin,
     header: FrameHeader,
     sender: Role,
     index: u32,
@@ -238,11 +281,7 @@ impl Batch {
         Some(ChatRecord {
             number: packet.number,
             ts: packet.ts,
-            rel_ns: ctx.rel_ns,
-            stream: ctx.stream,
-            src: ctx.src,
-            dst: ctx.dst,
-            from_client: ctx.from_client,
+            origin: Origin::of(ctx),
             header: f.header,
             sender: f.sender,
             index: f.index_in_packet,
@@ -269,11 +308,7 @@ impl Batch {
         let payload = self.put(f.payload, None, same);
         Some(WsRecord {
             packet: ctx.packet.map(|p| (p.number, p.ts)),
-            rel_ns: ctx.rel_ns,
-            stream: ctx.stream,
-            src: ctx.src,
-            dst: ctx.dst,
-            from_client: ctx.from_client,
+            origin: Origin::of(ctx),
             header: f.header,
             sender: f.sender,
             index: f.index_in_packet,
@@ -514,27 +549,8 @@ fn output(
 /// Renders one common frame, rebuilt as the event the decoder emitted; returns the number of
 /// anomalies found in parsing its Socket.IO packet here.
 fn render_chat(lines: &mut JsonLines, batch: &Batch, rec: &ChatRecord) -> u64 {
-    let packet = Packet {
-        number: rec.number,
-        ts: rec.ts,
-        linktype: LinkType::NULL,
-        data: &[],
-        orig_len: 0,
-        file_offset: 0,
-    };
-    let ctx = Ctx {
-        packet: Some(&packet),
-        net: None,
-        rel_time: rec.rel_ns as f64 / 1e9,
-        rel_ns: rec.rel_ns,
-        stream: rec.stream,
-        src: rec.src,
-        dst: rec.dst,
-        seg: None,
-        flags: Flags::default(),
-        from_client: rec.from_client,
-        skip: None,
-    };
+    let packet = packet_stub(rec.number, rec.ts);
+    let ctx = rec.origin.ctx(Some(&packet));
     let text = batch.text.get(rec.text.0..rec.text.1).unwrap_or_default();
     let (a, b) = rec.message;
     let message = EioRef::Message(text.get(a as usize..b as usize).unwrap_or_default());
@@ -544,13 +560,7 @@ fn render_chat(lines: &mut JsonLines, batch: &Batch, rec: &ChatRecord) -> u64 {
             packet: Some(message),
             raw: text,
             error: None,
-            sio: Some(SioPacket {
-                packet: spans.resolve(text),
-                note: String::new(),
-                error: None,
-                attachment: None,
-                completed: None,
-            }),
+            sio: Some(SioPacket::parsed(spans.resolve(text))),
             deferred: None,
         }),
         ChatSio::Deferred(mode) => EioPacket {
@@ -591,27 +601,8 @@ fn render_chat(lines: &mut JsonLines, batch: &Batch, rec: &ChatRecord) -> u64 {
 /// Renders one recorded frame, rebuilt as the event the decoder emitted; returns the number of
 /// anomalies found in parsing its Socket.IO packet here.
 fn render(lines: &mut JsonLines, batch: &Batch, rec: &WsRecord) -> u64 {
-    let packet = rec.packet.map(|(number, ts)| Packet {
-        number,
-        ts,
-        linktype: LinkType::NULL,
-        data: &[],
-        orig_len: 0,
-        file_offset: 0,
-    });
-    let ctx = Ctx {
-        packet: packet.as_ref(),
-        net: None,
-        rel_time: rec.rel_ns as f64 / 1e9,
-        rel_ns: rec.rel_ns,
-        stream: rec.stream,
-        src: rec.src,
-        dst: rec.dst,
-        seg: None,
-        flags: Flags::default(),
-        from_client: rec.from_client,
-        skip: None,
-    };
+    let packet = rec.packet.map(|(number, ts)| packet_stub(number, ts));
+    let ctx = rec.origin.ctx(packet.as_ref());
     let mut anomalies = rec.anomalies.clone();
     let message = rec.message.as_ref().map(|m| {
         let data = batch.slice(m.data).unwrap_or_default();
@@ -686,39 +677,14 @@ fn eio_packet<'a>(e: &'a EioRecord, data: &'a [u8], text: Option<&'a str>) -> Ei
 /// thread cannot take: it is rendered on the decoding thread), and the number of anomalies that
 /// found; `None` when nothing in the frame is deferred.
 pub(super) fn resolved<'a>(f: &WsFrame<'a>) -> Option<(WsFrame<'a>, u64)> {
-    let m = f.message.as_ref()?;
-    let p = m.engineio.as_ref()?;
-    p.deferred?;
-    let mut anomalies = f.anomalies.clone();
-    let engineio = EioPacket {
-        packet: p.packet.clone(),
-        raw: p.raw,
-        error: p.error.clone(),
-        sio: None,
-        deferred: p.deferred,
+    f.message.as_ref()?.engineio.as_ref()?.deferred?;
+    let mut frame = f.clone();
+    if let Some(m) = frame.message.as_mut() {
+        m.engineio = m
+            .engineio
+            .take()
+            .and_then(|p| p.resolve(&mut frame.anomalies));
     }
-    .resolve(&mut anomalies);
-    let found = anomalies.len().saturating_sub(f.anomalies.len()) as u64;
-    let frame = WsFrame {
-        header: f.header,
-        sender: f.sender,
-        raw: f.raw,
-        payload: f.payload,
-        index_in_packet: f.index_in_packet,
-        close: f.close.clone(),
-        fragment_no: f.fragment_no,
-        message: Some(WsMessage {
-            binary: m.binary,
-            frames: m.frames,
-            compressed: m.compressed,
-            wire_len: m.wire_len,
-            data: m.data,
-            text: m.text,
-            engineio,
-            parts: m.parts.clone(),
-        }),
-        payload_skipped: f.payload_skipped,
-        anomalies,
-    };
+    let found = frame.anomalies.len().saturating_sub(f.anomalies.len()) as u64;
     Some((frame, found))
 }

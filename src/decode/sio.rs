@@ -19,7 +19,7 @@ pub enum Mode {
 }
 
 /// One Engine.IO packet, with the Socket.IO packet it carries.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct EioPacket<'a> {
     /// The packet, or `None` when it did not parse (see `error`).
     pub packet: Option<EioRef<'a>>,
@@ -33,7 +33,18 @@ pub struct EioPacket<'a> {
     pub deferred: Option<Mode>,
 }
 
-impl SioPacket<'_> {
+impl<'a> SioPacket<'a> {
+    /// A packet that parsed (or none), with nothing else to say.
+    pub fn parsed(packet: Option<SioRef<'a>>) -> Self {
+        SioPacket {
+            packet,
+            note: String::new(),
+            error: None,
+            attachment: None,
+            completed: None,
+        }
+    }
+
     /// A packet that does not parse, with its anomaly.
     fn invalid(e: &dyn std::fmt::Display, anomalies: &mut Vec<Anomaly>) -> Self {
         anomalies.push(Anomaly::new("socketio_error", format!("Socket.IO: {e}")));
@@ -76,7 +87,7 @@ impl EioPacket<'_> {
 }
 
 /// A Socket.IO packet (or one binary attachment of one).
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct SioPacket<'a> {
     /// The packet as parsed (None for an attachment or an error).
     pub packet: Option<SioRef<'a>>,
@@ -319,13 +330,7 @@ impl SioDir {
                 }
             }
         }
-        SioPacket {
-            packet: Some(r),
-            note: String::new(),
-            error: None,
-            attachment: None,
-            completed: None,
-        }
+        SioPacket::parsed(Some(r))
     }
 
     /// A binary Engine.IO message: the next attachment of the waiting packet.
@@ -427,13 +432,7 @@ impl<'a> EioPacket<'a> {
         let m: &'a str = m;
         let sio = match SioRef::parse(m) {
             // A packet of a stateless type never announces attachments: nothing to await.
-            Ok(r) => SioPacket {
-                packet: Some(r),
-                note: String::new(),
-                error: None,
-                attachment: None,
-                completed: None,
-            },
+            Ok(r) => SioPacket::parsed(Some(r)),
             Err(_) if mode != Mode::Yes => return None,
             Err(e) => SioPacket::invalid(&e, anomalies),
         };
