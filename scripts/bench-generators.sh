@@ -55,33 +55,9 @@ cargo build --release --quiet
 wschat="$target_dir/release/wschat"
 ulimit -n 20000 2>/dev/null || true
 
-server_pid=""
-stop_server() {
-  if [ -n "$server_pid" ]; then
-    kill "$server_pid" 2>/dev/null || true
-    wait "$server_pid" 2>/dev/null || true
-    server_pid=""
-  fi
-}
+# shellcheck source=scripts/relay-servers.sh
+. scripts/relay-servers.sh
 trap stop_server EXIT
-
-# start_server NAME -> sets server_pid and port
-start_server() {
-  local log="$out/$1-serve.out"
-  : >"$log"
-  case "$1" in
-    wschat) taskset -c 0 "$wschat" serve --listen 127.0.0.1:0 --threads 1 >"$log" 2>"$out/$1-serve.err" & ;;
-    node) taskset -c 0 node tests/peers/chat-server.js --port 0 >"$log" 2>"$out/$1-serve.err" & ;;
-  esac
-  server_pid=$!
-  port=""
-  for _ in $(seq 100); do
-    port=$(grep -m1 -oE 'http://127\.0\.0\.1:[0-9]+|^listening [0-9]+' "$log" | grep -oE '[0-9]+$' || true)
-    [ -n "$port" ] && break
-    sleep 0.1
-  done
-  [ -n "$port" ] || { echo "bench-generators.sh: $1 server did not start (see $out/$1-serve.err)" >&2; exit 1; }
-}
 
 # run_gen SERVER GEN RATE ROUND -> one TSV line:
 # delivered/s  p99_ms  lost  cpu_s(whole process)  received_total  received/cpu_s  self_cpu_s  self_received/cpu_s

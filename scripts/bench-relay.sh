@@ -5,15 +5,19 @@
 # below the limit with no message lost, then measures idle memory per connection.
 #
 # Usage: scripts/bench-relay.sh [--clients 500] [--rooms 50] [--p99 15ms] [--duration 10s]
-#                               [--tries 2] [--idle-clients 5000] [--only wschat|node] [--out DIR]
-# A rate passes when one of --tries runs (each against a fresh server) meets the limit: on a shared
-# machine a neighbour's burst can spoil a single run.
+#            [--tries 3] [--start 2] [--idle-clients 5000] [--only wschat|node] [--out DIR]
+# The search doubles the rate from --start until a rate fails, then bisects five times. Each rate
+# is run --tries times, each against a fresh server, and passes when most of its runs pass (p99 at
+# or below the limit and nothing lost): the median run decides, so neither a lucky run nor a
+# neighbour's burst moves the result. The two servers are searched in lockstep and their runs
+# alternate (wschat, node, wschat, node, ...), so both see the same machine.
 # Needs: a release build (built here), node + `npm ci` in tests/peers, taskset, jq.
-# Output: one JSON report per run in DIR (default target/bench-relay), and a summary table.
+# Output: one JSON report per run in DIR (default target/bench-relay), every run's figures as it
+# goes (stderr), a summary table and the ratio.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-clients=500 rooms=50 p99=15ms duration=10s warmup=3s tries=2 idle_clients=5000 only="" out=""
+clients=500 rooms=50 p99=15ms duration=10s warmup=3s tries=3 start=2 idle_clients=5000 only="" out=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --clients) clients=$2; shift 2 ;;
@@ -22,10 +26,11 @@ while [ $# -gt 0 ]; do
     --duration) duration=$2; shift 2 ;;
     --warmup) warmup=$2; shift 2 ;;
     --tries) tries=$2; shift 2 ;;
+    --start) start=$2; shift 2 ;;
     --idle-clients) idle_clients=$2; shift 2 ;;
     --only) only=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
-    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
     *) echo "bench-relay.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -41,39 +46,14 @@ cargo build --release --quiet
 wschat="$target_dir/release/wschat"
 ulimit -n 65536 2>/dev/null || true
 
-server_pid=""
-stop_server() {
-  if [ -n "$server_pid" ]; then
-    kill "$server_pid" 2>/dev/null || true
-    wait "$server_pid" 2>/dev/null || true
-    server_pid=""
-  fi
-}
+# shellcheck source=scripts/relay-servers.sh
+. scripts/relay-servers.sh
 trap stop_server EXIT
 
-# start_server NAME -> sets server_pid and port
-start_server() {
-  local log="$out/$1-serve.out"
-  : >"$log"
-  case "$1" in
-    wschat) taskset -c 0 "$wschat" serve --listen 127.0.0.1:0 --threads 1 >"$log" 2>"$out/$1-serve.err" & ;;
-    node) taskset -c 0 node tests/peers/chat-server.js --port 0 >"$log" 2>"$out/$1-serve.err" & ;;
-  esac
-  server_pid=$!
-  port=""
-  for _ in $(seq 100); do
-    # wschat: "wschat relay listening on http://127.0.0.1:PORT/ ..."; node: "listening PORT"
-    port=$(grep -m1 -oE 'http://127\.0\.0\.1:[0-9]+|^listening [0-9]+' "$log" | grep -oE '[0-9]+$' || true)
-    [ -n "$port" ] && break
-    sleep 0.1
-  done
-  [ -n "$port" ] || { echo "bench-relay.sh: $1 server did not start (see $out/$1-serve.err)" >&2; exit 1; }
-}
-
-# run_at NAME RATE -> prints "p99 lost delivered/s server-us/msg generator-busy", writes the JSON
-# report. Each run gets a fresh server, so an overloaded run cannot spoil the next one.
+# run_at NAME RATE RUN -> prints "p99 lost delivered/s server-us/msg generator-busy", writes the
+# JSON report. Each run gets a fresh server, so an overloaded run cannot spoil the next one.
 run_at() {
-  local name=$1 rate=$2 file="$out/$1-rate-$2.json"
+  local name=$1 rate=$2 file="$out/$1-rate-$2-run-$3.json"
   start_server "$name"
   taskset -c 1 "$wschat" bench --url "http://127.0.0.1:$port" --clients "$clients" --rooms "$rooms" \
     --rate "$rate/s" --warmup "$warmup" --duration "$duration" --ramp 2s --threads 1 --json \
@@ -87,44 +67,70 @@ limit_ms=$(jq -n --arg d "$p99" '$d | if endswith("ms") then (.[:-2]|tonumber) e
 
 passes() { awk -v p="$1" -v l="$limit_ms" -v x="$2" 'BEGIN{exit !(p<=l && x==0)}'; }
 
-# try_rate NAME RATE -> the first passing run's line, else the last run's line
-try_rate() {
-  local name=$1 rate=$2 line p99 lost
-  for ((k = 1; k <= tries; k++)); do
-    line=$(run_at "$name" "$rate"); read -r p99 lost _ <<<"$line"
-    printf '  %-6s rate %7s/s per client: p99 %8.2f ms, lost %s, delivered %s/s\n' "$name" "$rate" "$p99" "$lost" "$(cut -f3 <<<"$line")" >&2
-    passes "$p99" "$lost" && break
-  done
-  echo "$line"
-}
+# The search state of each server: the highest passing rate (lo, and its median run's line), the
+# lowest failing one (hi, empty until a rate fails), the rate under test, bisections left.
+declare -A lo hi rate left best done_
+servers=()
+for name in wschat node; do
+  [ -n "$only" ] && [ "$only" != "$name" ] && continue
+  servers+=("$name")
+  lo[$name]=0 hi[$name]="" rate[$name]=$start left[$name]=5 best[$name]="" done_[$name]=""
+done
 
-# search NAME -> highest rate (msgs/s per client, 2 decimals) with p99 <= limit and no loss
-search() {
-  local name=$1 lo=0 hi="" rate=2 best_line="" line p99 lost
-  # Double until the limit is crossed, then bisect five times.
-  while :; do
-    line=$(try_rate "$name" "$rate"); read -r p99 lost _ <<<"$line"
-    if passes "$p99" "$lost"; then
-      lo=$rate; best_line=$line
-      rate=$(awk -v r="$rate" 'BEGIN{print r*2}')
-      awk -v r="$rate" 'BEGIN{exit !(r>4096)}' && break
+# step: run every active server's current rate --tries times (alternating servers run by run),
+# decide each by the majority of its runs, and move its search on. Prints the runs as they go.
+step() {
+  local k name line p99 lost n pass_n median
+  declare -A lines=()
+  for ((k = 1; k <= tries; k++)); do
+    for name in "$@"; do
+      line=$(run_at "$name" "${rate[$name]}" "$k"); read -r p99 lost _ <<<"$line"
+      printf '  %-6s rate %7s/s per client, run %d/%d: p99 %8.2f ms, lost %s, delivered %s/s\n' \
+        "$name" "${rate[$name]}" "$k" "$tries" "$p99" "$lost" "$(cut -f3 <<<"$line")" >&2
+      lines[$name]+="$line"$'\n'
+    done
+  done
+  for name in "$@"; do
+    # The deciding run: the (n/2 + 1)-th best by p99 (a run that lost messages sorts as failing),
+    # so the rate passes exactly when that run does. With an odd n it is the median.
+    n=0 pass_n=0
+    while IFS= read -r line; do
+      [ -n "$line" ] || continue
+      read -r p99 lost _ <<<"$line"
+      n=$((n + 1))
+      passes "$p99" "$lost" && pass_n=$((pass_n + 1))
+    done <<<"${lines[$name]}"
+    median=$(printf '%s' "${lines[$name]}" | awk -F'\t' 'NF { if ($2 > 0) $1 = 1e9; print }' OFS='\t' |
+      sort -t$'\t' -k1,1g | sed -n "$((n / 2 + 1))p")
+    if ((2 * pass_n > n)); then
+      lo[$name]=${rate[$name]} best[$name]=$median
+      echo "  $name ${rate[$name]}/s: passes ($pass_n of $n runs)" >&2
     else
-      hi=$rate; break
+      hi[$name]=${rate[$name]}
+      echo "  $name ${rate[$name]}/s: fails ($pass_n of $n runs pass)" >&2
+    fi
+    if [ -z "${hi[$name]}" ]; then
+      # Doubling until a rate fails.
+      rate[$name]=$(awk -v r="${rate[$name]}" 'BEGIN{print r*2}')
+      if awk -v r="${rate[$name]}" 'BEGIN{exit !(r>4096)}'; then done_[$name]=1; fi
+    elif ((left[$name] > 0)); then
+      rate[$name]=$(awk -v a="${lo[$name]}" -v b="${hi[$name]}" 'BEGIN{printf "%.2f", (a+b)/2}')
+      left[$name]=$((left[$name] - 1))
+    else
+      done_[$name]=1
     fi
   done
-  if [ -n "$hi" ]; then
-    for _ in 1 2 3 4 5; do
-      rate=$(awk -v a="$lo" -v b="$hi" 'BEGIN{printf "%.2f", (a+b)/2}')
-      line=$(try_rate "$name" "$rate"); read -r p99 lost _ <<<"$line"
-      if passes "$p99" "$lost"; then
-        lo=$rate; best_line=$line
-      else
-        hi=$rate
-      fi
-    done
-  fi
-  echo "$lo	$best_line"
 }
+
+echo "== searching (servers on core 0, generator on core 1, $tries runs per rate)" >&2
+while :; do
+  active=()
+  for name in "${servers[@]}"; do
+    [ -z "${done_[$name]}" ] && active+=("$name")
+  done
+  [ ${#active[@]} -gt 0 ] || break
+  step "${active[@]}"
+done
 
 idle_memory() {
   local name=$1 file="$out/$1-idle.json"
@@ -135,11 +141,8 @@ idle_memory() {
   jq -r '[(.memory.per_connection_bytes // 0), (.connections.connect_phase_s // 0), (.connections.connected // 0)] | @tsv' "$file"
 }
 
-declare -A result idle
-for name in wschat node; do
-  [ -n "$only" ] && [ "$only" != "$name" ] && continue
-  echo "== $name (server on core 0, generator on core 1)" >&2
-  result[$name]=$(search "$name")
+declare -A idle
+for name in "${servers[@]}"; do
   idle[$name]=$(idle_memory "$name")
 done
 
@@ -147,9 +150,13 @@ echo
 echo "$clients clients, $rooms rooms, 64-byte messages, p99 <= $p99, no loss; reports in $out"
 printf '%-8s %12s %16s %10s %14s %12s %16s %14s\n' server "rate/client" "delivered msg/s" "p99 ms" "server us/msg" "gen busy" "idle B/conn" "connect s"
 for name in wschat node; do
-  [ -n "${result[$name]:-}" ] || continue
-  IFS=$'\t' read -r rate p99 _lost dps us busy <<<"${result[$name]}"
+  [ -n "${idle[$name]:-}" ] || continue
+  IFS=$'\t' read -r p99 _lost dps us busy <<<"${best[$name]}"
   IFS=$'\t' read -r per_conn phase connected <<<"${idle[$name]}"
-  printf '%-8s %12s %16.0f %10.2f %14.2f %11.0f%% %16.0f %14.2f\n' "$name" "$rate" "${dps:-0}" "${p99:-0}" "${us:-0}" \
+  printf '%-8s %12s %16.0f %10.2f %14.2f %11.0f%% %16.0f %14.2f\n' "$name" "${lo[$name]}" "${dps:-0}" "${p99:-0}" "${us:-0}" \
     "$(awk -v b="${busy:-0}" 'BEGIN{print b*100}')" "${per_conn:-0}" "${phase:-0}"
 done
+if [ -n "${best[wschat]:-}" ] && [ -n "${best[node]:-}" ]; then
+  awk -v w="$(cut -f3 <<<"${best[wschat]}")" -v n="$(cut -f3 <<<"${best[node]}")" \
+    'BEGIN { if (n > 0) printf "wschat / npm delivered msgs/s at p99 <= limit: %.1fx\n", w / n }'
+fi

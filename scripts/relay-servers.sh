@@ -1,0 +1,33 @@
+# Sourced by the benchmark scripts: start and stop one relay under test, pinned to core 0.
+# Needs $out (log directory) and $wschat (the release binary); sets $server_pid and $port.
+# The caller keeps its own `trap stop_server EXIT` (and ulimit).
+
+server_pid=""
+
+stop_server() {
+  if [ -n "$server_pid" ]; then
+    kill "$server_pid" 2>/dev/null || true
+    wait "$server_pid" 2>/dev/null || true
+    server_pid=""
+  fi
+}
+
+# start_server wschat|node -> sets server_pid and port (a fresh ephemeral port each time)
+start_server() {
+  local log="$out/$1-serve.out"
+  : >"$log"
+  case "$1" in
+    wschat) taskset -c 0 "$wschat" serve --listen 127.0.0.1:0 --threads 1 >"$log" 2>"$out/$1-serve.err" & ;;
+    node) taskset -c 0 node tests/peers/chat-server.js --port 0 >"$log" 2>"$out/$1-serve.err" & ;;
+    *) echo "$(basename "$0"): unknown server $1" >&2; exit 2 ;;
+  esac
+  server_pid=$!
+  port=""
+  for _ in $(seq 100); do
+    # wschat: "wschat relay listening on http://127.0.0.1:PORT/ ..."; node: "listening PORT"
+    port=$(grep -m1 -oE 'http://127\.0\.0\.1:[0-9]+|^listening [0-9]+' "$log" | grep -oE '[0-9]+$' || true)
+    [ -n "$port" ] && break
+    sleep 0.1
+  done
+  [ -n "$port" ] || { echo "$(basename "$0"): $1 server did not start (see $out/$1-serve.err)" >&2; exit 1; }
+}
