@@ -552,6 +552,22 @@ fn live_capture_needs_the_feature_or_an_interface() {
     }
 }
 
+/// A decoder whose reader went away stops at once: exit 0 and nothing on stderr.
+fn exits_quietly(child: std::process::Child) {
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "exit {:?}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[test]
 fn closed_stdout_is_not_an_error() {
     let mut child = Command::new(bin())
@@ -568,18 +584,7 @@ fn closed_stdout_is_not_an_error() {
         .read_exact(&mut first)
         .unwrap();
     drop(child.stdout.take());
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "exit {:?}: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.stderr.is_empty(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    exits_quietly(child);
 }
 
 /// Runs `wschat decode` with `WSCHAT_DECODE_THREADS` set (1: one thread, 2: `--json` rendered
@@ -899,18 +904,7 @@ fn closed_stdout_on_the_output_thread_is_not_an_error() {
         .spawn()
         .expect("spawn");
     drop(child.stdout.take());
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "exit {:?}: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.stderr.is_empty(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    exits_quietly(child);
 }
 
 // ---- bad input -----------------------------------------------------------------------------
