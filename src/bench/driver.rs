@@ -23,6 +23,7 @@ use tokio::time::sleep_until;
 
 use super::config::{Config, Mode};
 use super::conn::{BenchConn, Incoming, Target, reason};
+use super::pacer::{Pacer, Slot};
 use super::payload::{MessageId, Scanner, Template};
 use super::progress::Live;
 use super::recv::{self, Got, Receiver};
@@ -122,12 +123,21 @@ pub fn run_worker(
     let logs = local.block_on(&rt, async {
         let ticker = tokio::task::spawn_local(publish(w, shared.clone(), st.clone(), snapshots));
         let scanner = Rc::new(Scanner::new());
+        // Sends are paced by a timerfd (µs precision) where there is one, else by tokio's timer.
+        let pacer = Pacer::new(shared.epoch);
+        let pacer_task = pacer.clone().map(|p| tokio::task::spawn_local(p.run()));
         let mut handles = Vec::with_capacity(clients / threads + 1);
         for i in (w..clients).step_by(threads) {
             let i = i as u32;
             handles.push((
                 i,
-                tokio::task::spawn_local(client(i, shared.clone(), st.clone(), scanner.clone())),
+                tokio::task::spawn_local(client(
+                    i,
+                    shared.clone(),
+                    st.clone(),
+                    scanner.clone(),
+                    pacer.as_ref().map(|p| (p.clone(), p.slot())),
+                )),
             ));
         }
         let mut logs = Vec::with_capacity(handles.len());
@@ -144,6 +154,9 @@ pub fn run_worker(
             }
         }
         ticker.abort();
+        if let Some(t) = pacer_task {
+            t.abort();
+        }
         logs
     });
     publish_now(&shared.live[w], &st.borrow());
@@ -210,6 +223,8 @@ struct Client {
     /// The next slot of the schedule to send.
     next_seq: u32,
     phase_rx: watch::Receiver<Phase>,
+    /// The worker's send pacer and this client's place in it (`None`: tokio's timer paces).
+    pacer: Option<(Rc<Pacer>, Slot)>,
 }
 
 /// Per-connection state.
@@ -223,7 +238,13 @@ struct Session {
 }
 
 /// One client: connect (ramped), join, run the schedule, churn, hand in the log.
-async fn client(i: u32, sh: Arc<Shared>, st: LocalRef, scanner: Rc<Scanner>) -> ClientLog {
+async fn client(
+    i: u32,
+    sh: Arc<Shared>,
+    st: LocalRef,
+    scanner: Rc<Scanner>,
+    pacer: Option<(Rc<Pacer>, Slot)>,
+) -> ClientLog {
     let cfg = &sh.cfg;
     let rooms = cfg.rooms as u32;
     let room = i % rooms;
@@ -249,6 +270,7 @@ async fn client(i: u32, sh: Arc<Shared>, st: LocalRef, scanner: Rc<Scanner>) -> 
         scanner,
         next_seq: 0,
         phase_rx: sh.phase.subscribe(),
+        pacer,
     };
     let ramp_ns =
         (cfg.ramp.as_nanos() as u64).saturating_mul(u64::from(i)) / cfg.clients.max(1) as u64;
@@ -368,6 +390,7 @@ async fn run_connection(
     let timer = tokio::time::sleep_until(sh.at(u64::MAX / 4));
     tokio::pin!(timer);
     let mut armed: Option<u64> = None;
+    let pacer = c.pacer.clone();
     loop {
         let phase = *c.phase_rx.borrow_and_update();
         // In the grace period, messages that were due before the end but could not be written
@@ -393,7 +416,12 @@ async fn run_connection(
         let check = conn
             .poll_timeout()
             .map(|t| t.saturating_duration_since(sh.epoch).as_nanos() as u64);
-        let next = [due, join_deadline, churn, check]
+        // With a pacer, sends wait on it rather than on the (1-ms) timer.
+        let (timer_due, paced_due) = match pacer {
+            Some(_) => (None, due),
+            None => (due, None),
+        };
+        let next = [timer_due, join_deadline, churn, check]
             .into_iter()
             .flatten()
             .min();
@@ -425,13 +453,17 @@ async fn run_connection(
                     sess.join_ack = None;
                     c.log.joined(sess.join_sent + grace_ns);
                 }
-                if let Some(s) = schedule.filter(|_| due.is_some_and(|t| t <= now)) {
-                    if let Err(e) = send_due(sh, st, conn, sess, c, &s) {
-                        return End::Lost(reason(&e));
-                    }
-                    if let Err(e) = conn.flush().await {
-                        return End::Lost(reason(&e));
-                    }
+                if let Some(s) = schedule.filter(|_| due.is_some_and(|t| t <= now))
+                    && let Err(e) = send_and_flush(sh, st, conn, sess, c, &s).await
+                {
+                    return End::Lost(reason(&e));
+                }
+            }
+            _ = paced(&pacer, paced_due), if paced_due.is_some() => {
+                if let Some(s) = schedule
+                    && let Err(e) = send_and_flush(sh, st, conn, sess, c, &s).await
+                {
+                    return End::Lost(reason(&e));
                 }
             }
             r = conn.recv(|inc, now| on_incoming(sh, st, sess, &c.receiver, &c.scanner, &mut c.log, phase, inc, now)) => {
@@ -440,6 +472,27 @@ async fn run_connection(
                 }
             }
         }
+    }
+}
+
+/// Send what is due and flush it.
+async fn send_and_flush(
+    sh: &Shared,
+    st: &LocalRef,
+    conn: &mut BenchConn,
+    sess: &mut Session,
+    c: &mut Client,
+    s: &Schedule,
+) -> Result<(), ClientError> {
+    send_due(sh, st, conn, sess, c, s)?;
+    conn.flush().await
+}
+
+/// Completes when the pacer says `due` has passed (never without a pacer or a deadline).
+async fn paced(pacer: &Option<(Rc<Pacer>, Slot)>, due: Option<u64>) {
+    match (pacer, due) {
+        (Some((p, slot)), Some(t)) => p.wait_until(*slot, t).await,
+        _ => std::future::pending().await,
     }
 }
 

@@ -11,6 +11,7 @@ pub mod config;
 pub mod conn;
 pub mod driver;
 pub mod inproc;
+pub mod pacer;
 pub mod payload;
 pub mod progress;
 pub mod recv;
