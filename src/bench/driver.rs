@@ -475,19 +475,6 @@ async fn run_connection(
     }
 }
 
-/// Send what is due and flush it.
-async fn send_and_flush(
-    sh: &Shared,
-    st: &LocalRef,
-    conn: &mut BenchConn,
-    sess: &mut Session,
-    c: &mut Client,
-    s: &Schedule,
-) -> Result<(), ClientError> {
-    send_due(sh, st, conn, sess, c, s)?;
-    conn.flush().await
-}
-
 /// Completes when the pacer says `due` has passed (never without a pacer or a deadline).
 async fn paced(pacer: &Option<(Rc<Pacer>, Slot)>, due: Option<u64>) {
     match (pacer, due) {
@@ -496,9 +483,9 @@ async fn paced(pacer: &Option<(Rc<Pacer>, Slot)>, due: Option<u64>) {
     }
 }
 
-/// Queue every message of this client that is due by now (several when it fell behind: each
-/// keeps its own intended time, so the delay counts as latency).
-fn send_due(
+/// Send every message of this client that is due by now (several when it fell behind: each
+/// keeps its own intended time, so the delay counts as latency), then flush.
+async fn send_and_flush(
     sh: &Shared,
     st: &LocalRef,
     conn: &mut BenchConn,
@@ -507,39 +494,43 @@ fn send_due(
     s: &Schedule,
 ) -> Result<(), ClientError> {
     let now = sh.now_ns();
-    let mut l = st.borrow_mut();
-    let mut lag_noted = false;
-    loop {
-        let t = s.intended_ns(c.index, c.next_seq);
-        if t > now || !s.is_sent(t) {
-            return Ok(());
-        }
-        if !lag_noted {
-            lag_noted = true;
-            l.stats.send_lag_max_us = l.stats.send_lag_max_us.max((now - t) / 1000);
-        }
-        let id = MessageId {
-            sender: c.index,
-            seq: c.next_seq,
-            t_us: t / 1000,
-        };
-        let measured = t >= s.measure_start_ns;
-        if let Some(ack) = conn.send(c.template.fill(id), sh.cfg.ack)? {
-            sess.acks.push_back((ack, id.t_us, measured));
-            if measured {
-                l.stats.acks_expected += 1;
+    // The worker's stats are borrowed in this block only, not across the flush's await.
+    {
+        let mut l = st.borrow_mut();
+        let mut lag_noted = false;
+        loop {
+            let t = s.intended_ns(c.index, c.next_seq);
+            if t > now || !s.is_sent(t) {
+                break;
             }
+            if !lag_noted {
+                lag_noted = true;
+                l.stats.send_lag_max_us = l.stats.send_lag_max_us.max((now - t) / 1000);
+            }
+            let id = MessageId {
+                sender: c.index,
+                seq: c.next_seq,
+                t_us: t / 1000,
+            };
+            let measured = t >= s.measure_start_ns;
+            if let Some(ack) = conn.send(c.template.fill(id), sh.cfg.ack)? {
+                sess.acks.push_back((ack, id.t_us, measured));
+                if measured {
+                    l.stats.acks_expected += 1;
+                }
+            }
+            c.log.sent(c.next_seq);
+            if measured {
+                l.stats.sent += 1;
+                let sec = ((t - s.measure_start_ns) / 1_000_000_000) as usize;
+                l.stats.second(sec).sent += 1;
+            } else {
+                l.stats.sent_warmup += 1;
+            }
+            c.next_seq += 1;
         }
-        c.log.sent(c.next_seq);
-        if measured {
-            l.stats.sent += 1;
-            let sec = ((t - s.measure_start_ns) / 1_000_000_000) as usize;
-            l.stats.second(sec).sent += 1;
-        } else {
-            l.stats.sent_warmup += 1;
-        }
-        c.next_seq += 1;
     }
+    conn.flush().await
 }
 
 /// The next churn time of client `i` at or after `from_ns`, before the end of sending: clients
