@@ -390,7 +390,6 @@ async fn run_connection(
     let timer = tokio::time::sleep_until(sh.at(u64::MAX / 4));
     tokio::pin!(timer);
     let mut armed: Option<u64> = None;
-    let pacer = c.pacer.clone();
     loop {
         let phase = *c.phase_rx.borrow_and_update();
         // In the grace period, messages that were due before the end but could not be written
@@ -417,7 +416,7 @@ async fn run_connection(
             .poll_timeout()
             .map(|t| t.saturating_duration_since(sh.epoch).as_nanos() as u64);
         // With a pacer, sends wait on it rather than on the (1-ms) timer.
-        let (timer_due, paced_due) = match pacer {
+        let (timer_due, paced_due) = match c.pacer {
             Some(_) => (None, due),
             None => (due, None),
         };
@@ -459,7 +458,7 @@ async fn run_connection(
                     return End::Lost(reason(&e));
                 }
             }
-            _ = paced(&pacer, paced_due), if paced_due.is_some() => {
+            _ = paced(&c.pacer, paced_due), if paced_due.is_some() => {
                 if let Some(s) = schedule
                     && let Err(e) = send_and_flush(sh, st, conn, sess, c, &s).await
                 {

@@ -179,7 +179,7 @@ impl Pacer {
                 self.arm(next);
             }
         }
-        // Wake outside the borrow: a woken task registers its next deadline in this state.
+        // Wake outside the borrow: a waker that polled its task at once would find it borrowed.
         for w in woken {
             w.wake();
         }
