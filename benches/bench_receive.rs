@@ -55,7 +55,7 @@ fn receive_path(c: &mut Criterion) {
                 for p in &packets {
                     if let Some(id) = scanner.find(p) {
                         let got = me.message(id, Some(&schedule), now_us, log);
-                        apply(&mut stats, &mut interval, got);
+                        apply(&mut stats, &mut interval, got, Some(100));
                     }
                 }
             },

@@ -310,6 +310,11 @@ pub struct BenchArgs {
     /// Exit 1 when p99 latency exceeds this.
     #[arg(long, value_parser = parse_duration)]
     pub max_p99: Option<Duration>,
+    /// Where latency ends: `kernel` = when the message reached the client's socket (the kernel's
+    /// receive timestamp, plain TCP on Linux; the generator's own read delay is reported apart),
+    /// `read` = when the generator read it.
+    #[arg(long, value_enum, default_value_t = RxClock::Kernel)]
+    pub rx_clock: RxClock,
     /// Exit 1 when more than this many messages were lost.
     #[arg(long)]
     pub max_loss: Option<u64>,
@@ -330,6 +335,15 @@ pub struct BenchArgs {
     /// Exit 1 when any connection failed or was dropped.
     #[arg(long)]
     pub strict: bool,
+}
+
+/// Where `wschat bench` ends a message's latency.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RxClock {
+    /// The kernel's receive timestamp of the data (`SO_TIMESTAMPNS`).
+    Kernel,
+    /// The moment the load generator read the data.
+    Read,
 }
 
 /// `wschat decode`

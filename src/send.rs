@@ -578,6 +578,7 @@ async fn run_socketio(plan: &Plan, out: &mut Output) -> anyhow::Result<Outcome> 
             connect_timeout: CONNECT_TIMEOUT,
             local_addr: None,
             tls,
+            rx_timestamps: false,
         },
         ..ClientOptions::default()
     };
@@ -1034,6 +1035,7 @@ async fn run_raw(plan: &Plan, out: &mut Output) -> anyhow::Result<Outcome> {
             connect_timeout: CONNECT_TIMEOUT,
             local_addr: None,
             tls,
+            rx_timestamps: false,
         },
         ..RawOptions::default()
     };

@@ -438,6 +438,58 @@ fn in_process_relay_is_benched_without_a_url() {
     );
     let page = std::fs::read_to_string(&html_path).unwrap();
     assert!(page.contains("<svg") && page.contains("Latency over time"));
+    // Latency ends at the kernel's receive stamp; the generator's own read delay is apart, and
+    // latency to the read is the two together, so it is never the smaller one.
+    assert_eq!(r["latency_clock"], "kernel receive timestamp");
+    let (lat, at_read, wait) = (&r["latency_ms"], &r["latency_at_read_ms"], &r["rx_wait_ms"]);
+    assert_eq!(lat["count"], 20 * 20 * 2);
+    assert_eq!(at_read["count"], lat["count"]);
+    assert_eq!(wait["count"], lat["count"]);
+    let f = |v: &Value| v.as_f64().unwrap();
+    assert!(f(&at_read["max"]) >= f(&lat["max"]), "{lat} {at_read}");
+    assert!(f(&at_read["mean"]) >= f(&lat["mean"]), "{lat} {at_read}");
+    assert!(f(&wait["max"]) <= f(&at_read["max"]), "{wait} {at_read}");
+}
+
+#[test]
+fn rx_clock_read_ends_latency_at_the_read() {
+    let o = bench(&[
+        "--clients",
+        "10",
+        "--rate",
+        "20/s",
+        "--warmup",
+        "300ms",
+        "--duration",
+        "1s",
+        "--ramp",
+        "100ms",
+        "--rx-clock",
+        "read",
+        "--json",
+    ]);
+    let r = json_report(&o);
+    assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
+    assert_eq!(r["latency_clock"], "read");
+    assert!(r["rx_wait_ms"].is_null(), "{}", r["rx_wait_ms"]);
+    assert_eq!(r["latency_ms"]["count"], 10 * 20);
+    assert_eq!(r["latency_ms"], r["latency_at_read_ms"]);
+    // The human report names the read wait only when there is one.
+    let o = bench(&[
+        "--clients",
+        "4",
+        "--rate",
+        "20/s",
+        "--warmup",
+        "200ms",
+        "--duration",
+        "1s",
+        "--ramp",
+        "100ms",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("read wait"), "{text}");
 }
 
 #[test]

@@ -98,6 +98,8 @@ pub struct Config {
     pub json: bool,
     pub html: Option<std::path::PathBuf>,
     pub max_p99: Option<Duration>,
+    /// End latency at the kernel's receive timestamp (else at the generator's read).
+    pub rx_timestamps: bool,
     pub max_loss: Option<u64>,
     pub strict: bool,
 }
@@ -230,6 +232,7 @@ impl Config {
             json: a.json,
             html: a.html.clone(),
             max_p99: a.max_p99,
+            rx_timestamps: a.rx_clock == crate::cli::RxClock::Kernel,
             max_loss: a.max_loss,
             strict: a.strict,
         })

@@ -3,7 +3,7 @@
 //! ([`WsIo`]). Reads are batched: one socket read hands every complete packet to the callback.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::cli::TransportChoice;
 use crate::client::wsio::WsIo;
@@ -56,6 +56,39 @@ fn io_reason(e: &std::io::Error) -> String {
     }
 }
 
+/// Longest plausible wait between a kernel receive stamp and the read that returned it; a larger
+/// one means the wall clock was stepped, and the read's own time is used instead.
+const MAX_STAMP_AGE: Duration = Duration::from_secs(60);
+
+/// When a read's data reached the socket: the kernel's receive stamp (wall clock) moved onto the
+/// monotonic clock by its age at the read, or the read's own time without a usable stamp.
+fn arrival(read: Instant, stamp: Option<SystemTime>) -> Arrival {
+    let at_read = Arrival {
+        at: read,
+        wait_us: None,
+    };
+    let Some(k) = stamp else { return at_read };
+    match SystemTime::now().duration_since(k) {
+        Ok(age) if age < MAX_STAMP_AGE => match read.checked_sub(age) {
+            Some(at) => Arrival {
+                at,
+                wait_us: Some(age.as_micros() as u64),
+            },
+            None => at_read,
+        },
+        _ => at_read,
+    }
+}
+
+/// When received data arrived, for latency.
+#[derive(Debug, Clone, Copy)]
+pub struct Arrival {
+    /// When the data reached the socket (the kernel's stamp), else when the read returned.
+    pub at: Instant,
+    /// How long the data waited in the socket before this generator read it, when stamped.
+    pub wait_us: Option<u64>,
+}
+
 /// Where and how to connect; built once, shared by every client.
 #[derive(Debug, Clone)]
 pub struct Target {
@@ -84,6 +117,7 @@ impl Target {
             connect_timeout: cfg.connect_timeout,
             local_addr: None,
             tls,
+            rx_timestamps: cfg.rx_timestamps,
         };
         // As socket.io-client: a path in the URL names the namespace (`http://host/admin`).
         let namespace = match (cfg.namespace.as_str(), endpoint.path.as_str()) {
@@ -245,30 +279,31 @@ impl BenchConn {
         }
     }
 
-    /// Wait for input, then hand every complete packet to `on` with the time the read returned
-    /// (one clock read per batch). An error ends the connection.
+    /// Wait for input, then hand every complete packet to `on` with when its data arrived: the
+    /// kernel's receive stamp when the socket has them, else the time the read returned (one
+    /// clock read per batch). An error ends the connection.
     pub async fn recv(
         &mut self,
-        mut on: impl FnMut(Incoming<'_>, Instant),
+        mut on: impl FnMut(Incoming<'_>, Arrival),
     ) -> Result<(), ClientError> {
         match self {
             BenchConn::Sio(c) => {
-                let mut now: Option<Instant> = None;
-                let mut f = |r: Received<'_>| {
-                    let t = *now.get_or_insert_with(Instant::now);
+                let mut now: Option<Arrival> = None;
+                let mut f = |r: Received<'_>, stamp: Option<SystemTime>| {
+                    let t = *now.get_or_insert_with(|| arrival(Instant::now(), stamp));
                     match r {
                         Received::Event { args, .. } => on(Incoming::Message(args.as_bytes()), t),
                         Received::Ack { id, .. } => on(Incoming::Ack(id), t),
                         Received::Binary(_) => on(Incoming::Other, t),
                     }
                 };
-                c.recv(&mut f).await
+                c.recv_stamped(&mut f).await
             }
             BenchConn::Raw(io) => {
                 if io.read_some().await? == 0 {
                     return Err(ClientError::Closed { during: "the run" });
                 }
-                let now = Instant::now();
+                let now = arrival(Instant::now(), io.last_rx_stamp());
                 let mut pong = false;
                 while let Some(m) = io.decode()? {
                     match m {
@@ -307,6 +342,24 @@ impl BenchConn {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn arrival_is_the_kernel_stamp_moved_onto_the_monotonic_clock() {
+        let read = Instant::now();
+        // No stamp: the read's own time, no wait known.
+        let a = arrival(read, None);
+        assert_eq!((a.at, a.wait_us), (read, None));
+        // Stamped 5 ms before the read: 5 ms earlier (plus the few µs between the clock reads).
+        let a = arrival(read, Some(SystemTime::now() - Duration::from_millis(5)));
+        let wait = a.wait_us.unwrap();
+        assert!((5_000..6_000).contains(&wait), "{wait}");
+        assert!(read - a.at >= Duration::from_millis(5));
+        // A stamp from the future or from long ago (the wall clock was stepped): the read's time.
+        let a = arrival(read, Some(SystemTime::now() + Duration::from_secs(1)));
+        assert_eq!((a.at, a.wait_us), (read, None));
+        let a = arrival(read, Some(SystemTime::now() - Duration::from_secs(3600)));
+        assert_eq!((a.at, a.wait_us), (read, None));
+    }
     use std::sync::Arc;
 
     #[test]

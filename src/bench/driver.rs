@@ -22,7 +22,7 @@ use tokio::sync::{Semaphore, watch};
 use tokio::time::sleep_until;
 
 use super::config::{Config, Mode};
-use super::conn::{BenchConn, Incoming, Target, reason};
+use super::conn::{Arrival, BenchConn, Incoming, Target, reason};
 use super::pacer::{Pacer, Slot};
 use super::payload::{MessageId, Scanner, Template};
 use super::progress::Live;
@@ -559,9 +559,9 @@ fn on_incoming(
     log: &mut ClientLog,
     phase: Phase,
     inc: Incoming<'_>,
-    now: Instant,
+    arrived: Arrival,
 ) {
-    let now_ns = now.saturating_duration_since(sh.epoch).as_nanos() as u64;
+    let now_ns = arrived.at.saturating_duration_since(sh.epoch).as_nanos() as u64;
     match inc {
         Incoming::Message(text) => {
             let schedule = match phase {
@@ -576,7 +576,7 @@ fn on_incoming(
             let Local {
                 stats, interval, ..
             } = &mut *l;
-            recv::apply(stats, interval, got);
+            recv::apply(stats, interval, got, arrived.wait_us);
         }
         Incoming::Ack(n) if sess.join_ack == Some(n) => {
             sess.join_ack = None;

@@ -640,6 +640,14 @@ fn build_report(
         },
         messages,
         latency_ms: latency,
+        latency_clock: match (stats.rx_wait.len(), stats.latency.len()) {
+            (0, _) => "read",
+            (w, l) if w == l => "kernel receive timestamp",
+            _ => "mixed",
+        },
+        latency_at_read_ms: (cfg.mode != Mode::Idle)
+            .then(|| report::Percentiles::of(&stats.latency_read)),
+        rx_wait_ms: (!stats.rx_wait.is_empty()).then(|| report::Percentiles::of(&stats.rx_wait)),
         acks,
         errors: stats.errors.clone(),
         disconnects: stats.disconnects.clone(),

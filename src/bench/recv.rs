@@ -84,8 +84,14 @@ impl Receiver {
 }
 
 /// Record what was received into the worker's statistics and the live-interval histogram.
+/// `wait_us` is how long the message waited in the socket before it was read (kernel stamps).
 #[inline]
-pub fn apply(stats: &mut WorkerStats, interval: &mut Histogram<u64>, got: Got) {
+pub fn apply(
+    stats: &mut WorkerStats,
+    interval: &mut Histogram<u64>,
+    got: Got,
+    wait_us: Option<u64>,
+) {
     match got {
         Got::Foreign => stats.foreign += 1,
         Got::SelfEcho => stats.self_echo += 1,
@@ -99,6 +105,10 @@ pub fn apply(stats: &mut WorkerStats, interval: &mut Histogram<u64>, got: Got) {
         } => {
             stats.received += 1;
             record(&mut stats.latency, latency_us);
+            record(&mut stats.latency_read, latency_us + wait_us.unwrap_or(0));
+            if let Some(w) = wait_us {
+                record(&mut stats.rx_wait, w);
+            }
             record(interval, latency_us);
             record(&mut stats.second(due_sec).latency, latency_us);
             if let Some(a) = arrival_sec {
@@ -194,14 +204,32 @@ mod tests {
                 due_sec: 1,
                 arrival_sec: Some(2),
             },
+            Some(300),
         );
-        apply(&mut st, &mut iv, Got::Duplicate);
-        apply(&mut st, &mut iv, Got::Misrouted);
+        apply(&mut st, &mut iv, Got::Duplicate, Some(5));
+        apply(&mut st, &mut iv, Got::Misrouted, None);
         assert_eq!(
             (st.received, st.misrouted, st.latency.len(), iv.len()),
             (2, 1, 1, 1)
         );
-        assert_eq!(st.seconds[1].latency.len(), 1);
+        // Latency to the socket, to the read (300 µs later), and the wait itself: fresh only.
+        assert_eq!(st.latency.max(), 1000);
+        assert_eq!((st.latency_read.len(), st.latency_read.max()), (1, 1300));
+        assert_eq!((st.rx_wait.len(), st.rx_wait.max()), (1, 300));
+        apply(
+            &mut st,
+            &mut iv,
+            Got::Fresh {
+                latency_us: 2000,
+                due_sec: 1,
+                arrival_sec: None,
+            },
+            None,
+        );
+        // Without a stamp the two latencies are the same and no wait is known.
+        assert_eq!((st.latency_read.len(), st.latency_read.max()), (2, 2000));
+        assert_eq!(st.rx_wait.len(), 1);
+        assert_eq!(st.seconds[1].latency.len(), 2);
         assert_eq!(st.seconds[2].delivered, 1);
     }
 }

@@ -181,8 +181,17 @@ pub struct Report {
     pub measured_s: f64,
     pub connections: Connections,
     pub messages: Option<Messages>,
-    /// Delivery latency (raw mode: echo round trip), from the intended send time.
+    /// Delivery latency (raw mode: echo round trip), from the intended send time to when the
+    /// message reached the receiving client's socket (see `latency_clock`).
     pub latency_ms: Option<Percentiles>,
+    /// What the end of `latency_ms` is: `"kernel receive timestamp"` (every read was stamped),
+    /// `"read"` (none was: TLS, polling, or a kernel without `SO_TIMESTAMPNS`), or `"mixed"`.
+    pub latency_clock: &'static str,
+    /// The same latency to when this generator read each message: `latency_ms` plus `rx_wait_ms`.
+    pub latency_at_read_ms: Option<Percentiles>,
+    /// How long messages waited in the receiving sockets before this generator read them: its own
+    /// delay, which `latency_ms` leaves out (`None` without kernel receive stamps).
+    pub rx_wait_ms: Option<Percentiles>,
     pub acks: Option<Acks>,
     pub errors: BTreeMap<String, u64>,
     pub disconnects: BTreeMap<String, u64>,
@@ -501,6 +510,17 @@ pub fn render_text(r: &Report, color: bool) -> String {
             let _ = writeln!(o, "  {:<13}{}", label, st.bold(&pct_line(l)));
         } else {
             let _ = writeln!(o, "  {:<13}no measured messages arrived", label);
+        }
+        if let Some(w) = r.rx_wait_ms.as_ref().filter(|w| w.count > 0) {
+            let _ = writeln!(
+                o,
+                "  {:<13}{}",
+                "read wait",
+                st.dim(&format!(
+                    "{}  (in this generator's sockets, left out of {label})",
+                    pct_line(w)
+                ))
+            );
         }
     }
     if let Some(a) = &r.acks {
@@ -1055,6 +1075,9 @@ mod tests {
                 warmup_sent: 25_000,
             }),
             latency_ms: Some(Percentiles::of(&h)),
+            latency_clock: "kernel receive timestamp",
+            latency_at_read_ms: Some(Percentiles::of(&h)),
+            rx_wait_ms: None,
             acks: None,
             errors: BTreeMap::new(),
             disconnects: BTreeMap::from([("server closed".to_string(), 2)]),

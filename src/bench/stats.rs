@@ -62,8 +62,14 @@ pub struct WorkerStats {
     /// Time from starting the TCP connect to the Socket.IO CONNECT reply (or the WebSocket
     /// handshake for `--raw`), µs.
     pub connect: Histogram<u64>,
-    /// Delivery latency of measured messages, µs from the intended send time.
+    /// Delivery latency of measured messages, µs from the intended send time to when the message
+    /// reached the receiving socket (the kernel's receive stamp; the read's time without one).
     pub latency: Histogram<u64>,
+    /// The same, to when this generator read the message (`latency` + `rx_wait`).
+    pub latency_read: Histogram<u64>,
+    /// How long measured messages waited in the receiving socket before this generator read
+    /// them, µs: its own delay, left out of `latency` (empty without kernel receive stamps).
+    pub rx_wait: Histogram<u64>,
     /// Ack latency (`--ack`), µs from the intended send time.
     pub ack: Histogram<u64>,
     /// Per-second timeline of the measured window.
@@ -103,6 +109,8 @@ impl Default for WorkerStats {
         WorkerStats {
             connect: new_hist(),
             latency: new_hist(),
+            latency_read: new_hist(),
+            rx_wait: new_hist(),
             ack: new_hist(),
             seconds: Vec::new(),
             sent: 0,
@@ -147,6 +155,8 @@ impl WorkerStats {
     pub fn merge(&mut self, other: &WorkerStats) {
         let _ = self.connect.add(&other.connect);
         let _ = self.latency.add(&other.latency);
+        let _ = self.latency_read.add(&other.latency_read);
+        let _ = self.rx_wait.add(&other.rx_wait);
         let _ = self.ack.add(&other.ack);
         for (i, s) in other.seconds.iter().enumerate() {
             let mine = self.second(i);

@@ -285,11 +285,15 @@ mod tests {
     #[test]
     fn thread_cpu_grows_with_work() {
         let before = thread_cpu();
+        // Spin for 50 ms of wall time (the counters have a coarse grain, so a fixed number of
+        // iterations can finish inside one step of them).
+        let start = std::time::Instant::now();
         let mut x = 0u64;
-        for i in 0..20_000_000u64 {
-            x = x.wrapping_mul(31).wrapping_add(i);
+        while start.elapsed() < std::time::Duration::from_millis(50) {
+            for i in 0..10_000u64 {
+                x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(i));
+            }
         }
-        std::hint::black_box(x);
         assert!(thread_cpu().total() > before.total());
         assert!(process_cpu().total() >= thread_cpu().total());
     }

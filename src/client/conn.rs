@@ -9,7 +9,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use serde_json::Value;
@@ -171,6 +171,8 @@ enum Early {
 /// What a connection does with each received Engine.IO message.
 trait Handler {
     fn data(&mut self, sio: &mut SioState, data: Data<'_>) -> Result<(), ClientError>;
+    /// A WebSocket read returned; `stamp` is when its data reached the socket (kernel clock).
+    fn read_at(&mut self, _stamp: Option<SystemTime>) {}
 }
 
 /// The Socket.IO side of a connection: the namespace, its socket id, binary reassembly.
@@ -186,6 +188,23 @@ struct Parsed<'f, F>(&'f mut F);
 impl<F: FnMut(Received<'_>)> Handler for Parsed<'_, F> {
     fn data(&mut self, sio: &mut SioState, data: Data<'_>) -> Result<(), ClientError> {
         on_data(sio, data, &mut *self.0)
+    }
+}
+
+/// As [`Parsed`], with the kernel's receive time of the read that brought each packet.
+struct Stamped<'f, F> {
+    on: &'f mut F,
+    stamp: Option<SystemTime>,
+}
+
+impl<F: FnMut(Received<'_>, Option<SystemTime>)> Handler for Stamped<'_, F> {
+    fn data(&mut self, sio: &mut SioState, data: Data<'_>) -> Result<(), ClientError> {
+        let stamp = self.stamp;
+        let on = &mut *self.on;
+        on_data(sio, data, &mut |r| on(r, stamp))
+    }
+    fn read_at(&mut self, stamp: Option<SystemTime>) {
+        self.stamp = stamp;
     }
 }
 
@@ -502,6 +521,16 @@ impl Conn {
         self.drive(&mut Parsed(on)).await
     }
 
+    /// Like [`Conn::recv`], with the time the packet's data reached the socket by the kernel's
+    /// clock, when the connection runs on WebSocket over plain TCP opened with
+    /// [`NetOptions::rx_timestamps`](super::NetOptions::rx_timestamps) (else `None`).
+    pub async fn recv_stamped<F: FnMut(Received<'_>, Option<SystemTime>)>(
+        &mut self,
+        on: &mut F,
+    ) -> Result<(), ClientError> {
+        self.drive(&mut Stamped { on, stamp: None }).await
+    }
+
     /// Like [`Conn::recv`], but hands over every Engine.IO text message as it came, without
     /// parsing it as Socket.IO: `2["receive_message",{...}]` (events), `3[...]` or `37[...]`
     /// (acks), `1` (the server disconnected the namespace), `4{...}` (CONNECT_ERROR) — the
@@ -688,6 +717,7 @@ impl Conn {
                 self.ws_gone(now);
             }
             Ok(_) => {
+                h.read_at(self.ws.as_ref().and_then(WsIo::last_rx_stamp));
                 // Every complete message of this read, then one flush for all the answers.
                 while let Some(ws) = self.ws.as_mut() {
                     let msg = match ws.decode() {

@@ -3,10 +3,11 @@
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::os::fd::AsRawFd;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
@@ -29,6 +30,9 @@ pub struct NetOptions {
     pub local_addr: Option<IpAddr>,
     /// The TLS configuration for `https`/`wss` (build one with [`tls_connector`] and share it).
     pub tls: Option<TlsConnector>,
+    /// Ask the kernel to stamp received data (`SO_TIMESTAMPNS`, plain TCP only): reads then say
+    /// when their data reached the socket, not only when the program got round to reading it.
+    pub rx_timestamps: bool,
 }
 
 impl std::fmt::Debug for NetOptions {
@@ -37,6 +41,7 @@ impl std::fmt::Debug for NetOptions {
             .field("connect_timeout", &self.connect_timeout)
             .field("local_addr", &self.local_addr)
             .field("tls", &self.tls.is_some())
+            .field("rx_timestamps", &self.rx_timestamps)
             .finish()
     }
 }
@@ -47,6 +52,7 @@ impl Default for NetOptions {
             connect_timeout: Duration::from_secs(10),
             local_addr: None,
             tls: None,
+            rx_timestamps: false,
         }
     }
 }
@@ -131,11 +137,98 @@ impl AsyncWrite for Stream {
     }
 }
 
+/// Turn on kernel receive timestamps (`SO_TIMESTAMPNS`) for `tcp`.
+pub fn set_rx_timestamps(tcp: &TcpStream) -> io::Result<()> {
+    let on: libc::c_int = 1;
+    // SAFETY: a valid socket and a pointer to an int of the given size.
+    let r = unsafe {
+        libc::setsockopt(
+            tcp.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_TIMESTAMPNS,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Whether `tcp` has kernel receive timestamps on.
+pub fn rx_timestamps_on(tcp: &TcpStream) -> bool {
+    let mut on: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: a valid socket, an int and its length.
+    let r = unsafe {
+        libc::getsockopt(
+            tcp.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_TIMESTAMPNS,
+            (&mut on as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    r == 0 && on != 0
+}
+
+/// One `recvmsg` into the spare capacity of `buf` (the caller reserves room first). Returns the
+/// bytes read and, when the socket has [`set_rx_timestamps`] on, the kernel's receive time of the
+/// newest data in this read (so for older data in the same read it is late, never early).
+pub fn recv_stamped(
+    tcp: &TcpStream,
+    buf: &mut bytes::BytesMut,
+) -> io::Result<(usize, Option<SystemTime>)> {
+    let spare = buf.spare_capacity_mut();
+    let mut iov = libc::iovec {
+        iov_base: spare.as_mut_ptr().cast(),
+        iov_len: spare.len(),
+    };
+    // Room for one cmsg with a timespec (u64s keep it aligned for cmsghdr).
+    let mut control = [0u64; 8];
+    // SAFETY: a zeroed msghdr is valid; the pointers set below outlive the call.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = std::mem::size_of_val(&control) as _;
+    // SAFETY: the iovec points at `spare.len()` writable bytes of `buf`.
+    let n = unsafe { libc::recvmsg(tcp.as_raw_fd(), &mut msg, 0) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let n = n as usize;
+    // SAFETY: the kernel initialised the first `n` bytes of the spare capacity.
+    unsafe { buf.set_len(buf.len() + n) };
+    let mut stamp = None;
+    // SAFETY: walking the control messages the kernel wrote into `control`, bounded by
+    // `msg_controllen`; the timestamp is read unaligned.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(&msg);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_TIMESTAMPNS {
+                let ts: libc::timespec = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast());
+                if ts.tv_sec > 0 {
+                    stamp = Some(UNIX_EPOCH + Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32));
+                }
+            }
+            c = libc::CMSG_NXTHDR(&msg, c);
+        }
+    }
+    Ok((n, stamp))
+}
+
 /// Open a connection to `ep`: resolve, try each address in turn, `TCP_NODELAY`, TLS when the URL says so.
 pub async fn connect(ep: &Endpoint, opts: &NetOptions) -> Result<Stream, ClientError> {
     let fut = async {
         let tcp = connect_tcp(ep, opts).await?;
         if !ep.tls {
+            if opts.rx_timestamps {
+                // Best effort: without stamps, reads fall back to the time they returned.
+                let _ = set_rx_timestamps(&tcp);
+            }
             return Ok(Stream::Plain(tcp));
         }
         let connector = match &opts.tls {
@@ -303,6 +396,54 @@ impl ServerCertVerifier for AcceptAnyCert {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn stamped_reads_say_when_the_data_reached_the_socket() {
+        use tokio::io::AsyncWriteExt;
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let ep = Endpoint::parse(&format!("ws://{}/", l.local_addr().unwrap())).unwrap();
+        let opts = NetOptions {
+            rx_timestamps: true,
+            ..NetOptions::default()
+        };
+        let s = connect(&ep, &opts).await.unwrap();
+        let (mut server, _) = l.accept().await.unwrap();
+        assert!(rx_timestamps_on(s.tcp()));
+        // The kernel turns stamping on a moment after the first socket asks (deferred work), so
+        // the first data may come unstamped: retry until a read is stamped.
+        let mut buf = bytes::BytesMut::with_capacity(64);
+        let mut stamped = None;
+        for _ in 0..50 {
+            buf.clear();
+            let sent = SystemTime::now();
+            server.write_all(b"hello").await.unwrap();
+            // Let the data wait in the socket: the stamp is its arrival, not the read.
+            tokio::time::sleep(Duration::from_millis(30)).await;
+            s.tcp().readable().await.unwrap();
+            let (n, stamp) = recv_stamped(s.tcp(), &mut buf).unwrap();
+            let read = SystemTime::now();
+            assert_eq!((n, &buf[..]), (5, &b"hello"[..]));
+            if let Some(stamp) = stamp {
+                stamped = Some((sent, stamp, read));
+                break;
+            }
+        }
+        let (sent, stamp, read) = stamped.expect("a kernel receive stamp");
+        assert!(
+            stamp >= sent - Duration::from_millis(1),
+            "{stamp:?} {sent:?}"
+        );
+        assert!(read.duration_since(stamp).unwrap() >= Duration::from_millis(25));
+        // Nothing more: WouldBlock, and no stamp without SO_TIMESTAMPNS.
+        let e = recv_stamped(s.tcp(), &mut buf).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
+        let plain = connect(&ep, &NetOptions::default()).await.unwrap();
+        let (mut server2, _) = l.accept().await.unwrap();
+        assert!(!rx_timestamps_on(plain.tcp()));
+        server2.write_all(b"x").await.unwrap();
+        plain.tcp().readable().await.unwrap();
+        assert_eq!(recv_stamped(plain.tcp(), &mut buf).unwrap(), (1, None));
+    }
 
     #[tokio::test]
     async fn refused_port_is_a_connect_error_naming_the_address() {

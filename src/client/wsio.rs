@@ -3,6 +3,7 @@
 //! into one write buffer that is flushed with a single write.
 
 use std::io;
+use std::time::SystemTime;
 
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -33,6 +34,10 @@ pub struct WsIo {
     /// handshake answer): decode before reading again.
     undecoded: bool,
     close_sent: bool,
+    /// The socket has kernel receive timestamps on (plain TCP with `SO_TIMESTAMPNS`).
+    stamped: bool,
+    /// When the data of the last read reached the socket (the kernel's stamp), if known.
+    last_rx: Option<SystemTime>,
 }
 
 impl WsIo {
@@ -136,7 +141,13 @@ impl WsIo {
         } else {
             rest
         };
+        let stamped = match &stream {
+            Stream::Plain(tcp) => super::net::rx_timestamps_on(tcp),
+            Stream::Tls(_) => false,
+        };
         Ok(WsIo {
+            stamped,
+            last_rx: None,
             wpos: 0,
             undecoded: !rest.is_empty(),
             stream,
@@ -169,9 +180,21 @@ impl WsIo {
     /// One read from the socket into the read buffer (one syscall, however many frames it brings).
     /// Returns the bytes read; 0 is the end of the stream.
     pub async fn read_some(&mut self) -> Result<usize, ClientError> {
-        let n = read_more(&mut self.stream, &mut self.rbuf).await?;
+        let n = if self.stamped {
+            let (n, stamp) = read_stamped(&mut self.stream, &mut self.rbuf).await?;
+            self.last_rx = stamp;
+            n
+        } else {
+            read_more(&mut self.stream, &mut self.rbuf).await?
+        };
         self.undecoded = true;
         Ok(n)
+    }
+
+    /// When the data of the last [`WsIo::read_some`] reached the socket, by the kernel's clock
+    /// (`None` without receive timestamps: see [`super::net::NetOptions::rx_timestamps`]).
+    pub fn last_rx_stamp(&self) -> Option<SystemTime> {
+        self.last_rx
     }
 
     /// Whether bytes are waiting for [`WsIo::decode`] (call it before reading again).
@@ -340,6 +363,42 @@ async fn read_more(stream: &mut Stream, buf: &mut BytesMut) -> Result<usize, Cli
         Ok(n) => Ok(n),
         Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(0),
         Err(e) => Err(ClientError::io(e)),
+    }
+}
+
+/// One read with the kernel's receive timestamp (plain TCP with `SO_TIMESTAMPNS` on).
+async fn read_stamped(
+    stream: &mut Stream,
+    buf: &mut BytesMut,
+) -> Result<(usize, Option<SystemTime>), ClientError> {
+    let Stream::Plain(tcp) = stream else {
+        return read_more(stream, buf).await.map(|n| (n, None));
+    };
+    loop {
+        tcp.readable().await.map_err(ClientError::io)?;
+        if buf.capacity() - buf.len() < 512 {
+            buf.reserve(READ_CHUNK);
+        }
+        let room = buf.capacity() - buf.len();
+        match tcp.try_io(tokio::io::Interest::READABLE, || {
+            super::net::recv_stamped(tcp, buf)
+        }) {
+            Ok((n, stamp)) => {
+                if n > 0 && n < room {
+                    // A short read drained the socket: drop the readiness now, as tokio's own
+                    // reads do, instead of learning it from an EAGAIN on the next read. (A
+                    // `WouldBlock` from `try_io` clears it; no syscall is made. Data that came
+                    // in after the read has raised a new readiness event and keeps it.)
+                    let _ = tcp.try_io(tokio::io::Interest::READABLE, || {
+                        Err::<(), _>(io::ErrorKind::WouldBlock.into())
+                    });
+                }
+                return Ok((n, stamp));
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(ClientError::io(e)),
+        }
     }
 }
 
