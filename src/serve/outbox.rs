@@ -1,17 +1,18 @@
 //! The bounded outbound queue of one client: encoded frames wait here for the connection's writer.
 //!
 //! Producers (broadcasts from other connections, the session's own replies, heartbeats) push
-//! pre-encoded `Bytes` (a broadcast is encoded once and the same `Bytes` is pushed to every
-//! recipient). The single consumer (the WebSocket writer or a pending polling GET) takes everything
-//! queued at once and writes it in one go. The queue is bounded in packets and in bytes: a client that
-//! falls behind is closed with [`CloseReason::SlowConsumer`] instead of growing memory.
+//! pre-encoded frames (a broadcast is encoded once for all recipients). Each push appends the
+//! frame's bytes to the outbox's one buffer, so what the writer takes is already the bytes of one
+//! write: no per-frame handles, no second copy, one allocation per batch. The single consumer (the
+//! WebSocket writer) takes everything queued at once and writes it in one go. The queue is bounded
+//! in frames and in bytes: a client that falls behind is closed with
+//! [`CloseReason::SlowConsumer`] instead of growing memory.
 
-use std::collections::VecDeque;
 use std::fmt;
 use std::sync::Mutex;
 use std::task::{Context, Poll};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures_util::task::AtomicWaker;
 
 /// Why a connection (or Engine.IO session) ended; logged once per disconnect.
@@ -83,10 +84,15 @@ pub enum PushError {
 
 #[derive(Debug, Default)]
 struct Inner {
-    queue: VecDeque<Bytes>,
-    bytes: usize,
+    /// The queued frames' bytes, back to back, oldest first. Unallocated while empty.
+    buf: BytesMut,
+    /// Frames in `buf`.
+    frames: usize,
     closed: Option<CloseReason>,
 }
+
+/// First allocation of an empty outbox: room for a few chat frames, so a batch grows rarely.
+const MIN_ALLOC: usize = 1024;
 
 /// A bounded multi-producer, single-consumer queue of encoded frames with a wake-up for its writer.
 #[derive(Debug)]
@@ -128,37 +134,51 @@ impl Outbox {
                 return Err(PushError::Closed);
             }
             // An empty queue always accepts (a single message up to maxPayload must get through).
-            if !inner.queue.is_empty()
-                && (inner.queue.len() + frames.len() > self.max_packets
-                    || inner.bytes + add > self.max_bytes)
+            if inner.frames > 0
+                && (inner.frames + frames.len() > self.max_packets
+                    || inner.buf.len() + add > self.max_bytes)
             {
                 inner.closed = Some(CloseReason::SlowConsumer);
                 drop(inner);
                 self.waker.wake();
                 return Err(PushError::Full);
             }
-            inner.queue.extend(frames.iter().cloned());
-            inner.bytes += add;
+            let inner = &mut *inner;
+            if inner.buf.capacity() - inner.buf.len() < add {
+                inner.buf.reserve(if inner.buf.is_empty() {
+                    add.max(MIN_ALLOC)
+                } else {
+                    add
+                });
+            }
+            for f in frames {
+                inner.buf.extend_from_slice(f);
+            }
+            inner.frames += frames.len();
         }
         self.waker.wake();
         Ok(())
     }
 
-    /// Queue frames in front of everything else (control replies that must not wait, e.g. `3probe`).
+    /// Queue a frame in front of everything else (control replies that must not wait, e.g.
+    /// `3probe`).
     pub fn push_front(&self, frame: Bytes) -> Result<(), PushError> {
         let mut inner = self.lock();
         if inner.closed.is_some() {
             return Err(PushError::Closed);
         }
-        inner.bytes += frame.len();
-        inner.queue.push_front(frame);
+        let mut buf = BytesMut::with_capacity(frame.len() + inner.buf.len());
+        buf.extend_from_slice(&frame);
+        buf.extend_from_slice(&inner.buf);
+        inner.buf = buf;
+        inner.frames += 1;
         drop(inner);
         self.waker.wake();
         Ok(())
     }
 
     /// Close the outbox (first reason wins) and wake the writer. Frames already queued stay
-    /// readable by [`Outbox::take`] so the writer can flush them before closing.
+    /// readable by [`Outbox::poll_take`] so the writer can flush them before closing.
     pub fn close(&self, reason: CloseReason) {
         let mut inner = self.lock();
         if inner.closed.is_none() {
@@ -179,59 +199,46 @@ impl Outbox {
 
     /// Frames waiting.
     pub fn len(&self) -> usize {
-        self.lock().queue.len()
+        self.lock().frames
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    /// Move everything queued into `out` (swapping buffers: no copy, no allocation when `out` is an
-    /// empty deque with capacity). Returns the close reason if the outbox is closed.
-    pub fn take(&self, out: &mut VecDeque<Bytes>) -> Option<CloseReason> {
-        let mut inner = self.lock();
-        if out.is_empty() {
-            std::mem::swap(&mut inner.queue, out);
-        } else {
-            out.extend(inner.queue.drain(..));
-        }
-        inner.bytes = 0;
-        // Give memory back after a burst: an idle client keeps no large buffer.
-        if inner.queue.capacity() > 64 {
-            inner.queue = VecDeque::new();
-        }
-        inner.closed.clone()
-    }
-
-    /// Release the queue's buffer if nothing is queued (called by an idle writer, so an idle
-    /// connection keeps no allocation here; a busy one reuses its buffer).
-    pub fn shrink_if_empty(&self) {
-        let mut inner = self.lock();
-        if inner.queue.is_empty() && inner.queue.capacity() > 0 {
-            inner.queue = VecDeque::new();
-        }
-    }
-
-    /// Register the writer's waker; `Ready` when frames are waiting or the outbox is closed.
-    pub fn poll_ready(&self, cx: &mut Context<'_>) -> Poll<()> {
+    /// Register the writer's waker, and take everything queued when there is anything or the
+    /// outbox is closed: the queued frames' bytes (empty when none; the outbox keeps no buffer
+    /// after this) and the close reason, if closed. `Pending` when there is nothing to do.
+    pub fn poll_take(&self, cx: &mut Context<'_>) -> Poll<(Bytes, Option<CloseReason>)> {
         self.waker.register(cx.waker());
-        let inner = self.lock();
-        if !inner.queue.is_empty() || inner.closed.is_some() {
-            Poll::Ready(())
-        } else {
-            Poll::Pending
+        let mut inner = self.lock();
+        if inner.frames == 0 && inner.closed.is_none() {
+            return Poll::Pending;
         }
+        inner.frames = 0;
+        let taken = std::mem::take(&mut inner.buf).freeze();
+        Poll::Ready((taken, inner.closed.clone()))
     }
 
-    /// Wait until frames are waiting or the outbox is closed.
-    pub async fn ready(&self) {
-        std::future::poll_fn(|cx| self.poll_ready(cx)).await
+    /// Wait until frames are waiting or the outbox is closed, then take them (see
+    /// [`Outbox::poll_take`]).
+    pub async fn take(&self) -> (Bytes, Option<CloseReason>) {
+        std::future::poll_fn(|cx| self.poll_take(cx)).await
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Take everything queued without waiting.
+    fn take(ob: &Outbox) -> Option<(Bytes, Option<CloseReason>)> {
+        let waker = futures_util::task::noop_waker();
+        match ob.poll_take(&mut Context::from_waker(&waker)) {
+            Poll::Ready(t) => Some(t),
+            Poll::Pending => None,
+        }
+    }
 
     #[test]
     fn full_queue_closes_as_slow_consumer_and_refuses_more() {
@@ -241,12 +248,14 @@ mod tests {
         assert_eq!(ob.push(Bytes::from_static(b"c")), Err(PushError::Full));
         assert_eq!(ob.closed(), Some(CloseReason::SlowConsumer));
         assert_eq!(ob.push(Bytes::from_static(b"d")), Err(PushError::Closed));
-        // What was queued before the overflow can still be flushed.
-        let mut out = VecDeque::new();
-        assert_eq!(ob.take(&mut out), Some(CloseReason::SlowConsumer));
+        // What was queued before the overflow can still be flushed, then the close is reported.
         assert_eq!(
-            out,
-            vec![Bytes::from_static(b"a"), Bytes::from_static(b"b")]
+            take(&ob),
+            Some((Bytes::from_static(b"ab"), Some(CloseReason::SlowConsumer)))
+        );
+        assert_eq!(
+            take(&ob),
+            Some((Bytes::new(), Some(CloseReason::SlowConsumer)))
         );
     }
 
@@ -268,40 +277,73 @@ mod tests {
         ob.push(Bytes::from_static(b"2")).unwrap();
         let group = [Bytes::from_static(b"h"), Bytes::from_static(b"att")];
         assert_eq!(ob.push_all(&group), Err(PushError::Full));
-        let mut out = VecDeque::new();
-        ob.take(&mut out);
-        assert_eq!(out.len(), 2);
+        assert_eq!(ob.len(), 2);
+        assert_eq!(take(&ob).unwrap().0, Bytes::from_static(b"12"));
+        // A group that fits goes in whole, in order, after what was there.
+        let ob = Outbox::new(3, 1 << 20);
+        ob.push(Bytes::from_static(b"1")).unwrap();
+        ob.push_all(&group).unwrap();
+        assert_eq!(ob.len(), 3);
+        assert_eq!(take(&ob).unwrap().0, Bytes::from_static(b"1hatt"));
     }
 
     #[test]
-    fn take_empties_and_resets_the_byte_count() {
+    fn take_empties_frees_and_resets_the_bounds() {
         let ob = Outbox::new(4, 4);
         ob.push(Bytes::from_static(b"abc")).unwrap();
-        let mut out = VecDeque::new();
-        assert_eq!(ob.take(&mut out), None);
-        assert_eq!(out.len(), 1);
+        assert_eq!(take(&ob), Some((Bytes::from_static(b"abc"), None)));
         assert!(ob.is_empty());
+        // Nothing is kept allocated after a take (an idle connection holds no buffer).
+        assert_eq!(ob.lock().buf.capacity(), 0);
         // The byte budget is free again.
         ob.push(Bytes::from_static(b"abc")).unwrap();
         ob.push_front(Bytes::from_static(b"p")).unwrap();
-        out.clear();
-        ob.take(&mut out);
-        assert_eq!(out.front().map(|b| &b[..]), Some(&b"p"[..]));
+        assert_eq!(ob.len(), 2);
+        assert_eq!(take(&ob).unwrap().0, Bytes::from_static(b"pabc"));
+        assert_eq!(take(&ob), None);
     }
 
     #[test]
-    fn poll_ready_wakes_on_push_and_on_close() {
+    fn a_batch_of_small_frames_is_one_allocation() {
+        let ob = Outbox::new(100, 1 << 20);
+        ob.push(Bytes::from(vec![1u8; 100])).unwrap();
+        let cap = ob.lock().buf.capacity();
+        assert!(cap >= MIN_ALLOC, "{cap}");
+        for _ in 0..8 {
+            ob.push(Bytes::from(vec![2u8; 100])).unwrap();
+        }
+        assert_eq!(ob.lock().buf.capacity(), cap);
+        let (bytes, _) = take(&ob).unwrap();
+        assert_eq!(bytes.len(), 900);
+        assert_eq!(&bytes[..100], &[1u8; 100][..]);
+    }
+
+    #[test]
+    fn poll_take_wakes_on_push_and_on_close() {
         let ob = std::sync::Arc::new(Outbox::new(4, 64));
-        let waker = futures_util::task::noop_waker();
-        let mut cx = Context::from_waker(&waker);
-        assert!(ob.poll_ready(&mut cx).is_pending());
+        assert_eq!(take(&ob), None);
         ob.push(Bytes::from_static(b"x")).unwrap();
-        assert!(ob.poll_ready(&mut cx).is_ready());
-        let mut out = VecDeque::new();
-        ob.take(&mut out);
-        assert!(ob.poll_ready(&mut cx).is_pending());
+        assert_eq!(take(&ob), Some((Bytes::from_static(b"x"), None)));
+        assert_eq!(take(&ob), None);
         ob.close(CloseReason::ServerShutdown);
-        assert!(ob.poll_ready(&mut cx).is_ready());
+        assert_eq!(
+            take(&ob).and_then(|t| t.1).map(|r| r.ws_close_code()),
+            Some(1001)
+        );
         assert_eq!(ob.closed().map(|r| r.ws_close_code()), Some(1001));
+    }
+
+    #[tokio::test]
+    async fn take_waits_for_a_push() {
+        let ob = std::sync::Arc::new(Outbox::new(4, 64));
+        let o2 = ob.clone();
+        let t = tokio::spawn(async move { o2.take().await });
+        tokio::task::yield_now().await;
+        ob.push(Bytes::from_static(b"hi")).unwrap();
+        let (bytes, closed) = tokio::time::timeout(std::time::Duration::from_secs(5), t)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((bytes, closed), (Bytes::from_static(b"hi"), None));
     }
 }

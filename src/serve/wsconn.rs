@@ -122,6 +122,35 @@ enum Event {
 /// Largest read per wake-up (on the stack, copied into the lazily grown read buffer).
 const READ_CHUNK: usize = 16 * 1024;
 
+thread_local! {
+    /// One drained read buffer per thread, reused by whichever connection reads next: reads are
+    /// handled one at a time on a thread, so one spare serves all its connections.
+    static SPARE_READ: std::cell::Cell<BytesMut> = std::cell::Cell::new(BytesMut::new());
+}
+
+/// Largest read buffer kept as the spare.
+const SPARE_MAX: usize = 64 * 1024;
+
+fn take_spare() -> BytesMut {
+    SPARE_READ.with(|s| s.take())
+}
+
+fn put_spare(mut buf: BytesMut) {
+    if buf.capacity() > SPARE_MAX {
+        return;
+    }
+    buf.clear();
+    SPARE_READ.with(|s| {
+        let old = s.take();
+        // Keep the larger of the two.
+        s.set(if old.capacity() >= buf.capacity() {
+            old
+        } else {
+            buf
+        });
+    });
+}
+
 /// Drives one WebSocket connection until it closes; returns why it closed. The outbox is closed on
 /// return (so producers stop queueing).
 pub async fn drive<H: WsHandler>(
@@ -139,7 +168,6 @@ pub async fn drive<H: WsHandler>(
     let mut wbuf = BytesMut::new();
     let mut wcur = Bytes::new();
     let mut local: VecDeque<Bytes> = VecDeque::new();
-    let mut batch: VecDeque<Bytes> = VecDeque::new();
     let far = || Instant::now() + Duration::from_secs(86_400);
     let tk = tokio::time::Instant::from_std;
     let sleep = tokio::time::sleep_until(tk(handler.next_deadline().unwrap_or_else(far)));
@@ -197,7 +225,9 @@ pub async fn drive<H: WsHandler>(
                 }
             }
             if rbuf.is_empty() && rbuf.capacity() > 0 {
-                rbuf = BytesMut::new();
+                // Drained: the buffer goes back to the thread's spare (an idle connection keeps
+                // none), so the next connection to read reuses it instead of allocating.
+                put_spare(std::mem::take(&mut rbuf));
             }
         }
         if let Some(d) = handler.next_deadline().map(tk)
@@ -229,37 +259,32 @@ pub async fn drive<H: WsHandler>(
                         Poll::Pending => break,
                     }
                 }
-                // The buffer is written; build the next one from control frames and the outbox.
-                let closed = match outbox.poll_ready(cx) {
-                    Poll::Ready(()) => outbox.take(&mut batch),
-                    Poll::Pending => None,
+                // The buffer is written; the next one is the control frames and the outbox's
+                // bytes (already one buffer: written as they are when there is no control frame).
+                let (taken, closed) = match outbox.poll_take(cx) {
+                    Poll::Ready(t) => t,
+                    Poll::Pending => (Bytes::new(), None),
                 };
-                if local.is_empty() && batch.is_empty() {
+                if local.is_empty() && taken.is_empty() {
                     // Idle: keep no buffers (an idle connection costs only its state).
                     if wbuf.capacity() > 0 {
                         wbuf = BytesMut::new();
-                    }
-                    if batch.capacity() > 0 {
-                        batch = VecDeque::new();
-                        outbox.shrink_if_empty();
                     }
                     if let Some(reason) = closed {
                         return Poll::Ready(Event::Closed(reason));
                     }
                     break;
                 }
-                if local.len() + batch.len() == 1 {
-                    // One frame: write the shared bytes themselves, no copy.
-                    wcur = local
-                        .pop_front()
-                        .or_else(|| batch.pop_front())
-                        .unwrap_or_default();
+                if local.is_empty() {
+                    wcur = taken;
                 } else {
-                    let total: usize = local.iter().chain(batch.iter()).map(Bytes::len).sum();
+                    // Control frames (pongs) go first; they are rare, so copying is fine.
+                    let total: usize = local.iter().map(Bytes::len).sum::<usize>() + taken.len();
                     wbuf.reserve(total);
-                    for f in local.drain(..).chain(batch.drain(..)) {
+                    for f in local.drain(..) {
                         wbuf.extend_from_slice(&f);
                     }
+                    wbuf.extend_from_slice(&taken);
                     wcur = wbuf.split().freeze();
                 }
                 if let Some(reason) = closed {
@@ -280,6 +305,9 @@ pub async fn drive<H: WsHandler>(
                     metrics
                         .bytes_in
                         .fetch_add(got.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                    if rbuf.capacity() == 0 {
+                        rbuf = take_spare();
+                    }
                     rbuf.extend_from_slice(got);
                     return Poll::Ready(Event::Read);
                 }
