@@ -1,7 +1,8 @@
 //! Rooms and broadcast behind one trait ([`Adapter`]), with the in-process implementation.
 //!
-//! A broadcast is encoded once ([`Broadcast`]) and the same `Bytes` are pushed into each recipient's
-//! bounded [`Outbox`](super::outbox::Outbox); nothing is copied per recipient. The cluster adapter
+//! A broadcast is encoded once ([`Broadcast`]); its bytes are appended to each recipient's bounded
+//! [`Outbox`](super::outbox::Outbox), whose buffer is what the recipient's writer writes (the only
+//! copy per recipient, and it is the one the write needs anyway). The cluster adapter
 //! ([`super::redis::RedisAdapter`]) implements the same trait on top of a [`LocalAdapter`] and also
 //! forwards each `broadcast` to the other servers.
 
