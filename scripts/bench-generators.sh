@@ -90,9 +90,12 @@ run_gen() {
     node) taskset -c 1 "${wrap[@]}" /usr/bin/time -f '%U %S' -o "$tfile" node tests/peers/bench-node-gen.js \
             --url "http://127.0.0.1:$port" --clients "$clients" --rooms "$rooms" --rate "$rate" \
             --duration "$duration" --warmup "$warmup" --ramp "$ramp" >"$json" 2>>"$base.err" || true ;;
+    # --rx-clock read: the node generator's latency ends when it reads a message, so wschat
+    # bench's does too here (its default ends at the kernel's receive stamp).
     wschat) taskset -c 1 "${wrap[@]}" /usr/bin/time -f '%U %S' -o "$tfile" "$wschat" bench \
             --url "http://127.0.0.1:$port" --clients "$clients" --rooms "$rooms" --rate "$rate/s" \
-            --duration "$duration" --warmup "$warmup" --ramp "$ramp" --threads 1 --json >"$json" 2>>"$base.err" || true ;;
+            --duration "$duration" --warmup "$warmup" --ramp "$ramp" --threads 1 --rx-clock read \
+            --json >"$json" 2>>"$base.err" || true ;;
   esac
   stop_server
   if ! [ -s "$json" ] || ! jq -e '.cpu.received_per_cpu_s' "$json" >/dev/null 2>&1; then

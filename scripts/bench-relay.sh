@@ -13,7 +13,8 @@
 # alternate (wschat, node, wschat, node, ...), so both see the same machine.
 # Needs: a release build (built here), node + `npm ci` in tests/peers, taskset, jq.
 # Output: one JSON report per run in DIR (default target/bench-relay), every run's figures as it
-# goes (stderr), a summary table and the ratio.
+# goes (stderr), a summary table and the ratio, and a host probe before and after the search (the
+# relay's CPU per delivery at a light load: it moves when the host's speed does).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -30,7 +31,7 @@ while [ $# -gt 0 ]; do
     --idle-clients) idle_clients=$2; shift 2 ;;
     --only) only=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
-    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
     *) echo "bench-relay.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -122,6 +123,22 @@ step() {
   done
 }
 
+# probe: how fast the host is right now. The relay's CPU per delivery at a light load (20/s per
+# client: one write per delivery, the core far from busy) is the cost of the work itself. At the
+# knee it says nothing of the host (the core is always busy there, so it is one second over the
+# deliveries per second); this does, and it moves when the host does.
+probe() {
+  local file="$out/probe-$1.json"
+  start_server wschat
+  taskset -c 1 "$wschat" bench --url "http://127.0.0.1:$port" --clients "$clients" --rooms "$rooms" \
+    --rate 20/s --warmup 1s --duration 3s --ramp 1s --threads 1 --json >"$file" 2>>"$out/wschat-bench.log" || true
+  stop_server
+  jq -r '.cpu.server_us_per_delivery // 0 | . * 100 | round / 100' "$file"
+}
+
+probe_before=""
+[ -z "$only" ] || [ "$only" = wschat ] && probe_before=$(probe before)
+[ -n "$probe_before" ] && echo "== host probe: the relay's CPU per delivery at 20/s per client: $probe_before us" >&2
 echo "== searching (servers on core 0, generator on core 1, $tries runs per rate)" >&2
 while :; do
   active=()
@@ -146,8 +163,12 @@ for name in "${servers[@]}"; do
   idle[$name]=$(idle_memory "$name")
 done
 
+probe_after=""
+[ -n "$probe_before" ] && probe_after=$(probe after)
+
 echo
 echo "$clients clients, $rooms rooms, 64-byte messages, p99 <= $p99, no loss; reports in $out"
+[ -n "$probe_before" ] && echo "host probe (relay CPU per delivery at 20/s per client, light load): $probe_before us before the search, $probe_after us after"
 printf '%-8s %12s %16s %10s %14s %12s %16s %14s\n' server "rate/client" "delivered msg/s" "p99 ms" "server us/msg" "gen busy" "idle B/conn" "connect s"
 for name in wschat node; do
   [ -n "${idle[$name]:-}" ] || continue

@@ -449,6 +449,13 @@ fn in_process_relay_is_benched_without_a_url() {
     assert!(f(&at_read["max"]) >= f(&lat["max"]), "{lat} {at_read}");
     assert!(f(&at_read["mean"]) >= f(&lat["mean"]), "{lat} {at_read}");
     assert!(f(&wait["max"]) <= f(&at_read["max"]), "{wait} {at_read}");
+    // The generator's own lateness on every measured send, which latency includes.
+    assert_eq!(r["send_lag_ms"]["count"], r["messages"]["sent"]);
+    assert!(
+        f(&r["send_lag_ms"]["p50"]) <= f(&lat["p50"]),
+        "{}",
+        r["send_lag_ms"]
+    );
 }
 
 #[test]

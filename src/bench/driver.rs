@@ -520,6 +520,7 @@ async fn send_and_flush(
             }
             c.log.sent(c.next_seq);
             if measured {
+                record(&mut l.stats.send_lag, (now - t) / 1000);
                 l.stats.sent += 1;
                 let sec = ((t - s.measure_start_ns) / 1_000_000_000) as usize;
                 l.stats.second(sec).sent += 1;

@@ -648,6 +648,7 @@ fn build_report(
         latency_at_read_ms: (cfg.mode != Mode::Idle)
             .then(|| report::Percentiles::of(&stats.latency_read)),
         rx_wait_ms: (!stats.rx_wait.is_empty()).then(|| report::Percentiles::of(&stats.rx_wait)),
+        send_lag_ms: (!stats.send_lag.is_empty()).then(|| report::Percentiles::of(&stats.send_lag)),
         acks,
         errors: stats.errors.clone(),
         disconnects: stats.disconnects.clone(),

@@ -192,6 +192,9 @@ pub struct Report {
     /// How long messages waited in the receiving sockets before this generator read them: its own
     /// delay, which `latency_ms` leaves out (`None` without kernel receive stamps).
     pub rx_wait_ms: Option<Percentiles>,
+    /// How late this generator wrote each message after its intended send time: its own
+    /// lateness, which `latency_ms` includes (open loop).
+    pub send_lag_ms: Option<Percentiles>,
     pub acks: Option<Acks>,
     pub errors: BTreeMap<String, u64>,
     pub disconnects: BTreeMap<String, u64>,
@@ -510,6 +513,17 @@ pub fn render_text(r: &Report, color: bool) -> String {
             let _ = writeln!(o, "  {:<13}{}", label, st.bold(&pct_line(l)));
         } else {
             let _ = writeln!(o, "  {:<13}no measured messages arrived", label);
+        }
+        if let Some(g) = r.send_lag_ms.as_ref().filter(|g| g.count > 0) {
+            let _ = writeln!(
+                o,
+                "  {:<13}{}",
+                "send lag",
+                st.dim(&format!(
+                    "{}  (this generator's lateness, part of {label})",
+                    pct_line(g)
+                ))
+            );
         }
         if let Some(w) = r.rx_wait_ms.as_ref().filter(|w| w.count > 0) {
             let _ = writeln!(
@@ -1078,6 +1092,7 @@ mod tests {
             latency_clock: "kernel receive timestamp",
             latency_at_read_ms: Some(Percentiles::of(&h)),
             rx_wait_ms: None,
+            send_lag_ms: None,
             acks: None,
             errors: BTreeMap::new(),
             disconnects: BTreeMap::from([("server closed".to_string(), 2)]),

@@ -70,6 +70,9 @@ pub struct WorkerStats {
     /// How long measured messages waited in the receiving socket before this generator read
     /// them, µs: its own delay, left out of `latency` (empty without kernel receive stamps).
     pub rx_wait: Histogram<u64>,
+    /// How late this generator wrote each measured message after its intended send time, µs:
+    /// its own lateness, part of `latency` (open loop: it counts against the server).
+    pub send_lag: Histogram<u64>,
     /// Ack latency (`--ack`), µs from the intended send time.
     pub ack: Histogram<u64>,
     /// Per-second timeline of the measured window.
@@ -111,6 +114,7 @@ impl Default for WorkerStats {
             latency: new_hist(),
             latency_read: new_hist(),
             rx_wait: new_hist(),
+            send_lag: new_hist(),
             ack: new_hist(),
             seconds: Vec::new(),
             sent: 0,
@@ -157,6 +161,7 @@ impl WorkerStats {
         let _ = self.latency.add(&other.latency);
         let _ = self.latency_read.add(&other.latency_read);
         let _ = self.rx_wait.add(&other.rx_wait);
+        let _ = self.send_lag.add(&other.send_lag);
         let _ = self.ack.add(&other.ack);
         for (i, s) in other.seconds.iter().enumerate() {
             let mine = self.second(i);
