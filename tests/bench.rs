@@ -481,7 +481,7 @@ fn rx_clock_read_ends_latency_at_the_read() {
     assert!(r["rx_wait_ms"].is_null(), "{}", r["rx_wait_ms"]);
     assert_eq!(r["latency_ms"]["count"], 10 * 20);
     assert_eq!(r["latency_ms"], r["latency_at_read_ms"]);
-    // The human report names the read wait only when there is one.
+    // The human report shows the generator's own send lag and read wait (when stamped).
     let o = bench(&[
         "--clients",
         "4",
@@ -497,6 +497,7 @@ fn rx_clock_read_ends_latency_at_the_read() {
     assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
     let text = String::from_utf8_lossy(&o.stdout);
     assert!(text.contains("read wait"), "{text}");
+    assert!(text.contains("send lag"), "{text}");
 }
 
 #[test]

@@ -514,27 +514,24 @@ pub fn render_text(r: &Report, color: bool) -> String {
         } else {
             let _ = writeln!(o, "  {:<13}no measured messages arrived", label);
         }
-        if let Some(g) = r.send_lag_ms.as_ref().filter(|g| g.count > 0) {
-            let _ = writeln!(
-                o,
-                "  {:<13}{}",
+        // The generator's own share, each on its own line (only when measured).
+        let own = [
+            (
                 "send lag",
-                st.dim(&format!(
-                    "{}  (this generator's lateness, part of {label})",
-                    pct_line(g)
-                ))
-            );
-        }
-        if let Some(w) = r.rx_wait_ms.as_ref().filter(|w| w.count > 0) {
-            let _ = writeln!(
-                o,
-                "  {:<13}{}",
+                &r.send_lag_ms,
+                "this generator's lateness, part of",
+            ),
+            (
                 "read wait",
-                st.dim(&format!(
-                    "{}  (in this generator's sockets, left out of {label})",
-                    pct_line(w)
-                ))
-            );
+                &r.rx_wait_ms,
+                "in this generator's sockets, left out of",
+            ),
+        ];
+        for (name, p, note) in own {
+            if let Some(p) = p.as_ref().filter(|p| p.count > 0) {
+                let line = format!("{}  ({note} {label})", pct_line(p));
+                let _ = writeln!(o, "  {:<13}{}", name, st.dim(&line));
+            }
         }
     }
     if let Some(a) = &r.acks {
