@@ -338,11 +338,6 @@ impl WsIo {
 /// One read. On plain TCP it waits for readability first and only then makes room, so a connection
 /// waiting for data holds no read buffer.
 async fn read_more(stream: &mut Stream, buf: &mut BytesMut) -> Result<usize, ClientError> {
-    let reserve = |buf: &mut BytesMut| {
-        if buf.capacity() - buf.len() < 512 {
-            buf.reserve(READ_CHUNK);
-        }
-    };
     let r = match stream {
         Stream::Plain(tcp) => match tcp.readable().await {
             Err(e) => Err(e),
@@ -350,12 +345,12 @@ async fn read_more(stream: &mut Stream, buf: &mut BytesMut) -> Result<usize, Cli
             // itself (epoll: the socket is drained), where `try_read_buf` would leave it set and
             // the next call would spend a syscall on EAGAIN.
             Ok(()) => {
-                reserve(buf);
+                make_room(buf);
                 tcp.read_buf(buf).await
             }
         },
         Stream::Tls(_) => {
-            reserve(buf);
+            make_room(buf);
             stream.read_buf(buf).await
         }
     };
@@ -363,6 +358,13 @@ async fn read_more(stream: &mut Stream, buf: &mut BytesMut) -> Result<usize, Cli
         Ok(n) => Ok(n),
         Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(0),
         Err(e) => Err(ClientError::io(e)),
+    }
+}
+
+/// Room for one read: a chunk more when less than 512 bytes are free.
+fn make_room(buf: &mut BytesMut) {
+    if buf.capacity() - buf.len() < 512 {
+        buf.reserve(READ_CHUNK);
     }
 }
 
@@ -376,9 +378,7 @@ async fn read_stamped(
     };
     loop {
         tcp.readable().await.map_err(ClientError::io)?;
-        if buf.capacity() - buf.len() < 512 {
-            buf.reserve(READ_CHUNK);
-        }
+        make_room(buf);
         let room = buf.capacity() - buf.len();
         match tcp.try_io(tokio::io::Interest::READABLE, || {
             super::net::recv_stamped(tcp, buf)

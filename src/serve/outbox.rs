@@ -143,14 +143,12 @@ impl Outbox {
                 self.waker.wake();
                 return Err(PushError::Full);
             }
-            let inner = &mut *inner;
-            if inner.buf.capacity() - inner.buf.len() < add {
-                inner.buf.reserve(if inner.buf.is_empty() {
-                    add.max(MIN_ALLOC)
-                } else {
-                    add
-                });
-            }
+            // One reservation for the group (a no-op when there is room); a fresh buffer starts
+            // at MIN_ALLOC so the batch rarely grows.
+            let fresh = inner.buf.capacity() == 0;
+            inner
+                .buf
+                .reserve(if fresh { add.max(MIN_ALLOC) } else { add });
             for f in frames {
                 inner.buf.extend_from_slice(f);
             }
