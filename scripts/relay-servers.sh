@@ -12,12 +12,13 @@ stop_server() {
   fi
 }
 
-# start_server wschat|node -> sets server_pid and port (a fresh ephemeral port each time)
+# start_server wschat|node -> sets server_pid and port (a fresh ephemeral port each time). The relay
+# runs with -q: errors only, not a log line per join (its listening line is on stdout either way).
 start_server() {
   local log="$out/$1-serve.out"
   : >"$log"
   case "$1" in
-    wschat) taskset -c 0 "$wschat" serve --listen 127.0.0.1:0 --threads 1 >"$log" 2>"$out/$1-serve.err" & ;;
+    wschat) taskset -c 0 "$wschat" serve --listen 127.0.0.1:0 --threads 1 -q >"$log" 2>"$out/$1-serve.err" & ;;
     node) taskset -c 0 node tests/peers/chat-server.js --port 0 >"$log" 2>"$out/$1-serve.err" & ;;
     *) echo "$(basename "$0"): unknown server $1" >&2; exit 2 ;;
   esac
