@@ -84,7 +84,8 @@ impl Receiver {
 }
 
 /// Record what was received into the worker's statistics and the live-interval histogram.
-/// `wait_us` is how long the message waited in the socket before it was read (kernel stamps).
+/// `wait_us` is how long the read's newest data waited in the socket before it was read (kernel
+/// stamps): older messages in the same read waited longer.
 #[inline]
 pub fn apply(
     stats: &mut WorkerStats,

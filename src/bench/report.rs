@@ -190,7 +190,8 @@ pub struct Report {
     /// The same latency to when this generator read each message: `latency_ms` plus `rx_wait_ms`.
     pub latency_at_read_ms: Option<Percentiles>,
     /// How long messages waited in the receiving sockets before this generator read them: its own
-    /// delay, which `latency_ms` leaves out (`None` without kernel receive stamps).
+    /// delay, which `latency_ms` leaves out (`None` without kernel receive stamps). Measured from
+    /// the newest data of each read, so older data in the same read waited longer than this says.
     pub rx_wait_ms: Option<Percentiles>,
     /// How late this generator wrote each message after its intended send time: its own
     /// lateness, which `latency_ms` includes (open loop).

@@ -69,6 +69,7 @@ pub struct WorkerStats {
     pub latency_read: Histogram<u64>,
     /// How long measured messages waited in the receiving socket before this generator read
     /// them, µs: its own delay, left out of `latency` (empty without kernel receive stamps).
+    /// Measured from the newest data of each read (the read's stamp), so it can fall short.
     pub rx_wait: Histogram<u64>,
     /// How late this generator wrote each measured message after its intended send time, µs:
     /// its own lateness, part of `latency` (open loop: it counts against the server).
