@@ -81,6 +81,9 @@ pub struct WorkerResult {
     pub stats: WorkerStats,
     pub logs: Vec<ClientLog>,
     pub cpu: CpuTime,
+    /// The worker thread's CPU and the wall time while the schedule was sending (warmup and
+    /// measured window); `None` when nothing was sent.
+    pub sending: Option<(CpuTime, Duration)>,
 }
 
 /// The per-second latency snapshot a worker sends for the live p99.
@@ -106,6 +109,7 @@ pub fn run_worker(
     snapshots: mpsc::Sender<IntervalSnapshot>,
 ) -> std::io::Result<WorkerResult> {
     let cpu0 = thread_cpu();
+    let sending = Rc::new(std::cell::Cell::new(None));
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -122,6 +126,7 @@ pub fn run_worker(
     let clients = shared.cfg.clients;
     let logs = local.block_on(&rt, async {
         let ticker = tokio::task::spawn_local(publish(w, shared.clone(), st.clone(), snapshots));
+        let sending_task = tokio::task::spawn_local(sending_cpu(shared.clone(), sending.clone()));
         let scanner = Rc::new(Scanner::new());
         // Sends are paced by a timerfd (µs precision) where there is one, else by tokio's timer.
         let pacer = Pacer::new(shared.epoch);
@@ -154,6 +159,7 @@ pub fn run_worker(
             }
         }
         ticker.abort();
+        sending_task.abort();
         if let Some(t) = pacer_task {
             t.abort();
         }
@@ -162,7 +168,41 @@ pub fn run_worker(
     publish_now(&shared.live[w], &st.borrow());
     let cpu = thread_cpu().saturating_sub(cpu0);
     let stats = std::mem::take(&mut st.borrow_mut().stats);
-    Ok(WorkerResult { stats, logs, cpu })
+    Ok(WorkerResult {
+        stats,
+        logs,
+        cpu,
+        sending: sending.get(),
+    })
+}
+
+/// Measure this thread's CPU from the schedule's first send to its end (moved earlier by Ctrl-C),
+/// so the generator's busy share covers the load itself, not the connects and the grace period.
+async fn sending_cpu(shared: Arc<Shared>, out: Rc<std::cell::Cell<Option<(CpuTime, Duration)>>>) {
+    let mut rx = shared.phase.subscribe();
+    let s = loop {
+        match *rx.borrow_and_update() {
+            Phase::Run(s) => break s,
+            Phase::Connecting => {}
+            Phase::Drain(_) | Phase::Stop => return,
+        }
+        if rx.changed().await.is_err() {
+            return;
+        }
+    };
+    sleep_until(shared.at(s.start_ns)).await;
+    let (cpu0, t0) = (thread_cpu(), Instant::now());
+    let mut end = s.end_ns;
+    loop {
+        tokio::select! {
+            _ = sleep_until(shared.at(end)) => break,
+            r = rx.changed() => match (r, *rx.borrow_and_update()) {
+                (Ok(()), Phase::Run(s)) => end = s.end_ns,
+                _ => break,
+            },
+        }
+    }
+    out.set(Some((thread_cpu().saturating_sub(cpu0), t0.elapsed())));
 }
 
 fn publish_now(live: &Live, l: &Local) {

@@ -393,9 +393,14 @@ fn build_report(
     let mut stats = WorkerStats::default();
     let mut generator = CpuTime::default();
     let mut logs: Vec<ClientLog> = Vec::with_capacity(cfg.clients);
+    // Every worker's CPU and wall time while sending, when every worker measured them.
+    let mut sending = Some((Duration::ZERO, Duration::ZERO));
     for r in results {
         stats.merge(&r.stats);
         generator = generator.add(r.cpu);
+        sending = sending
+            .zip(r.sending)
+            .map(|((c, w), (rc, rw))| (c + rc.total(), w + rw));
         logs.extend(r.logs);
     }
     logs.sort_by_key(|l| l.index);
@@ -453,11 +458,7 @@ fn build_report(
         generator_s,
         generator_user_s: generator.user.as_secs_f64(),
         generator_system_s: generator.system.as_secs_f64(),
-        generator_busy: if wall_s > 0.0 {
-            generator_s / (wall_s * cfg.threads as f64)
-        } else {
-            0.0
-        },
+        generator_busy: busy_share(sending, generator_s, wall_s, cfg.threads),
         received_per_cpu_s: (generator_s > 0.0 && received_total > 0)
             .then(|| received_total as f64 / generator_s),
         server_s: server_cpu.map(|c| c.total().as_secs_f64()),
@@ -677,4 +678,34 @@ fn emit(report: &Report, cfg: &Config, global: &Global) -> anyhow::Result<()> {
     }
     stdout.flush()?;
     Ok(())
+}
+
+/// The generator's busy share: its threads' CPU over their wall time while the schedule was
+/// sending (`sending`, summed over threads), else over the whole run (idle mode).
+fn busy_share(
+    sending: Option<(Duration, Duration)>,
+    generator_s: f64,
+    wall_s: f64,
+    threads: usize,
+) -> f64 {
+    match sending {
+        Some((cpu, wall)) if !wall.is_zero() => cpu.as_secs_f64() / wall.as_secs_f64(),
+        _ if wall_s > 0.0 && threads > 0 => generator_s / (wall_s * threads as f64),
+        _ => 0.0,
+    }
+}
+
+#[cfg(test)]
+mod busy_tests {
+    use super::*;
+
+    #[test]
+    fn busy_share_covers_the_sending_window_when_measured() {
+        let s = Duration::from_secs_f64;
+        // 2 threads, each 90% busy over a 4-s sending window; 9 s of CPU over a 14-s run.
+        assert!((busy_share(Some((s(7.2), s(8.0))), 9.0, 14.0, 2) - 0.9).abs() < 1e-9);
+        // Nothing sent (idle mode): the whole run.
+        assert!((busy_share(None, 7.0, 14.0, 2) - 0.25).abs() < 1e-9);
+        assert_eq!(busy_share(Some((s(1.0), s(0.0))), 0.0, 0.0, 1), 0.0);
+    }
 }

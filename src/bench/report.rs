@@ -121,7 +121,9 @@ pub struct Cpu {
     pub generator_s: f64,
     pub generator_user_s: f64,
     pub generator_system_s: f64,
-    /// Generator CPU as a fraction of (threads x wall time) during the run.
+    /// Generator CPU as a fraction of (threads x wall time) while the schedule was sending (warmup
+    /// and measured window): near 1, the generator itself may be what limits the run. Over the
+    /// whole run when nothing was sent (idle mode).
     pub generator_busy: f64,
     /// Received messages per generator CPU second.
     pub received_per_cpu_s: Option<f64>,
@@ -563,11 +565,16 @@ pub fn render_text(r: &Report, color: bool) -> String {
     let _ = writeln!(o, "  {:<13}{}", "disconnects", by_reason(&r.disconnects));
     let cpu = &r.cpu;
     let mut cpu_line = format!(
-        "generator {:.2} s ({:.0}% of {} thread{})",
+        "generator {:.2} s ({:.0}% of {} thread{}{})",
         cpu.generator_s,
         cpu.generator_busy * 100.0,
         s.threads,
-        if s.threads == 1 { "" } else { "s" }
+        if s.threads == 1 { "" } else { "s" },
+        if s.mode == "idle" {
+            ""
+        } else {
+            " while sending"
+        }
     );
     if let Some(per) = cpu.received_per_cpu_s {
         cpu_line.push_str(&format!(", {} msgs/s per core", rate(per)));

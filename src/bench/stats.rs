@@ -193,8 +193,16 @@ impl WorkerStats {
 }
 
 /// A growable set of sequence numbers.
+///
+/// A sender's messages reach a receiver in order, so inserts walk up through the words. The word
+/// being filled is kept inline (`cur` for word `cur_w`) and written back only when an insert moves
+/// to another word: the receive path then touches the set itself, not its heap words, for 63 of
+/// every 64 messages (a cache miss saved per message at a million messages a second).
 #[derive(Debug, Clone, Default)]
 pub struct SeqSet {
+    /// Index of the word held in `cur`; `words[cur_w]`, if present, is stale.
+    cur_w: u32,
+    cur: u64,
     words: Vec<u64>,
 }
 
@@ -202,21 +210,40 @@ impl SeqSet {
     /// Insert; `false` when it was already there (a duplicate).
     #[inline]
     pub fn insert(&mut self, seq: u32) -> bool {
-        let w = (seq / 64) as usize;
-        if w >= self.words.len() {
-            self.words.resize(w + 1, 0);
+        let w = seq / 64;
+        if w != self.cur_w {
+            self.switch_to(w);
         }
         let bit = 1u64 << (seq % 64);
-        // Just resized to hold `w`.
-        let word = &mut self.words[w];
-        let fresh = *word & bit == 0;
-        *word |= bit;
+        let fresh = self.cur & bit == 0;
+        self.cur |= bit;
         fresh
     }
 
+    /// Write the inline word back and load word `w` in its place.
+    #[cold]
+    fn switch_to(&mut self, w: u32) {
+        let (old, new) = (self.cur_w as usize, w as usize);
+        let need = old.max(new) + 1;
+        if self.words.len() < need {
+            self.words.resize(need, 0);
+        }
+        self.words[old] = self.cur;
+        self.cur = self.words[new];
+        self.cur_w = w;
+    }
+
+    /// Word `w` of the set, current whether or not it is the inline one.
+    fn word(&self, w: u64) -> Option<u64> {
+        if w == u64::from(self.cur_w) {
+            Some(self.cur)
+        } else {
+            self.words.get(w as usize).copied()
+        }
+    }
+
     pub fn contains(&self, seq: u64) -> bool {
-        self.words
-            .get((seq / 64) as usize)
+        self.word(seq / 64)
             .is_some_and(|w| w & (1 << (seq % 64)) != 0)
     }
 
@@ -227,9 +254,11 @@ impl SeqSet {
         }
         let mut n = 0u64;
         let (wlo, whi) = (lo / 64, (hi - 1) / 64);
-        for w in wlo..=whi {
-            let Some(&word) = self.words.get(w as usize) else {
-                break;
+        // Past both the stored words and the inline one, every word is empty.
+        let end = whi.min((self.words.len() as u64).max(u64::from(self.cur_w) + 1) - 1);
+        for w in wlo..=end {
+            let Some(word) = self.word(w) else {
+                continue;
             };
             let mut mask = u64::MAX;
             if w == wlo {
@@ -427,6 +456,36 @@ mod tests {
                 let naive = members.iter().filter(|&&k| k >= lo && k < hi).count() as u64;
                 assert_eq!(s.count_range(lo, hi), naive, "[{lo},{hi})");
             }
+        }
+    }
+
+    /// Inserts jumping between words (out of order, backwards, far ahead) keep every member,
+    /// and duplicates are found in whichever word they fall, inline or stored.
+    #[test]
+    fn seqset_matches_a_btreeset_in_any_order() {
+        let mut s = SeqSet::default();
+        let mut reference = std::collections::BTreeSet::new();
+        let seqs = (0..3000u32).map(|k| (k * 7919 + (k % 5) * 611) % 1400);
+        for k in seqs.chain([5000, 3, 4999, 64, 63, 0]) {
+            assert_eq!(s.insert(k), reference.insert(k), "insert {k}");
+        }
+        for k in 0..5100u64 {
+            assert_eq!(
+                s.contains(k),
+                reference.contains(&(k as u32)),
+                "contains {k}"
+            );
+        }
+        for (lo, hi) in [
+            (0, 5100),
+            (0, 64),
+            (60, 70),
+            (1300, 1500),
+            (4990, 5001),
+            (5001, 9000),
+        ] {
+            let naive = reference.range(lo as u32..hi as u32).count() as u64;
+            assert_eq!(s.count_range(lo, hi), naive, "[{lo},{hi})");
         }
     }
 
