@@ -558,13 +558,7 @@ fn build_report(
     }
 
     let mut notes = Vec::new();
-    if cpu.generator_busy > 0.85 {
-        notes.push(format!(
-            "the load generator kept its {} thread(s) {:.0}% busy: it may be the bottleneck (add --threads or run it on more cores)",
-            cfg.threads,
-            cpu.generator_busy * 100.0
-        ));
-    }
+    notes.extend(busy_note(cpu.generator_busy, cfg.threads, &stats.send_lag));
     if stats.send_lag_max_us > 100_000 {
         notes.push(format!(
             "senders fell up to {} behind schedule; that delay counts as latency (coordinated-omission correction)",
@@ -695,6 +689,28 @@ fn busy_share(
     }
 }
 
+/// A note when the generator had little idle time while sending: how late its own sends were,
+/// since that lateness is counted as latency.
+fn busy_note(busy: f64, threads: usize, send_lag_us: &Histogram<u64>) -> Option<String> {
+    if busy <= 0.85 {
+        return None;
+    }
+    let lag = if send_lag_us.is_empty() {
+        String::new()
+    } else {
+        let p = report::Percentiles::of(send_lag_us);
+        format!(
+            "; its own send lag (p50 {}, p99 {}) counts as latency",
+            report::ms(p.p50),
+            report::ms(p.p99)
+        )
+    };
+    Some(format!(
+        "the load generator kept its {threads} thread(s) {:.0}% busy while sending{lag}: add --threads or cores to take it out",
+        busy * 100.0
+    ))
+}
+
 #[cfg(test)]
 mod busy_tests {
     use super::*;
@@ -707,5 +723,27 @@ mod busy_tests {
         // Nothing sent (idle mode): the whole run.
         assert!((busy_share(None, 7.0, 14.0, 2) - 0.25).abs() < 1e-9);
         assert_eq!(busy_share(Some((s(1.0), s(0.0))), 0.0, 0.0, 1), 0.0);
+    }
+
+    #[test]
+    fn a_busy_generator_reports_its_own_send_lag() {
+        let mut lag = stats::new_coarse_hist();
+        assert_eq!(busy_note(0.85, 1, &lag), None);
+        assert_eq!(
+            busy_note(0.99, 1, &lag).as_deref(),
+            Some(
+                "the load generator kept its 1 thread(s) 99% busy while sending: add --threads or cores to take it out"
+            )
+        );
+        for us in [500, 2_000, 3_000] {
+            stats::record(&mut lag, us);
+        }
+        let note = busy_note(0.99, 2, &lag).unwrap();
+        assert!(
+            note.contains("2 thread(s) 99% busy while sending; its own send lag (p50 2.0")
+                && note.contains(", p99 3.0")
+                && note.ends_with("counts as latency: add --threads or cores to take it out"),
+            "{note}"
+        );
     }
 }
