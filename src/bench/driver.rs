@@ -9,7 +9,7 @@
 //! between threads while the run is going except the phase (a watch channel, read on change) and
 //! the live counters each worker publishes four times a second.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::net::IpAddr;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -109,7 +109,7 @@ pub fn run_worker(
     snapshots: mpsc::Sender<IntervalSnapshot>,
 ) -> std::io::Result<WorkerResult> {
     let cpu0 = thread_cpu();
-    let sending = Rc::new(std::cell::Cell::new(None));
+    let sending = Rc::new(Cell::new(None));
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -178,7 +178,7 @@ pub fn run_worker(
 
 /// Measure this thread's CPU from the schedule's first send to its end (moved earlier by Ctrl-C),
 /// so the generator's busy share covers the load itself, not the connects and the grace period.
-async fn sending_cpu(shared: Arc<Shared>, out: Rc<std::cell::Cell<Option<(CpuTime, Duration)>>>) {
+async fn sending_cpu(shared: Arc<Shared>, out: Rc<Cell<Option<(CpuTime, Duration)>>>) {
     let mut rx = shared.phase.subscribe();
     let s = loop {
         match *rx.borrow_and_update() {

@@ -453,12 +453,15 @@ fn build_report(
     };
     let wall_s = wall.as_secs_f64();
     let generator_s = generator.total().as_secs_f64();
+    let (generator_busy, generator_busy_over) =
+        busy_share(sending, generator_s, wall_s, cfg.threads);
     let received_total = stats.received + stats.received_warmup;
     let cpu = report::Cpu {
         generator_s,
         generator_user_s: generator.user.as_secs_f64(),
         generator_system_s: generator.system.as_secs_f64(),
-        generator_busy: busy_share(sending, generator_s, wall_s, cfg.threads),
+        generator_busy,
+        generator_busy_over,
         received_per_cpu_s: (generator_s > 0.0 && received_total > 0)
             .then(|| received_total as f64 / generator_s),
         server_s: server_cpu.map(|c| c.total().as_secs_f64()),
@@ -674,18 +677,18 @@ fn emit(report: &Report, cfg: &Config, global: &Global) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The generator's busy share: its threads' CPU over their wall time while the schedule was
-/// sending (`sending`, summed over threads), else over the whole run (idle mode).
+/// The generator's busy share and what it covers: its threads' CPU over their wall time while the
+/// schedule was sending (`sending`, summed over threads), else over the whole run (`run`).
 fn busy_share(
     sending: Option<(Duration, Duration)>,
     generator_s: f64,
     wall_s: f64,
     threads: usize,
-) -> f64 {
+) -> (f64, &'static str) {
     match sending {
-        Some((cpu, wall)) if !wall.is_zero() => cpu.as_secs_f64() / wall.as_secs_f64(),
-        _ if wall_s > 0.0 && threads > 0 => generator_s / (wall_s * threads as f64),
-        _ => 0.0,
+        Some((cpu, wall)) if !wall.is_zero() => (cpu.as_secs_f64() / wall.as_secs_f64(), "sending"),
+        _ if wall_s > 0.0 && threads > 0 => (generator_s / (wall_s * threads as f64), "run"),
+        _ => (0.0, "run"),
     }
 }
 
@@ -719,10 +722,15 @@ mod busy_tests {
     fn busy_share_covers_the_sending_window_when_measured() {
         let s = Duration::from_secs_f64;
         // 2 threads, each 90% busy over a 4-s sending window; 9 s of CPU over a 14-s run.
-        assert!((busy_share(Some((s(7.2), s(8.0))), 9.0, 14.0, 2) - 0.9).abs() < 1e-9);
+        let (busy, over) = busy_share(Some((s(7.2), s(8.0))), 9.0, 14.0, 2);
+        assert!((busy - 0.9).abs() < 1e-9 && over == "sending");
         // Nothing sent (idle mode): the whole run.
-        assert!((busy_share(None, 7.0, 14.0, 2) - 0.25).abs() < 1e-9);
-        assert_eq!(busy_share(Some((s(1.0), s(0.0))), 0.0, 0.0, 1), 0.0);
+        let (busy, over) = busy_share(None, 7.0, 14.0, 2);
+        assert!((busy - 0.25).abs() < 1e-9 && over == "run");
+        assert_eq!(
+            busy_share(Some((s(1.0), s(0.0))), 0.0, 0.0, 1),
+            (0.0, "run")
+        );
     }
 
     #[test]

@@ -121,10 +121,12 @@ pub struct Cpu {
     pub generator_s: f64,
     pub generator_user_s: f64,
     pub generator_system_s: f64,
-    /// Generator CPU as a fraction of (threads x wall time) while the schedule was sending (warmup
-    /// and measured window): near 1, the generator itself may be what limits the run. Over the
-    /// whole run when nothing was sent (idle mode).
+    /// Generator CPU as a fraction of (threads x wall time) over `generator_busy_over`: near 1,
+    /// the generator itself may be what limits the run.
     pub generator_busy: f64,
+    /// What `generator_busy` covers: `sending` (the warmup and measured window), or `run` (the
+    /// whole run, when nothing was sent: idle mode, or stopped while connecting).
+    pub generator_busy_over: &'static str,
     /// Received messages per generator CPU second.
     pub received_per_cpu_s: Option<f64>,
     /// CPU seconds of the server, when it is in-process or a local process that was found.
@@ -570,10 +572,10 @@ pub fn render_text(r: &Report, color: bool) -> String {
         cpu.generator_busy * 100.0,
         s.threads,
         if s.threads == 1 { "" } else { "s" },
-        if s.mode == "idle" {
-            ""
-        } else {
+        if cpu.generator_busy_over == "sending" {
             " while sending"
+        } else {
+            ""
         }
     );
     if let Some(per) = cpu.received_per_cpu_s {
@@ -1106,6 +1108,7 @@ mod tests {
                 generator_user_s: 2.0,
                 generator_system_s: 1.2,
                 generator_busy: 0.05,
+                generator_busy_over: "sending",
                 received_per_cpu_s: Some(421_873.0),
                 server_s: Some(6.1),
                 server_us_per_delivery: Some(4.5),
