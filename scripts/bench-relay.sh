@@ -6,6 +6,7 @@
 #
 # Usage: scripts/bench-relay.sh [--clients 500] [--rooms 50] [--p99 15ms] [--duration 10s]
 #            [--tries 3] [--start 2] [--idle-clients 5000] [--only wschat|node] [--out DIR]
+#            [--probe-steps]
 # The search doubles the rate from --start until a rate fails, then bisects five times. Each rate
 # is run --tries times, each against a fresh server, and passes when most of its runs pass (p99 at
 # or below the limit and nothing lost): the median run decides, so neither a lucky run nor a
@@ -14,11 +15,14 @@
 # Needs: a release build (built here), node + `npm ci` in tests/peers, taskset, jq.
 # Output: one JSON report per run in DIR (default target/bench-relay), every run's figures as it
 # goes (stderr), a summary table and the ratio, and a host probe before and after the search (the
-# relay's CPU per delivery at a light load: it moves when the host's speed does).
+# relay's CPU per delivery at a light load: it moves when the host's speed does). With --probe-steps
+# the probe also runs before every rate step and is printed with it, so a step can be read against
+# the host's speed at that moment (scripts/bench-host-pairs.sh: it moves a run's p99).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 clients=500 rooms=50 p99=15ms duration=10s warmup=3s tries=3 start=2 idle_clients=5000 only="" out=""
+probe_steps=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --clients) clients=$2; shift 2 ;;
@@ -31,7 +35,8 @@ while [ $# -gt 0 ]; do
     --idle-clients) idle_clients=$2; shift 2 ;;
     --only) only=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
-    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+    --probe-steps) probe_steps=1; shift ;;
+    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
     *) echo "bench-relay.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -83,6 +88,10 @@ done
 step() {
   local k name line p99 lost n pass_n median
   declare -A lines=()
+  if [ -n "$probe_steps" ]; then
+    steps=$((steps + 1))
+    echo "  host probe before step $steps: $(probe "step-$steps") us" >&2
+  fi
   for ((k = 1; k <= tries; k++)); do
     for name in "$@"; do
       line=$(run_at "$name" "${rate[$name]}" "$k"); read -r p99 lost _ <<<"$line"
@@ -136,7 +145,7 @@ probe() {
   jq -r '.cpu.server_us_per_delivery // 0 | . * 100 | round / 100' "$file"
 }
 
-probe_before=""
+probe_before="" steps=0
 [ -z "$only" ] || [ "$only" = wschat ] && probe_before=$(probe before)
 [ -n "$probe_before" ] && echo "== host probe: the relay's CPU per delivery at 20/s per client: $probe_before us" >&2
 echo "== searching (servers on core 0, generator on core 1, $tries runs per rate)" >&2
