@@ -58,6 +58,7 @@ run() {
 
 header="pair  time      probe_us  wschat_p50  wschat_p99  lag_p50  lag_p99"
 [ -n "$node_rate" ] && header+="  node_p99"
+echo "# $(machine_line)"
 echo "# wschat at $rate/s per client${node_rate:+, npm at $node_rate/s}; $clients clients, $rooms rooms; p50/p99 in ms"
 echo "$header"
 rows=""

@@ -148,6 +148,7 @@ probe() {
 probe_before="" steps=0
 [ -z "$only" ] || [ "$only" = wschat ] && probe_before=$(probe before)
 [ -n "$probe_before" ] && echo "== host probe: the relay's CPU per delivery at 20/s per client: $probe_before us" >&2
+echo "== $(machine_line)" >&2
 echo "== searching (servers on core 0, generator on core 1, $tries runs per rate)" >&2
 while :; do
   active=()
@@ -177,6 +178,7 @@ probe_after=""
 
 echo
 echo "$clients clients, $rooms rooms, 64-byte messages, p99 <= $p99, no loss; reports in $out"
+machine_line
 [ -n "$probe_before" ] && echo "host probe (relay CPU per delivery at 20/s per client, light load): $probe_before us before the search, $probe_after us after"
 printf '%-8s %12s %16s %10s %14s %12s %16s %14s\n' server "rate/client" "delivered msg/s" "p99 ms" "server us/msg" "gen busy" "idle B/conn" "connect s"
 for name in wschat node; do

@@ -32,3 +32,11 @@ start_server() {
   done
   [ -n "$port" ] || { echo "$(basename "$0"): $1 server did not start (see $out/$1-serve.err)" >&2; exit 1; }
 }
+
+# One line naming the machine a search ran on (CPU model, cores, kernel, boot time): figures from
+# different machines, or from one machine at different times, are not comparable.
+machine_line() {
+  local model
+  model=$(grep -m1 '^model name' /proc/cpuinfo 2>/dev/null | sed 's/^model name[[:space:]]*: //')
+  echo "machine: ${model:-unknown CPU}, $(nproc) cores, kernel $(uname -r), up since $(uptime -s 2>/dev/null || echo '?')"
+}
