@@ -48,16 +48,9 @@ for tool in taskset jq node /usr/bin/time; do
 done
 [ -d tests/peers/node_modules/ws ] || (cd tests/peers && npm ci --no-audit --no-fund --loglevel=error)
 
-target_dir=${CARGO_TARGET_DIR:-target}
-out=${out:-$target_dir/bench-generators}
-mkdir -p "$out"
-cargo build --release --quiet
-wschat="$target_dir/release/wschat"
-ulimit -n 20000 2>/dev/null || true
-
 # shellcheck source=scripts/relay-servers.sh
 . scripts/relay-servers.sh
-trap stop_server EXIT
+bench_setup bench-generators 20000
 
 # run_gen SERVER GEN RATE ROUND -> one TSV line:
 # delivered/s  p99_ms  lost  cpu_s(whole process)  received_total  received/cpu_s  self_cpu_s  self_received/cpu_s

@@ -36,16 +36,9 @@ if [ -n "$node_rate" ]; then
   [ -d tests/peers/node_modules/socket.io ] || (cd tests/peers && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
-target_dir=${CARGO_TARGET_DIR:-target}
-out=${out:-$target_dir/bench-host-pairs}
-mkdir -p "$out"
-cargo build --release --quiet
-wschat="$target_dir/release/wschat"
-ulimit -n 65536 2>/dev/null || true
-
 # shellcheck source=scripts/relay-servers.sh
 . scripts/relay-servers.sh
-trap stop_server EXIT
+bench_setup bench-host-pairs
 
 # run NAME RATE FILE WARMUP DURATION: one run against a fresh server, its JSON report in FILE.
 run() {

@@ -45,16 +45,9 @@ for tool in taskset jq node; do
 done
 [ -d tests/peers/node_modules/socket.io ] || (cd tests/peers && npm ci --no-audit --no-fund --loglevel=error)
 
-target_dir=${CARGO_TARGET_DIR:-target}
-out=${out:-$target_dir/bench-relay}
-mkdir -p "$out"
-cargo build --release --quiet
-wschat="$target_dir/release/wschat"
-ulimit -n 65536 2>/dev/null || true
-
 # shellcheck source=scripts/relay-servers.sh
 . scripts/relay-servers.sh
-trap stop_server EXIT
+bench_setup bench-relay
 
 # run_at NAME RATE RUN -> prints "p99 lost delivered/s server-us/msg generator-busy", writes the
 # JSON report. Each run gets a fresh server, so an overloaded run cannot spoil the next one.

@@ -1,6 +1,6 @@
-# Sourced by the benchmark scripts: start and stop one relay under test, pinned to core 0.
-# Needs $out (log directory) and $wschat (the release binary); sets $server_pid and $port.
-# The caller keeps its own `trap stop_server EXIT` (and ulimit).
+# Sourced by the benchmark scripts: their common set-up (bench_setup), and start and stop one relay
+# under test, pinned to core 0. start_server needs $out (log directory) and $wschat (the release
+# binary), both set by bench_setup; it sets $server_pid and $port.
 
 server_pid=""
 
@@ -39,4 +39,18 @@ machine_line() {
   local model
   model=$(grep -m1 '^model name' /proc/cpuinfo 2>/dev/null | sed 's/^model name[[:space:]]*: //')
   echo "machine: ${model:-unknown CPU}, $(nproc) cores, kernel $(uname -r), up since $(uptime -s 2>/dev/null || echo '?')"
+}
+
+# bench_setup NAME [NOFILE]: the common start of a benchmark script. $out (default target/NAME, or
+# under $CARGO_TARGET_DIR) is created, the release binary is built into $wschat, the open-files
+# limit is raised to NOFILE (default 65536) where allowed, and the server under test is stopped on
+# exit.
+bench_setup() {
+  local target_dir=${CARGO_TARGET_DIR:-target}
+  out=${out:-$target_dir/$1}
+  mkdir -p "$out"
+  cargo build --release --quiet
+  wschat="$target_dir/release/wschat"
+  ulimit -n "${2:-65536}" 2>/dev/null || true
+  trap stop_server EXIT
 }
