@@ -40,15 +40,6 @@ fi
 . scripts/relay-servers.sh
 bench_setup bench-host-pairs
 
-# run NAME RATE FILE WARMUP DURATION: one run against a fresh server, its JSON report in FILE.
-run() {
-  start_server "$1"
-  taskset -c 1 "$wschat" bench --url "http://127.0.0.1:$port" --clients "$clients" --rooms "$rooms" \
-    --rate "$2/s" --warmup "$4" --duration "$5" --ramp 1s --threads 1 --json \
-    >"$3" 2>>"$out/$1-bench.log" || true
-  stop_server
-}
-
 header="pair  time      probe_us  wschat_p50  wschat_p99  lag_p50  lag_p99"
 [ -n "$node_rate" ] && header+="  node_p99"
 echo "# $(machine_line)"
@@ -56,13 +47,12 @@ echo "# wschat at $rate/s per client${node_rate:+, npm at $node_rate/s}; $client
 echo "$header"
 rows=""
 for ((i = 1; i <= pairs; i++)); do
-  run wschat 20 "$out/probe-$i.json" 1s 3s
-  run wschat "$rate" "$out/wschat-$i.json" 2s "$duration"
-  row=$(jq -r --slurpfile p "$out/probe-$i.json" \
-    '[($p[0].cpu.server_us_per_delivery // 0 | . * 100 | round / 100), (.latency_ms.p50 // 1e9),
-      (.latency_ms.p99 // 1e9), (.send_lag_ms.p50 // 0), (.send_lag_ms.p99 // 0)] | @tsv' "$out/wschat-$i.json")
+  probe_us=$(host_probe "$out/probe-$i.json")
+  chat_run wschat "$rate" "$out/wschat-$i.json" 2s "$duration" 1s
+  row="$probe_us"$'\t'$(jq -r '[(.latency_ms.p50 // 1e9), (.latency_ms.p99 // 1e9),
+      (.send_lag_ms.p50 // 0), (.send_lag_ms.p99 // 0)] | @tsv' "$out/wschat-$i.json")
   if [ -n "$node_rate" ]; then
-    run node "$node_rate" "$out/node-$i.json" 2s "$duration"
+    chat_run node "$node_rate" "$out/node-$i.json" 2s "$duration" 1s
     row+=$'\t'$(jq -r '.latency_ms.p99 // 1e9' "$out/node-$i.json")
   fi
   rows+="$row"$'\n'

@@ -52,12 +52,8 @@ bench_setup bench-relay
 # run_at NAME RATE RUN -> prints "p99 lost delivered/s server-us/msg generator-busy", writes the
 # JSON report. Each run gets a fresh server, so an overloaded run cannot spoil the next one.
 run_at() {
-  local name=$1 rate=$2 file="$out/$1-rate-$2-run-$3.json"
-  start_server "$name"
-  taskset -c 1 "$wschat" bench --url "http://127.0.0.1:$port" --clients "$clients" --rooms "$rooms" \
-    --rate "$rate/s" --warmup "$warmup" --duration "$duration" --ramp 2s --threads 1 --json \
-    >"$file" 2>>"$out/$name-bench.log" || true
-  stop_server
+  local file="$out/$1-rate-$2-run-$3.json"
+  chat_run "$1" "$2" "$file" "$warmup" "$duration" 2s
   jq -r '[(.latency_ms.p99 // 1e9), (.messages.lost // 1e9), (.messages.delivered_per_s // 0),
           (.cpu.server_us_per_delivery // 0), (.cpu.generator_busy // 0)] | @tsv' "$file"
 }
@@ -125,18 +121,8 @@ step() {
   done
 }
 
-# probe: how fast the host is right now. The relay's CPU per delivery at a light load (20/s per
-# client: one write per delivery, the core far from busy) is the cost of the work itself. At the
-# knee it says nothing of the host (the core is always busy there, so it is one second over the
-# deliveries per second); this does, and it moves when the host does.
-probe() {
-  local file="$out/probe-$1.json"
-  start_server wschat
-  taskset -c 1 "$wschat" bench --url "http://127.0.0.1:$port" --clients "$clients" --rooms "$rooms" \
-    --rate 20/s --warmup 1s --duration 3s --ramp 1s --threads 1 --json >"$file" 2>>"$out/wschat-bench.log" || true
-  stop_server
-  jq -r '.cpu.server_us_per_delivery // 0 | . * 100 | round / 100' "$file"
-}
+# probe TAG: the host probe (host_probe in relay-servers.sh), its report in $out/probe-TAG.json.
+probe() { host_probe "$out/probe-$1.json"; }
 
 probe_before="" steps=0
 [ -z "$only" ] || [ "$only" = wschat ] && probe_before=$(probe before)

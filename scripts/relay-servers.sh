@@ -1,6 +1,7 @@
 # Sourced by the benchmark scripts: their common set-up (bench_setup), and start and stop one relay
-# under test, pinned to core 0. start_server needs $out (log directory) and $wschat (the release
-# binary), both set by bench_setup; it sets $server_pid and $port.
+# under test, pinned to core 0, and one chat run of the generator against it (chat_run, host_probe).
+# start_server needs $out (log directory) and $wschat (the release binary), both set by
+# bench_setup; it sets $server_pid and $port. chat_run also needs $clients and $rooms.
 
 server_pid=""
 
@@ -53,4 +54,25 @@ bench_setup() {
   wschat="$target_dir/release/wschat"
   ulimit -n "${2:-65536}" 2>/dev/null || true
   trap stop_server EXIT
+}
+
+# chat_run NAME RATE FILE WARMUP DURATION RAMP: one chat run of `wschat bench --threads 1` (pinned to
+# core 1, $clients clients in $rooms rooms, RATE messages per second per client) against a fresh
+# NAME server. Its JSON report goes to FILE, its stderr to $out/NAME-bench.log. A failed run is not
+# fatal: the callers' jq defaults stand in for the figures it did not write.
+chat_run() {
+  start_server "$1"
+  taskset -c 1 "$wschat" bench --url "http://127.0.0.1:$port" --clients "$clients" --rooms "$rooms" \
+    --rate "$2/s" --warmup "$4" --duration "$5" --ramp "$6" --threads 1 --json \
+    >"$3" 2>>"$out/$1-bench.log" || true
+  stop_server
+}
+
+# host_probe FILE: how fast the host is right now, in µs (report in FILE). The relay's CPU per
+# delivery at a light load (20/s per client: one write per delivery, the core far from busy) is the
+# cost of the work itself. At the knee it says nothing of the host (the core is always busy there,
+# so it is one second over the deliveries per second); this does, and it moves when the host does.
+host_probe() {
+  chat_run wschat 20 "$1" 1s 3s 1s
+  jq -r '.cpu.server_us_per_delivery // 0 | . * 100 | round / 100' "$1"
 }
