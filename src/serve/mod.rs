@@ -27,6 +27,7 @@ pub mod chat;
 pub mod engine;
 pub mod fixture;
 pub mod http;
+pub mod load;
 pub mod metrics;
 pub mod outbox;
 pub mod plainws;
@@ -87,21 +88,21 @@ pub fn config_from_args(args: &ServeArgs) -> anyhow::Result<ServerConfig> {
 /// Run the command: bind, print where to connect, relay until SIGINT/SIGTERM, shut down gracefully.
 pub fn run(args: &ServeArgs, _global: &Global) -> anyhow::Result<ExitCode> {
     let config = config_from_args(args)?;
-    let runtime = match args.threads {
+    let mut builder = match args.threads {
         Some(0) => anyhow::bail!("--threads must be at least 1"),
         // One core: a current-thread runtime, no cross-thread wake-ups.
-        Some(1) => tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build(),
-        Some(n) => tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(n)
-            .enable_all()
-            .build(),
-        None => tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build(),
-    }
-    .context("while starting the async runtime")?;
+        Some(1) => tokio::runtime::Builder::new_current_thread(),
+        Some(n) => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(n);
+            b
+        }
+        None => tokio::runtime::Builder::new_multi_thread(),
+    };
+    let runtime = load::install(&mut builder, args.write_window)
+        .enable_all()
+        .build()
+        .context("while starting the async runtime")?;
     raise_fd_limit(args.max_connections);
     let json = args.json;
     let listen = args.listen;

@@ -173,6 +173,10 @@ pub async fn drive<H: WsHandler>(
     let sleep = tokio::time::sleep_until(tk(handler.next_deadline().unwrap_or_else(far)));
     tokio::pin!(sleep);
     let mut pending_read = !rbuf.is_empty();
+    // While the thread is saturated, writes to this connection are at least a window apart
+    // (`super::load`): the time of the last write, and the timer that ends the current window.
+    let mut last_write: Option<Instant> = None;
+    let mut window_timer: Option<Pin<Box<tokio::time::Sleep>>> = None;
 
     let reason = 'conn: loop {
         if pending_read {
@@ -259,6 +263,27 @@ pub async fn drive<H: WsHandler>(
                         Poll::Pending => break,
                     }
                 }
+                // Saturated: wait for the end of this connection's window, so that what is
+                // queued meanwhile goes out in the same write. The outbox is not polled while
+                // waiting, so pushes do not wake the task again; the timer does.
+                if local.is_empty()
+                    && let Some(last) = last_write
+                {
+                    let now = Instant::now();
+                    if let Some(w) = super::load::write_window(now)
+                        && now < last + w
+                    {
+                        let due = tk(last + w);
+                        let t = window_timer
+                            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(due)));
+                        if t.deadline() != due {
+                            t.as_mut().reset(due);
+                        }
+                        if t.as_mut().poll(cx).is_pending() {
+                            break;
+                        }
+                    }
+                }
                 // The buffer is written; the next one is the control frames and the outbox's
                 // bytes (already one buffer: written as they are when there is no control frame).
                 let (taken, closed) = match outbox.poll_take(cx) {
@@ -273,7 +298,12 @@ pub async fn drive<H: WsHandler>(
                     if let Some(reason) = closed {
                         return Poll::Ready(Event::Closed(reason));
                     }
+                    // The window's timer is not kept while idle.
+                    window_timer = None;
                     break;
+                }
+                if super::load::enabled() {
+                    last_write = Some(Instant::now());
                 }
                 if local.is_empty() {
                     wcur = taken;
@@ -378,4 +408,99 @@ async fn flush_and_close(
         io.shutdown().await
     })
     .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+    use tokio::io::AsyncReadExt;
+    use tokio::net::TcpListener;
+
+    struct Quiet;
+    impl WsHandler for Quiet {
+        fn on_message(&mut self, _msg: Message) -> Result<(), CloseReason> {
+            Ok(())
+        }
+    }
+
+    /// Serve one connection with `drive` on this thread, and hand back the client's end and the
+    /// connection's outbox.
+    async fn pair() -> (TcpStream, Arc<Outbox>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let client = TcpStream::connect(addr).await.unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        let outbox = Arc::new(Outbox::new(64, 1 << 20));
+        let ob = outbox.clone();
+        tokio::task::spawn_local(async move {
+            let metrics = Metrics::new();
+            drive(
+                WsIo::Tcp(server, BytesMut::new()),
+                &mut Quiet,
+                &ob,
+                1 << 20,
+                &metrics,
+            )
+            .await
+        });
+        (client, outbox)
+    }
+
+    /// Read until `want` bytes have come; returns when the last of them arrived.
+    async fn read_exact_at(client: &mut TcpStream, want: usize) -> (Vec<u8>, Instant) {
+        let mut got = vec![0u8; want];
+        tokio::time::timeout(Duration::from_secs(5), client.read_exact(&mut got))
+            .await
+            .expect("the frames did not arrive")
+            .unwrap();
+        (got, Instant::now())
+    }
+
+    /// Push `a`, wait for it, then push `b` and `c` at once: the time from `a`'s arrival to the
+    /// arrival of both others, and the bytes of all three in order.
+    fn three_frames() -> (Duration, Vec<u8>, Vec<u8>) {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let local = tokio::task::LocalSet::new();
+        local.block_on(&rt, async {
+            let (mut client, outbox) = pair().await;
+            let (a, b, c) = (text_frame(b"a"), text_frame(b"bb"), text_frame(b"ccc"));
+            outbox.push(a.clone()).unwrap();
+            let (first, t_a) = read_exact_at(&mut client, a.len()).await;
+            outbox.push(b.clone()).unwrap();
+            outbox.push(c.clone()).unwrap();
+            let (rest, t_bc) = read_exact_at(&mut client, b.len() + c.len()).await;
+            let want = [&a[..], &b[..], &c[..]].concat();
+            (t_bc - t_a, [first, rest].concat(), want)
+        })
+    }
+
+    #[test]
+    fn a_saturated_thread_writes_each_connection_once_per_window_and_loses_nothing() {
+        let (gap, got, want) = std::thread::spawn(|| {
+            super::super::load::saturate_this_thread(Duration::from_millis(150));
+            three_frames()
+        })
+        .join()
+        .unwrap();
+        assert_eq!(got, want);
+        // The second write waited for the end of the window that the first one opened.
+        assert!(gap >= Duration::from_millis(100), "written after {gap:?}");
+    }
+
+    #[test]
+    fn below_saturation_every_push_is_written_at_once() {
+        let (gap, got, want) = std::thread::spawn(|| {
+            super::super::load::configure_this_thread(Duration::from_secs(3));
+            three_frames()
+        })
+        .join()
+        .unwrap();
+        assert_eq!(got, want);
+        // Nowhere near the window: not held back.
+        assert!(gap < Duration::from_secs(2), "written after {gap:?}");
+    }
 }

@@ -1,0 +1,238 @@
+//! How busy each runtime thread is, and the write window that follows from it.
+//!
+//! On loopback and on fast networks the relay's cost is mostly one `sendto` per write: every write
+//! is a TCP segment, and on loopback the sender's core also runs the receiver's TCP input. While a
+//! thread has spare time, every message is written as soon as it is queued, which gives the lowest
+//! latency. Once the thread is saturated, writing sooner gains nothing: messages already wait for
+//! the CPU. Then each connection writes at most once per *window*, so that the messages of that
+//! window share one segment. This cuts the system calls per delivery, and with them the latency
+//! that queueing for the CPU adds.
+//!
+//! The gauge runs on the runtime's park/unpark hooks ([`install`]): the share of each period spent
+//! unparked is the thread's load. The window turns on at [`ON`] and off below [`OFF`]. A thread
+//! without the hooks (a runtime built elsewhere, tests) never turns it on.
+
+use std::cell::Cell;
+use std::time::{Duration, Instant};
+
+/// Length of one measuring period.
+const PERIOD: Duration = Duration::from_millis(25);
+/// Busy share at which the window turns on.
+pub const ON: f64 = 0.9;
+/// Busy share below which it turns off again. The window itself lowers the load, so the gap keeps
+/// it from flapping.
+pub const OFF: f64 = 0.7;
+
+#[derive(Debug)]
+struct Gauge {
+    /// The window that applies while saturated (zero: never coalesce). Set by the hooks.
+    window: Cell<Duration>,
+    /// Start of the current period (`None` until the first hook runs).
+    period_start: Cell<Option<Instant>>,
+    /// Busy time accumulated in this period, up to the last park.
+    busy: Cell<Duration>,
+    /// When the thread last woke up, while it runs.
+    running_since: Cell<Option<Instant>>,
+    /// Whether the window is on.
+    saturated: Cell<bool>,
+}
+
+thread_local! {
+    static GAUGE: Gauge = const {
+        Gauge {
+            window: Cell::new(Duration::ZERO),
+            period_start: Cell::new(None),
+            busy: Cell::new(Duration::ZERO),
+            running_since: Cell::new(None),
+            saturated: Cell::new(false),
+        }
+    };
+}
+
+impl Gauge {
+    /// Close the period if it is over: the busy share decides the window's state.
+    fn roll(&self, now: Instant) {
+        let Some(start) = self.period_start.get() else {
+            self.period_start.set(Some(now));
+            return;
+        };
+        let elapsed = now.saturating_duration_since(start);
+        if elapsed < PERIOD {
+            return;
+        }
+        let mut busy = self.busy.get();
+        if let Some(since) = self.running_since.get() {
+            // Still running: the time so far counts, and the next period starts from now.
+            busy += now.saturating_duration_since(since.max(start));
+            self.running_since.set(Some(now));
+        }
+        let share = busy.as_secs_f64() / elapsed.as_secs_f64();
+        self.saturated.set(saturation(self.saturated.get(), share));
+        self.busy.set(Duration::ZERO);
+        self.period_start.set(Some(now));
+    }
+
+    fn unpark(&self, now: Instant) {
+        self.roll(now);
+        self.running_since.set(Some(now));
+    }
+
+    fn park(&self, now: Instant) {
+        if let Some(since) = self.running_since.take() {
+            let from = self.period_start.get().map_or(since, |s| since.max(s));
+            self.busy
+                .set(self.busy.get() + now.saturating_duration_since(from));
+        }
+        self.roll(now);
+    }
+}
+
+/// The next state of the window, from its state and the busy share of the period just ended.
+fn saturation(on: bool, share: f64) -> bool {
+    if on { share >= OFF } else { share >= ON }
+}
+
+/// Measure every worker thread of the runtime that `builder` builds, and coalesce each
+/// connection's writes over `window` while its thread is saturated (zero: never).
+pub fn install(
+    builder: &mut tokio::runtime::Builder,
+    window: Duration,
+) -> &mut tokio::runtime::Builder {
+    builder
+        .on_thread_park(|| GAUGE.with(|g| g.park(Instant::now())))
+        .on_thread_unpark(move || {
+            GAUGE.with(|g| {
+                g.window.set(window);
+                g.unpark(Instant::now());
+            })
+        })
+}
+
+/// Whether this thread has a window configured (so that writers keep the time of their writes).
+pub fn enabled() -> bool {
+    GAUGE.with(|g| !g.window.get().is_zero())
+}
+
+/// The least time between two writes to one connection, as of `now`, on this thread: the window
+/// while the thread is saturated, else `None` (write at once).
+pub fn write_window(now: Instant) -> Option<Duration> {
+    GAUGE.with(|g| {
+        let w = g.window.get();
+        if w.is_zero() {
+            return None;
+        }
+        g.roll(now);
+        g.saturated.get().then_some(w)
+    })
+}
+
+/// Tests: give this thread `window` as if its runtime had the hooks, still unsaturated.
+#[cfg(test)]
+pub(crate) fn configure_this_thread(window: Duration) {
+    GAUGE.with(|g| g.window.set(window));
+}
+
+/// Tests: make this thread saturated with `window`. Without the park hook (a test runtime has
+/// none) it never parks, so it stays saturated.
+#[cfg(test)]
+pub(crate) fn saturate_this_thread(window: Duration) {
+    GAUGE.with(|g| {
+        g.window.set(window);
+        g.unpark(Instant::now());
+        g.saturated.set(true);
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(base: Instant, ms: u64) -> Instant {
+        base + Duration::from_millis(ms)
+    }
+
+    fn gauge(window_ms: u64) -> Gauge {
+        Gauge {
+            window: Cell::new(Duration::from_millis(window_ms)),
+            period_start: Cell::new(None),
+            busy: Cell::new(Duration::ZERO),
+            running_since: Cell::new(None),
+            saturated: Cell::new(false),
+        }
+    }
+
+    /// Run `busy_ms` then park for `idle_ms`, `n` times, from `t` (ms after `base`).
+    fn cycle(g: &Gauge, base: Instant, t: &mut u64, busy_ms: u64, idle_ms: u64, n: usize) {
+        for _ in 0..n {
+            g.unpark(at(base, *t));
+            *t += busy_ms;
+            g.park(at(base, *t));
+            *t += idle_ms;
+        }
+    }
+
+    #[test]
+    fn hysteresis_between_on_and_off() {
+        assert!(!saturation(false, 0.89));
+        assert!(saturation(false, 0.9));
+        assert!(saturation(true, 0.75));
+        assert!(!saturation(true, 0.69));
+        assert!(!saturation(false, 0.75));
+    }
+
+    #[test]
+    fn a_thread_busy_most_of_the_time_turns_the_window_on_and_an_idle_one_off() {
+        let base = Instant::now();
+        let g = gauge(6);
+        let mut t = 0;
+        // 50% busy: stays off.
+        cycle(&g, base, &mut t, 1, 1, 60);
+        assert!(!g.saturated.get());
+        // 95% busy over several periods: on.
+        cycle(&g, base, &mut t, 19, 1, 10);
+        assert!(g.saturated.get());
+        // 80% busy: stays on (above OFF).
+        cycle(&g, base, &mut t, 4, 1, 30);
+        assert!(g.saturated.get());
+        // 20% busy: off again.
+        cycle(&g, base, &mut t, 1, 4, 30);
+        assert!(!g.saturated.get());
+    }
+
+    #[test]
+    fn a_thread_that_never_parks_counts_as_saturated() {
+        let base = Instant::now();
+        let g = gauge(6);
+        g.unpark(base);
+        // No park for 100 ms: each query closes a period that was all busy.
+        for ms in (10..=100).step_by(10) {
+            g.roll(at(base, ms));
+        }
+        assert!(g.saturated.get());
+    }
+
+    #[test]
+    fn without_the_hooks_there_is_no_window() {
+        // A fresh thread whose runtime has no hooks: the window is zero, so never on.
+        let w = std::thread::spawn(|| write_window(Instant::now()))
+            .join()
+            .unwrap();
+        assert_eq!(w, None);
+    }
+
+    #[test]
+    fn the_window_applies_only_while_saturated() {
+        let r = std::thread::spawn(|| {
+            GAUGE.with(|g| g.window.set(Duration::from_millis(6)));
+            let base = Instant::now();
+            let idle = write_window(base);
+            GAUGE.with(|g| g.unpark(base));
+            let busy = write_window(at(base, 30));
+            (idle, write_window(at(base, 60)).or(busy))
+        })
+        .join()
+        .unwrap();
+        assert_eq!(r.0, None);
+        assert_eq!(r.1, Some(Duration::from_millis(6)));
+    }
+}
