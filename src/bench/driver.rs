@@ -430,6 +430,9 @@ async fn run_connection(
     let timer = tokio::time::sleep_until(sh.at(u64::MAX / 4));
     tokio::pin!(timer);
     let mut armed: Option<u64> = None;
+    // The phase-change wait lives across wake-ups: a `changed()` made afresh on every pass would
+    // join and leave the channel's waiter list each time (a lock and two list edits per read).
+    let mut changed = Box::pin(phase_changed(c.phase_rx.clone()));
     loop {
         let phase = *c.phase_rx.borrow_and_update();
         // In the grace period, messages that were due before the end but could not be written
@@ -472,10 +475,11 @@ async fn run_connection(
         }
         tokio::select! {
             biased;
-            r = c.phase_rx.changed() => {
+            (rx, r) = &mut changed => {
                 if r.is_err() {
                     return End::Stopped;
                 }
+                changed.set(phase_changed(rx));
             }
             _ = &mut timer, if next.is_some() => {
                 armed = None;
@@ -512,6 +516,14 @@ async fn run_connection(
             }
         }
     }
+}
+
+/// Completes when the phase changes after what `rx` has seen; hands the receiver back.
+async fn phase_changed(
+    mut rx: watch::Receiver<Phase>,
+) -> (watch::Receiver<Phase>, Result<(), watch::error::RecvError>) {
+    let r = rx.changed().await;
+    (rx, r)
 }
 
 /// Completes when the pacer says `due` has passed (never without a pacer or a deadline).
