@@ -14,12 +14,14 @@ stop_server() {
 }
 
 # start_server wschat|node -> sets server_pid and port (a fresh ephemeral port each time). The relay
-# runs with -q: errors only, not a log line per join (its listening line is on stdout either way).
+# runs with -q: errors only, not a log line per join (its listening line is on stdout either way),
+# and with the words of $serve_args when a caller sets it.
 start_server() {
   local log="$out/$1-serve.out"
   : >"$log"
   case "$1" in
-    wschat) taskset -c 0 "$wschat" serve --listen 127.0.0.1:0 --threads 1 -q >"$log" 2>"$out/$1-serve.err" & ;;
+    # shellcheck disable=SC2086 # serve_args is a list of words
+    wschat) taskset -c 0 "$wschat" serve --listen 127.0.0.1:0 --threads 1 -q ${serve_args:-} >"$log" 2>"$out/$1-serve.err" & ;;
     node) taskset -c 0 node tests/peers/chat-server.js --port 0 >"$log" 2>"$out/$1-serve.err" & ;;
     *) echo "$(basename "$0"): unknown server $1" >&2; exit 2 ;;
   esac
@@ -72,7 +74,10 @@ chat_run() {
 # delivery at a light load (20/s per client: one write per delivery, the core far from busy) is the
 # cost of the work itself. At the knee it says nothing of the host (the core is always busy there,
 # so it is one second over the deliveries per second); this does, and it moves when the host does.
+# The write window is off for the probe: should the core reach saturation, the window would batch
+# and the probe would measure the window rather than the host.
 host_probe() {
+  local serve_args="--write-window 0"
   chat_run wschat 20 "$1" 1s 3s 1s
   jq -r '.cpu.server_us_per_delivery // 0 | . * 100 | round / 100' "$1"
 }
