@@ -457,35 +457,37 @@ mod tests {
         (got, Instant::now())
     }
 
-    /// Push `a`, wait for it, then push `b` and `c` at once: the time from `a`'s arrival to the
-    /// arrival of both others, and the bytes of all three in order.
-    fn three_frames() -> (Duration, Vec<u8>, Vec<u8>) {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let local = tokio::task::LocalSet::new();
-        local.block_on(&rt, async {
-            let (mut client, outbox) = pair().await;
-            let (a, b, c) = (text_frame(b"a"), text_frame(b"bb"), text_frame(b"ccc"));
-            outbox.push(a.clone()).unwrap();
-            let (first, t_a) = read_exact_at(&mut client, a.len()).await;
-            outbox.push(b.clone()).unwrap();
-            outbox.push(c.clone()).unwrap();
-            let (rest, t_bc) = read_exact_at(&mut client, b.len() + c.len()).await;
-            let want = [&a[..], &b[..], &c[..]].concat();
-            (t_bc - t_a, [first, rest].concat(), want)
+    /// On a fresh thread whose gauge `setup` prepares (each test thread has its own): push `a`,
+    /// wait for it, then push `b` and `c` at once. The time from `a`'s arrival to the arrival of
+    /// both others, the bytes received, and the bytes of all three in order.
+    fn three_frames(setup: fn()) -> (Duration, Vec<u8>, Vec<u8>) {
+        std::thread::spawn(move || {
+            setup();
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            let local = tokio::task::LocalSet::new();
+            local.block_on(&rt, async {
+                let (mut client, outbox) = pair().await;
+                let (a, b, c) = (text_frame(b"a"), text_frame(b"bb"), text_frame(b"ccc"));
+                outbox.push(a.clone()).unwrap();
+                let (first, t_a) = read_exact_at(&mut client, a.len()).await;
+                outbox.push(b.clone()).unwrap();
+                outbox.push(c.clone()).unwrap();
+                let (rest, t_bc) = read_exact_at(&mut client, b.len() + c.len()).await;
+                let want = [&a[..], &b[..], &c[..]].concat();
+                (t_bc - t_a, [first, rest].concat(), want)
+            })
         })
+        .join()
+        .unwrap()
     }
 
     #[test]
     fn a_saturated_thread_writes_each_connection_once_per_window_and_loses_nothing() {
-        let (gap, got, want) = std::thread::spawn(|| {
-            super::super::load::saturate_this_thread(Duration::from_millis(150));
-            three_frames()
-        })
-        .join()
-        .unwrap();
+        let (gap, got, want) =
+            three_frames(|| super::super::load::saturate_this_thread(Duration::from_millis(150)));
         assert_eq!(got, want);
         // The second write waited for the end of the window that the first one opened.
         assert!(gap >= Duration::from_millis(100), "written after {gap:?}");
@@ -493,12 +495,8 @@ mod tests {
 
     #[test]
     fn below_saturation_every_push_is_written_at_once() {
-        let (gap, got, want) = std::thread::spawn(|| {
-            super::super::load::configure_this_thread(Duration::from_secs(3));
-            three_frames()
-        })
-        .join()
-        .unwrap();
+        let (gap, got, want) =
+            three_frames(|| super::super::load::configure_this_thread(Duration::from_secs(3)));
         assert_eq!(got, want);
         // Nowhere near the window: not held back.
         assert!(gap < Duration::from_secs(2), "written after {gap:?}");
