@@ -155,7 +155,7 @@ pub struct ServeArgs {
     /// While a worker thread is saturated (busy 97% of a 100-ms period or more; off again below
     /// 90%), write to each WebSocket client at most once per this window, so that the messages
     /// queued meanwhile share one write (one system call and one TCP segment). Fewer writes when
-    /// the CPU is the limit; no effect below that load. 0 turns it off.
+    /// the CPU is the limit; no effect below that load. At most 100ms; 0 turns it off.
     #[arg(long, value_parser = parse_duration, default_value = "6ms", value_name = "DURATION")]
     pub write_window: Duration,
     /// Startup and shutdown lines on stdout as JSON (the bound port and URLs, for scripts), and log

@@ -2156,3 +2156,23 @@ fn an_unreachable_redis_at_start_is_one_error_line_and_exit_2() {
         "wschat: error: --redis http://x: not a Redis URL (expected redis://HOST[:PORT][/DB])"
     );
 }
+
+#[test]
+fn a_write_window_longer_than_100ms_is_one_error_line_and_exit_2() {
+    for (arg, shown) in [("6", "6s"), ("250ms", "250ms")] {
+        let out = Command::new(env!("CARGO_BIN_EXE_wschat"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--write-window", arg])
+            .env("RUST_LOG", "error")
+            .output()
+            .expect("run wschat");
+        assert_eq!(out.status.code(), Some(2));
+        assert_eq!(
+            String::from_utf8_lossy(&out.stderr).trim(),
+            format!(
+                "wschat: error: --write-window {shown}: at most 100ms (while the server is \
+                 saturated, every message may wait that long)"
+            )
+        );
+        assert!(out.stdout.is_empty(), "nothing listened");
+    }
+}

@@ -57,6 +57,9 @@ macro_rules! sayln {
 use server::{ServerBuilder, ServerConfig};
 
 /// The server configuration a `wschat serve` command line asks for.
+/// Longest `--write-window`: a bare `6` is six seconds, not the six milliseconds meant.
+const MAX_WRITE_WINDOW: std::time::Duration = std::time::Duration::from_millis(100);
+
 pub fn config_from_args(args: &ServeArgs) -> anyhow::Result<ServerConfig> {
     if args.max_payload == 0 {
         anyhow::bail!("--max-payload must be at least 1 byte");
@@ -66,6 +69,13 @@ pub fn config_from_args(args: &ServeArgs) -> anyhow::Result<ServerConfig> {
     }
     if args.ping_interval.is_zero() || args.ping_timeout.is_zero() {
         anyhow::bail!("--ping-interval and --ping-timeout must be greater than zero");
+    }
+    if args.write_window > MAX_WRITE_WINDOW {
+        anyhow::bail!(
+            "--write-window {}: at most {}ms (while the server is saturated, every message may wait that long)",
+            humantime::format_duration(args.write_window),
+            MAX_WRITE_WINDOW.as_millis()
+        );
     }
     if let Some(dir) = &args.static_dir {
         static_files::StaticDir::open(dir)
