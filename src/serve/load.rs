@@ -39,18 +39,21 @@ struct Gauge {
 }
 
 thread_local! {
-    static GAUGE: Gauge = const {
+    static GAUGE: Gauge = const { Gauge::new(Duration::ZERO) };
+}
+
+impl Gauge {
+    /// A gauge with `window`, before its first measurement (unsaturated).
+    const fn new(window: Duration) -> Gauge {
         Gauge {
-            window: Cell::new(Duration::ZERO),
+            window: Cell::new(window),
             period_start: Cell::new(None),
             busy: Cell::new(Duration::ZERO),
             running_since: Cell::new(None),
             saturated: Cell::new(false),
         }
-    };
-}
+    }
 
-impl Gauge {
     /// Close the period if it is over: the busy share decides the window's state.
     fn roll(&self, now: Instant) {
         let Some(start) = self.period_start.get() else {
@@ -153,13 +156,7 @@ mod tests {
     }
 
     fn gauge(window_ms: u64) -> Gauge {
-        Gauge {
-            window: Cell::new(Duration::from_millis(window_ms)),
-            period_start: Cell::new(None),
-            busy: Cell::new(Duration::ZERO),
-            running_since: Cell::new(None),
-            saturated: Cell::new(false),
-        }
+        Gauge::new(Duration::from_millis(window_ms))
     }
 
     /// Run `busy_ms` then park for `idle_ms`, `n` times, from `t` (ms after `base`).

@@ -56,10 +56,10 @@ macro_rules! sayln {
 }
 use server::{ServerBuilder, ServerConfig};
 
-/// The server configuration a `wschat serve` command line asks for.
 /// Longest `--write-window`: a bare `6` is six seconds, not the six milliseconds meant.
 const MAX_WRITE_WINDOW: std::time::Duration = std::time::Duration::from_millis(100);
 
+/// The server configuration a `wschat serve` command line asks for.
 pub fn config_from_args(args: &ServeArgs) -> anyhow::Result<ServerConfig> {
     if args.max_payload == 0 {
         anyhow::bail!("--max-payload must be at least 1 byte");

@@ -265,23 +265,22 @@ pub async fn drive<H: WsHandler>(
                 }
                 // Saturated: wait for the end of this connection's window, so that what is
                 // queued meanwhile goes out in the same write. The outbox is not polled while
-                // waiting, so pushes do not wake the task again; the timer does.
+                // waiting, so pushes do not wake the task again; the timer does. With a window
+                // configured, one clock read serves the check and the write's time.
+                let now = super::load::enabled().then(Instant::now);
                 if local.is_empty()
-                    && let Some(last) = last_write
+                    && let (Some(last), Some(now)) = (last_write, now)
+                    && let Some(w) = super::load::write_window(now)
+                    && now < last + w
                 {
-                    let now = Instant::now();
-                    if let Some(w) = super::load::write_window(now)
-                        && now < last + w
-                    {
-                        let due = tk(last + w);
-                        let t = window_timer
-                            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(due)));
-                        if t.deadline() != due {
-                            t.as_mut().reset(due);
-                        }
-                        if t.as_mut().poll(cx).is_pending() {
-                            break;
-                        }
+                    let due = tk(last + w);
+                    let t =
+                        window_timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(due)));
+                    if t.deadline() != due {
+                        t.as_mut().reset(due);
+                    }
+                    if t.as_mut().poll(cx).is_pending() {
+                        break;
                     }
                 }
                 // The buffer is written; the next one is the control frames and the outbox's
@@ -302,9 +301,7 @@ pub async fn drive<H: WsHandler>(
                     window_timer = None;
                     break;
                 }
-                if super::load::enabled() {
-                    last_write = Some(Instant::now());
-                }
+                last_write = now;
                 if local.is_empty() {
                     wcur = taken;
                 } else {
