@@ -6,7 +6,7 @@
 //! latency. Once the thread is saturated, writing sooner gains nothing: messages already wait for
 //! the CPU. Then each connection writes at most once per *window*, so that the messages of that
 //! window share one segment. This cuts the system calls per delivery where the CPU is the limit
-//! (BENCHMARKS.md: six deliveries per write instead of about one, and the core 5-15 points less
+//! (BENCHMARKS.md: 3-7 deliveries per write instead of about one, and the core 5-15 points less
 //! busy at the same load).
 //!
 //! The gauge runs on the runtime's park/unpark hooks ([`install`]): the share of each period spent
