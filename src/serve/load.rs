@@ -10,8 +10,12 @@
 //! busy at the same load).
 //!
 //! The gauge runs on the runtime's park/unpark hooks ([`install`]): the share of each period spent
-//! unparked is the thread's load. The window turns on at [`ON`] and off below [`OFF`]. A thread
-//! without the hooks (a runtime built elsewhere, tests) never turns it on.
+//! unparked is the thread's load. The window turns on at [`ON`]. While it is on, the busy share
+//! alone cannot say when to turn it off: the window lowers the load it is measured by, so a gate on
+//! that share flaps (off, the core fills, on again). The gauge therefore also counts the frames
+//! and the writes of the period ([`wrote`]) and estimates the share the thread would have without
+//! the window ([`unwindowed_share`]); the window turns off when that estimate falls below [`OFF`].
+//! A thread without the hooks (a runtime built elsewhere, tests) never turns it on.
 
 use std::cell::Cell;
 use std::time::{Duration, Instant};
@@ -20,9 +24,14 @@ use std::time::{Duration, Instant};
 const PERIOD: Duration = Duration::from_millis(100);
 /// Busy share at which the window turns on.
 pub const ON: f64 = 0.97;
-/// Busy share below which it turns off again. The window itself lowers the load, so the gap keeps
-/// it from flapping.
+/// Estimated busy share without the window below which it turns off again.
 pub const OFF: f64 = 0.9;
+/// The share of a delivery's cost, written alone, that is its write (the system call and the
+/// segment) rather than the frame's own work. On loopback the writes are about seven eighths of
+/// it (BENCHMARKS.md: 8 µs per delivery at one write each, 2.4 µs at five per write). Less is
+/// assumed here, so that the estimate errs low: where writes are cheaper (a real network card),
+/// the window turns off a little early rather than staying on at a load that does not need it.
+const WRITE_COST_SHARE: f64 = 0.75;
 
 #[derive(Debug)]
 struct Gauge {
@@ -36,6 +45,9 @@ struct Gauge {
     running_since: Cell<Option<Instant>>,
     /// Whether the window is on.
     saturated: Cell<bool>,
+    /// Frames written in this period, and the writes that carried them.
+    frames: Cell<u64>,
+    writes: Cell<u64>,
 }
 
 thread_local! {
@@ -51,6 +63,8 @@ impl Gauge {
             busy: Cell::new(Duration::ZERO),
             running_since: Cell::new(None),
             saturated: Cell::new(false),
+            frames: Cell::new(0),
+            writes: Cell::new(0),
         }
     }
 
@@ -71,8 +85,15 @@ impl Gauge {
             self.running_since.set(Some(now));
         }
         let share = busy.as_secs_f64() / elapsed.as_secs_f64();
-        self.saturated.set(saturation(self.saturated.get(), share));
+        let per_write = match self.writes.get() {
+            0 => 1.0,
+            w => self.frames.get() as f64 / w as f64,
+        };
+        self.saturated
+            .set(saturation(self.saturated.get(), share, per_write));
         self.busy.set(Duration::ZERO);
+        self.frames.set(0);
+        self.writes.set(0);
         self.period_start.set(Some(now));
     }
 
@@ -91,9 +112,21 @@ impl Gauge {
     }
 }
 
-/// The next state of the window, from its state and the busy share of the period just ended.
-fn saturation(on: bool, share: f64) -> bool {
-    if on { share >= OFF } else { share >= ON }
+/// The next state of the window, from its state, the busy share of the period just ended and the
+/// frames per write in it.
+fn saturation(on: bool, share: f64, per_write: f64) -> bool {
+    if on {
+        unwindowed_share(share, per_write) >= OFF
+    } else {
+        share >= ON
+    }
+}
+
+/// The busy share a thread would have written one frame per write, from its `share` at
+/// `per_write` frames per write: each frame's own work stays, and its write is shared.
+fn unwindowed_share(share: f64, per_write: f64) -> f64 {
+    let per_frame = 1.0 - WRITE_COST_SHARE + WRITE_COST_SHARE / per_write.max(1.0);
+    share / per_frame
 }
 
 /// Measure every worker thread of the runtime that `builder` builds, and coalesce each
@@ -110,6 +143,14 @@ pub fn install(
                 g.unpark(Instant::now());
             })
         })
+}
+
+/// Count one write of `frames` frames on this thread (writers call it while [`enabled`]).
+pub fn wrote(frames: usize) {
+    GAUGE.with(|g| {
+        g.frames.set(g.frames.get() + frames as u64);
+        g.writes.set(g.writes.get() + 1);
+    })
 }
 
 /// Whether this thread has a window configured (so that writers keep the time of their writes).
@@ -171,11 +212,52 @@ mod tests {
 
     #[test]
     fn hysteresis_between_on_and_off() {
-        assert!(!saturation(false, 0.96));
-        assert!(saturation(false, 0.97));
-        assert!(saturation(true, 0.92));
-        assert!(!saturation(true, 0.89));
-        assert!(!saturation(false, 0.92));
+        assert!(!saturation(false, 0.96, 1.0));
+        assert!(saturation(false, 0.97, 1.0));
+        // Off, the frames per write do not matter: only a saturated period turns it on.
+        assert!(!saturation(false, 0.9, 5.0));
+        // On at one frame per write (the window saves nothing): the share itself decides.
+        assert!(saturation(true, 0.92, 1.0));
+        assert!(!saturation(true, 0.89, 1.0));
+    }
+
+    #[test]
+    fn while_the_window_batches_it_stays_on_at_the_lower_load_it_makes() {
+        // 4.8 frames per write and 87% busy (the relay at 80/s per client with the window): the
+        // same load written one frame per write would take about two cores.
+        let est = unwindowed_share(0.87, 4.8);
+        assert!((est - 2.14).abs() < 0.01, "{est}");
+        assert!(saturation(true, 0.87, 4.8));
+        // The load falls: 40% busy at 2 frames per write would be 64% unwindowed, so off.
+        assert!(!saturation(true, 0.4, 2.0));
+        // Fewer frames per write than one (control frames only) counts as one.
+        assert_eq!(unwindowed_share(0.5, 0.0), 0.5);
+    }
+
+    #[test]
+    fn the_frames_per_write_of_a_period_keep_a_batching_window_on() {
+        let base = Instant::now();
+        let g = gauge(6);
+        let mut t = 0;
+        // Saturated: on.
+        cycle(&g, base, &mut t, 39, 1, 10);
+        assert!(g.saturated.get());
+        // 80% busy while each write carries five frames: still needed, so it stays on.
+        for _ in 0..5 {
+            for _ in 0..20 {
+                g.frames.set(g.frames.get() + 5);
+                g.writes.set(g.writes.get() + 1);
+            }
+            cycle(&g, base, &mut t, 4, 1, 20);
+        }
+        assert!(g.saturated.get());
+        // 80% busy at one frame per write: not saturated, so off.
+        for _ in 0..5 {
+            g.frames.set(g.frames.get() + 20);
+            g.writes.set(g.writes.get() + 20);
+            cycle(&g, base, &mut t, 4, 1, 20);
+        }
+        assert!(!g.saturated.get());
     }
 
     #[test]

@@ -206,21 +206,22 @@ impl Outbox {
 
     /// Register the writer's waker, and take everything queued when there is anything or the
     /// outbox is closed: the queued frames' bytes (empty when none; the outbox keeps no buffer
-    /// after this) and the close reason, if closed. `Pending` when there is nothing to do.
-    pub fn poll_take(&self, cx: &mut Context<'_>) -> Poll<(Bytes, Option<CloseReason>)> {
+    /// after this), how many frames they are, and the close reason, if closed. `Pending` when
+    /// there is nothing to do.
+    pub fn poll_take(&self, cx: &mut Context<'_>) -> Poll<(Bytes, usize, Option<CloseReason>)> {
         self.waker.register(cx.waker());
         let mut inner = self.lock();
         if inner.frames == 0 && inner.closed.is_none() {
             return Poll::Pending;
         }
-        inner.frames = 0;
+        let frames = std::mem::take(&mut inner.frames);
         let taken = std::mem::take(&mut inner.buf).freeze();
-        Poll::Ready((taken, inner.closed.clone()))
+        Poll::Ready((taken, frames, inner.closed.clone()))
     }
 
     /// Wait until frames are waiting or the outbox is closed, then take them (see
     /// [`Outbox::poll_take`]).
-    pub async fn take(&self) -> (Bytes, Option<CloseReason>) {
+    pub async fn take(&self) -> (Bytes, usize, Option<CloseReason>) {
         std::future::poll_fn(|cx| self.poll_take(cx)).await
     }
 }
@@ -233,7 +234,7 @@ mod tests {
     fn take(ob: &Outbox) -> Option<(Bytes, Option<CloseReason>)> {
         let waker = futures_util::task::noop_waker();
         match ob.poll_take(&mut Context::from_waker(&waker)) {
-            Poll::Ready(t) => Some(t),
+            Poll::Ready((bytes, _, closed)) => Some((bytes, closed)),
             Poll::Pending => None,
         }
     }
@@ -338,10 +339,10 @@ mod tests {
         let t = tokio::spawn(async move { o2.take().await });
         tokio::task::yield_now().await;
         ob.push(Bytes::from_static(b"hi")).unwrap();
-        let (bytes, closed) = tokio::time::timeout(std::time::Duration::from_secs(5), t)
+        let taken = tokio::time::timeout(std::time::Duration::from_secs(5), t)
             .await
             .unwrap()
             .unwrap();
-        assert_eq!((bytes, closed), (Bytes::from_static(b"hi"), None));
+        assert_eq!(taken, (Bytes::from_static(b"hi"), 1, None));
     }
 }

@@ -285,9 +285,9 @@ pub async fn drive<H: WsHandler>(
                 }
                 // The buffer is written; the next one is the control frames and the outbox's
                 // bytes (already one buffer: written as they are when there is no control frame).
-                let (taken, closed) = match outbox.poll_take(cx) {
+                let (taken, frames, closed) = match outbox.poll_take(cx) {
                     Poll::Ready(t) => t,
-                    Poll::Pending => (Bytes::new(), None),
+                    Poll::Pending => (Bytes::new(), 0, None),
                 };
                 if local.is_empty() && taken.is_empty() {
                     // Idle: keep no buffers (an idle connection costs only its state).
@@ -302,6 +302,9 @@ pub async fn drive<H: WsHandler>(
                     break;
                 }
                 last_write = now;
+                if now.is_some() {
+                    super::load::wrote(frames + local.len());
+                }
                 if local.is_empty() {
                     wcur = taken;
                 } else {
