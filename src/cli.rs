@@ -152,7 +152,8 @@ pub struct ServeArgs {
     /// Worker threads (default: one per core).
     #[arg(long)]
     pub threads: Option<usize>,
-    /// While a worker thread is saturated (busy 97% of a 100-ms period or more; off again below
+    /// While a worker thread is saturated (busy 97% of a 100-ms period or more; off again once the
+    /// share it would be busy without the window, estimated from the frames per write, falls below
     /// 90%), write to each WebSocket client at most once per this window, so that the messages
     /// queued meanwhile share one write (one system call and one TCP segment). Fewer writes when
     /// the CPU is the limit; no effect below that load. At most 100ms; 0 turns it off.

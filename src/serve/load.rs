@@ -102,6 +102,12 @@ impl Gauge {
         self.running_since.set(Some(now));
     }
 
+    /// Count one write of `frames` frames in this period.
+    fn wrote(&self, frames: usize) {
+        self.frames.set(self.frames.get() + frames as u64);
+        self.writes.set(self.writes.get() + 1);
+    }
+
     fn park(&self, now: Instant) {
         if let Some(since) = self.running_since.take() {
             let from = self.period_start.get().map_or(since, |s| since.max(s));
@@ -147,10 +153,7 @@ pub fn install(
 
 /// Count one write of `frames` frames on this thread (writers call it while [`enabled`]).
 pub fn wrote(frames: usize) {
-    GAUGE.with(|g| {
-        g.frames.set(g.frames.get() + frames as u64);
-        g.writes.set(g.writes.get() + 1);
-    })
+    GAUGE.with(|g| g.wrote(frames))
 }
 
 /// Whether this thread has a window configured (so that writers keep the time of their writes).
@@ -244,17 +247,13 @@ mod tests {
         assert!(g.saturated.get());
         // 80% busy while each write carries five frames: still needed, so it stays on.
         for _ in 0..5 {
-            for _ in 0..20 {
-                g.frames.set(g.frames.get() + 5);
-                g.writes.set(g.writes.get() + 1);
-            }
+            (0..20).for_each(|_| g.wrote(5));
             cycle(&g, base, &mut t, 4, 1, 20);
         }
         assert!(g.saturated.get());
         // 80% busy at one frame per write: not saturated, so off.
         for _ in 0..5 {
-            g.frames.set(g.frames.get() + 20);
-            g.writes.set(g.writes.get() + 20);
+            (0..20).for_each(|_| g.wrote(1));
             cycle(&g, base, &mut t, 4, 1, 20);
         }
         assert!(!g.saturated.get());
