@@ -7,7 +7,7 @@
 //! the CPU. Then each connection writes at most once per *window*, so that the messages of that
 //! window share one segment. This cuts the system calls per delivery where the CPU is the limit
 //! (BENCHMARKS.md: 5-7 deliveries per write at 80-112/s per client instead of about one, and the
-//! relay's knee at 104-172/s per client where it was 46-64/s without the window).
+//! relay's knee at 104-256/s per client where it was 46-64/s without the window).
 //!
 //! The gauge runs on the runtime's park/unpark hooks ([`install`]): the share of each period spent
 //! unparked is the thread's load. The window turns on at [`ON`]. While it is on, the busy share
