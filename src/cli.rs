@@ -322,6 +322,12 @@ pub struct BenchArgs {
     /// `read` = when the generator read it.
     #[arg(long, value_enum, default_value_t = RxClock::Kernel)]
     pub rx_clock: RxClock,
+    /// Drive every connection from a task of its own. By default each worker thread drives its
+    /// joined WebSocket connections from one loop over an epoll set (Linux, plain TCP, without
+    /// --churn), which costs the generator less CPU per message; this keeps the older way, to
+    /// compare the two.
+    #[arg(long)]
+    pub task_per_connection: bool,
     /// Exit 1 when more than this many messages were lost.
     #[arg(long)]
     pub max_loss: Option<u64>,

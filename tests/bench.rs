@@ -458,6 +458,73 @@ fn in_process_relay_is_benched_without_a_url() {
     );
 }
 
+/// The shared loop (the default) against a task per connection: the same schedule gives the
+/// same accounting, to the message and to the ack, and both are exact.
+#[test]
+fn the_shared_loop_counts_exactly_what_a_task_per_connection_counts() {
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "--clients",
+            "24",
+            "--rooms",
+            "6",
+            "--rate",
+            "25/s",
+            "--warmup",
+            "200ms",
+            "--duration",
+            "2s",
+            "--ramp",
+            "100ms",
+            "--grace",
+            "2s",
+            "--threads",
+            "2",
+            "--ack",
+            "--json",
+            "--max-loss",
+            "0",
+        ];
+        args.extend_from_slice(extra);
+        let o = bench(&args);
+        let r = json_report(&o);
+        assert_eq!(o.status.code(), Some(0), "{extra:?}: {}", stderr(&o));
+        r
+    };
+    let shared = run(&[]);
+    let tasks = run(&["--task-per-connection"]);
+    // 24 clients x 50 measured messages, each to the 3 others of its room of 4.
+    for (name, r) in [("shared loop", &shared), ("tasks", &tasks)] {
+        let m = &r["messages"];
+        assert_eq!(m["sent"], 24 * 50, "{name}: {m:#}");
+        assert_eq!(m["expected"], 24 * 50 * 3, "{name}: {m:#}");
+        assert_eq!(m["delivered"], 24 * 50 * 3, "{name}: {m:#}");
+        for k in [
+            "lost",
+            "duplicated",
+            "misrouted",
+            "self_echo",
+            "unexpected",
+            "foreign",
+        ] {
+            assert_eq!(m[k], 0, "{name}: {k}: {m:#}");
+        }
+        assert_eq!(r["acks"]["expected"], 24 * 50, "{name}: {:#}", r["acks"]);
+        assert_eq!(r["acks"]["received"], 24 * 50, "{name}: {:#}", r["acks"]);
+        assert_eq!(r["latency_ms"]["count"], 24 * 50 * 3, "{name}");
+        assert_eq!(r["send_lag_ms"]["count"], 24 * 50, "{name}");
+        assert_eq!(r["connections"]["connected"], 24, "{name}");
+        assert!(
+            r["disconnects"].as_object().is_none_or(|d| d.is_empty()),
+            "{name}: {:#}",
+            r["disconnects"]
+        );
+    }
+    for k in ["sent", "expected", "delivered", "warmup_sent"] {
+        assert_eq!(shared["messages"][k], tasks["messages"][k], "{k}");
+    }
+}
+
 #[test]
 fn rx_clock_read_ends_latency_at_the_read() {
     let o = bench(&[

@@ -100,6 +100,8 @@ pub struct Config {
     pub max_p99: Option<Duration>,
     /// End latency at the kernel's receive timestamp (else at the generator's read).
     pub rx_timestamps: bool,
+    /// Drive joined connections from one loop per worker where possible (else a task each).
+    pub shared_loop: bool,
     pub max_loss: Option<u64>,
     pub strict: bool,
 }
@@ -233,6 +235,7 @@ impl Config {
             html: a.html.clone(),
             max_p99: a.max_p99,
             rx_timestamps: a.rx_clock == crate::cli::RxClock::Kernel,
+            shared_loop: !a.task_per_connection,
             max_loss: a.max_loss,
             strict: a.strict,
         })

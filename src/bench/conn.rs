@@ -289,15 +289,7 @@ impl BenchConn {
         match self {
             BenchConn::Sio(c) => {
                 let mut now: Option<Arrival> = None;
-                let mut f = |r: Received<'_>, stamp: Option<SystemTime>| {
-                    let t = *now.get_or_insert_with(|| arrival(Instant::now(), stamp));
-                    match r {
-                        Received::Event { args, .. } => on(Incoming::Message(args.as_bytes()), t),
-                        Received::Ack { id, .. } => on(Incoming::Ack(id), t),
-                        Received::Binary(_) => on(Incoming::Other, t),
-                    }
-                };
-                c.recv_stamped(&mut f).await
+                c.recv_stamped(&mut incoming(&mut now, &mut on)).await
             }
             BenchConn::Raw(io) => {
                 if io.read_some().await? == 0 {
@@ -325,6 +317,40 @@ impl BenchConn {
         }
     }
 
+    /// The socket, when this connection can be driven without a task of its own
+    /// ([`Self::try_recv`], [`Self::try_flush`]): Socket.IO on WebSocket alone over plain TCP.
+    pub fn fast_fd(&self) -> Option<std::os::fd::RawFd> {
+        match self {
+            BenchConn::Sio(c) => c.fast_fd(),
+            BenchConn::Raw(_) => None,
+        }
+    }
+
+    /// As [`Self::recv`], without waiting: one non-blocking read and every packet in it. `Ok(None)`
+    /// when there was nothing to read, else whether the read filled its buffer (more may wait).
+    /// Only for a connection [`Self::fast_fd`] accepts.
+    pub fn try_recv(
+        &mut self,
+        mut on: impl FnMut(Incoming<'_>, Arrival),
+    ) -> Result<Option<bool>, ClientError> {
+        match self {
+            BenchConn::Sio(c) => {
+                let mut now: Option<Arrival> = None;
+                c.try_recv_stamped(&mut incoming(&mut now, &mut on))
+            }
+            BenchConn::Raw(_) => Ok(None),
+        }
+    }
+
+    /// Write what is queued without waiting: whether all of it went. Only for a connection
+    /// [`Self::fast_fd`] accepts.
+    pub fn try_flush(&mut self) -> Result<bool, ClientError> {
+        match self {
+            BenchConn::Sio(c) => c.try_flush(),
+            BenchConn::Raw(_) => Ok(true),
+        }
+    }
+
     /// Leave cleanly (bounded): DISCONNECT and close for Socket.IO, a close frame for `--raw`.
     pub async fn close(&mut self) {
         let limit = Duration::from_secs(2);
@@ -335,6 +361,22 @@ impl BenchConn {
             BenchConn::Raw(io) => {
                 let _ = tokio::time::timeout(limit, io.close(Some(1000), "")).await;
             }
+        }
+    }
+}
+
+/// The receive callback of a Socket.IO connection: each packet as an [`Incoming`], with when
+/// the read's data arrived (one clock read per read, kept in `now`).
+fn incoming<'a>(
+    now: &'a mut Option<Arrival>,
+    on: &'a mut impl FnMut(Incoming<'_>, Arrival),
+) -> impl FnMut(Received<'_>, Option<SystemTime>) + 'a {
+    move |r, stamp| {
+        let t = *now.get_or_insert_with(|| arrival(Instant::now(), stamp));
+        match r {
+            Received::Event { args, .. } => on(Incoming::Message(args.as_bytes()), t),
+            Received::Ack { id, .. } => on(Incoming::Ack(id), t),
+            Received::Binary(_) => on(Incoming::Other, t),
         }
     }
 }

@@ -2,6 +2,10 @@
 //! of the clients; every client connects (ramped, with bounded concurrency), joins its room, then
 //! sends on the open-loop schedule and accounts for what it receives.
 //!
+//! Once joined, a WebSocket connection over plain TCP is driven by the worker's shared loop
+//! ([`super::fast`]) rather than by its own task, unless `--task-per-connection` or `--churn` is
+//! given; the bookkeeping below (sends, the receive callback) serves both.
+//!
 //! Hot path: one read syscall brings a batch of frames; the client driver splits them into
 //! Socket.IO packets and hands over each event's raw JSON arguments, which are scanned for a bench
 //! id ([`super::payload::Scanner`]) — no JSON tree is built — and the result goes into thread-local
@@ -23,6 +27,7 @@ use tokio::time::sleep_until;
 
 use super::config::{Config, Mode};
 use super::conn::{Arrival, BenchConn, Incoming, Target, reason};
+use super::fast::FastLoop;
 use super::pacer::{Pacer, Slot};
 use super::payload::{MessageId, Scanner, Template};
 use super::progress::Live;
@@ -90,7 +95,7 @@ pub struct WorkerResult {
 pub type IntervalSnapshot = (usize, Histogram<u64>);
 
 /// Thread-local state of one worker: the measurements plus the counters it publishes.
-struct Local {
+pub(super) struct Local {
     stats: WorkerStats,
     interval: Histogram<u64>,
     open: u64,
@@ -100,7 +105,7 @@ struct Local {
     join_acked: u64,
 }
 
-type LocalRef = Rc<RefCell<Local>>;
+pub(super) type LocalRef = Rc<RefCell<Local>>;
 
 /// Run worker `w` on the current thread until all its clients are done.
 pub fn run_worker(
@@ -131,6 +136,14 @@ pub fn run_worker(
         // Sends are paced by a timerfd (µs precision) where there is one, else by tokio's timer.
         let pacer = Pacer::new(shared.epoch);
         let pacer_task = pacer.clone().map(|p| tokio::task::spawn_local(p.run()));
+        // Joined WebSocket connections are driven by one task of the worker's where they can be.
+        let fast =
+            (shared.cfg.shared_loop && shared.cfg.churn.is_none() && shared.cfg.mode != Mode::Raw)
+                .then(|| FastLoop::new(&shared))
+                .flatten();
+        let fast_task = fast
+            .clone()
+            .map(|f| tokio::task::spawn_local(f.run(shared.clone(), st.clone())));
         let mut handles = Vec::with_capacity(clients / threads + 1);
         for i in (w..clients).step_by(threads) {
             let i = i as u32;
@@ -142,6 +155,7 @@ pub fn run_worker(
                     st.clone(),
                     scanner.clone(),
                     pacer.as_ref().map(|p| (p.clone(), p.slot())),
+                    fast.clone(),
                 )),
             ));
         }
@@ -160,7 +174,7 @@ pub fn run_worker(
         }
         ticker.abort();
         sending_task.abort();
-        if let Some(t) = pacer_task {
+        for t in [pacer_task, fast_task].into_iter().flatten() {
             t.abort();
         }
         logs
@@ -243,7 +257,7 @@ async fn publish(
 }
 
 /// Why a connection ended.
-enum End {
+pub(super) enum End {
     /// The run is over (phase Stop).
     Stopped,
     /// Churn: close and reconnect.
@@ -253,26 +267,26 @@ enum End {
 }
 
 /// One client's state across its connections (churn reconnects keep it).
-struct Client {
-    index: u32,
-    receiver: Receiver,
-    log: ClientLog,
+pub(super) struct Client {
+    pub(super) index: u32,
+    pub(super) receiver: Receiver,
+    pub(super) log: ClientLog,
     template: Template,
     /// Shared by the worker's clients (the precompiled finder is not tiny).
-    scanner: Rc<Scanner>,
+    pub(super) scanner: Rc<Scanner>,
     /// The next slot of the schedule to send.
-    next_seq: u32,
+    pub(super) next_seq: u32,
     phase_rx: watch::Receiver<Phase>,
     /// The worker's send pacer and this client's place in it (`None`: tokio's timer paces).
     pacer: Option<(Rc<Pacer>, Slot)>,
 }
 
 /// Per-connection state.
-struct Session {
+pub(super) struct Session {
     /// The ack id of `join_room`, until it arrives.
-    join_ack: Option<u64>,
+    pub(super) join_ack: Option<u64>,
     /// When `join_room` was sent (ns since epoch).
-    join_sent: u64,
+    pub(super) join_sent: u64,
     /// Acks awaited: (ack id, intended send time µs, measured).
     acks: std::collections::VecDeque<(u64, u64, bool)>,
 }
@@ -284,6 +298,7 @@ async fn client(
     st: LocalRef,
     scanner: Rc<Scanner>,
     pacer: Option<(Rc<Pacer>, Slot)>,
+    fast: Option<Rc<FastLoop>>,
 ) -> ClientLog {
     let cfg = &sh.cfg;
     let rooms = cfg.rooms as u32;
@@ -373,7 +388,18 @@ async fn client(
         };
         let end = match queued {
             Ok(()) => match conn.flush().await {
-                Ok(()) => run_connection(&sh, &st, &mut conn, &mut sess, &mut c).await,
+                Ok(()) => match &fast {
+                    Some(f) if conn.fast_fd().is_some() => {
+                        let Some(back) = f.drive(&sh, conn, sess, c).await else {
+                            // Only when the worker is torn down under a running client.
+                            return ClientLog::new(i, room);
+                        };
+                        conn = back.conn;
+                        c = back.c;
+                        back.end
+                    }
+                    _ => run_connection(&sh, &st, &mut conn, &mut sess, &mut c).await,
+                },
                 Err(e) => End::Lost(reason(&e)),
             },
             Err(e) => End::Lost(reason(&e)),
@@ -544,8 +570,20 @@ async fn send_and_flush(
     c: &mut Client,
     s: &Schedule,
 ) -> Result<(), ClientError> {
+    queue_due(sh, st, conn, sess, c, s)?;
+    conn.flush().await
+}
+
+/// Queue every message of this client that is due by now (see [`send_and_flush`]).
+pub(super) fn queue_due(
+    sh: &Shared,
+    st: &LocalRef,
+    conn: &mut BenchConn,
+    sess: &mut Session,
+    c: &mut Client,
+    s: &Schedule,
+) -> Result<(), ClientError> {
     let now = sh.now_ns();
-    // The worker's stats are borrowed in this block only, not across the flush's await.
     {
         let mut l = st.borrow_mut();
         let mut lag_noted = false;
@@ -582,7 +620,7 @@ async fn send_and_flush(
             c.next_seq += 1;
         }
     }
-    conn.flush().await
+    Ok(())
 }
 
 /// The next churn time of client `i` at or after `from_ns`, before the end of sending: clients
@@ -603,7 +641,7 @@ fn churn_time(rate: f64, clients: u64, s: &Schedule, i: u32, from_ns: u64) -> Op
 /// What to do with one received packet.
 #[allow(clippy::too_many_arguments)]
 #[inline]
-fn on_incoming(
+pub(super) fn on_incoming(
     sh: &Shared,
     st: &LocalRef,
     sess: &mut Session,

@@ -10,6 +10,7 @@
 pub mod config;
 pub mod conn;
 pub mod driver;
+mod fast;
 pub mod inproc;
 pub mod pacer;
 pub mod payload;

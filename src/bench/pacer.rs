@@ -17,7 +17,7 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::future::poll_fn;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
@@ -127,28 +127,12 @@ impl Pacer {
         Poll::Pending
     }
 
-    /// Set the timerfd to fire at `due_ns` (absolute CLOCK_MONOTONIC time).
+    /// Set the timerfd to fire at `due_ns` (ns since the epoch).
     fn arm(&self, due_ns: u64) {
-        let at = self.epoch_mono_ns + u128::from(due_ns);
-        let spec = libc::itimerspec {
-            it_interval: libc::timespec {
-                tv_sec: 0,
-                tv_nsec: 0,
-            },
-            it_value: libc::timespec {
-                tv_sec: (at / 1_000_000_000) as libc::time_t,
-                tv_nsec: (at % 1_000_000_000) as libc::c_long,
-            },
-        };
-        // SAFETY: a valid timerfd and valid pointers; the old value is not asked for.
-        unsafe {
-            libc::timerfd_settime(
-                self.fd.get_ref().as_raw_fd(),
-                libc::TFD_TIMER_ABSTIME,
-                &spec,
-                std::ptr::null_mut(),
-            );
-        }
+        arm(
+            self.fd.get_ref().as_raw_fd(),
+            self.epoch_mono_ns + u128::from(due_ns),
+        );
     }
 
     /// Wake every slot whose deadline has passed and re-arm the timer for the next one.
@@ -192,16 +176,9 @@ impl Pacer {
                 return;
             };
             // Drain the expiration count (`WouldBlock`: a stale readiness).
-            let mut buf = [0u8; 8];
-            // SAFETY: reading 8 bytes into a valid buffer from our own fd.
-            let n = unsafe {
-                libc::read(
-                    self.fd.get_ref().as_raw_fd(),
-                    buf.as_mut_ptr().cast(),
-                    buf.len(),
-                )
-            };
-            if n < 0 && io::Error::last_os_error().kind() != io::ErrorKind::WouldBlock {
+            if let Err(e) = drain(self.fd.get_ref().as_raw_fd())
+                && e.kind() != io::ErrorKind::WouldBlock
+            {
                 return;
             }
             // Read (count now 0) or nothing to read: wait for the next expiration's edge.
@@ -211,8 +188,37 @@ impl Pacer {
     }
 }
 
+/// Read `timer`'s expiration count (a timerfd), which resets it.
+pub(super) fn drain(timer: RawFd) -> io::Result<()> {
+    let mut buf = [0u8; 8];
+    // SAFETY: reading 8 bytes into a valid buffer from a descriptor the caller owns.
+    if unsafe { libc::read(timer, buf.as_mut_ptr().cast(), buf.len()) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Set `timer` (a timerfd) to fire once at `at_ns` (absolute CLOCK_MONOTONIC time).
+pub(super) fn arm(timer: RawFd, at_ns: u128) {
+    let spec = libc::itimerspec {
+        it_interval: libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        },
+        it_value: libc::timespec {
+            tv_sec: (at_ns / 1_000_000_000) as libc::time_t,
+            tv_nsec: (at_ns % 1_000_000_000) as libc::c_long,
+        },
+    };
+    // SAFETY: a valid timerfd and valid pointers; the old value is not asked for.
+    unsafe {
+        libc::timerfd_settime(timer, libc::TFD_TIMER_ABSTIME, &spec, std::ptr::null_mut());
+    }
+}
+
+/// A non-blocking CLOCK_MONOTONIC timerfd, with this thread's timer slack cut to 1 ns.
 #[cfg(target_os = "linux")]
-fn timerfd() -> Option<OwnedFd> {
+pub(super) fn timerfd() -> Option<OwnedFd> {
     // Let timers on this thread fire without the default 50 µs of slack.
     // SAFETY: plain syscalls with constant arguments.
     unsafe {
@@ -226,11 +232,11 @@ fn timerfd() -> Option<OwnedFd> {
 }
 
 #[cfg(not(target_os = "linux"))]
-fn timerfd() -> Option<OwnedFd> {
+pub(super) fn timerfd() -> Option<OwnedFd> {
     None
 }
 
-fn monotonic_ns() -> Option<u128> {
+pub(super) fn monotonic_ns() -> Option<u128> {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,

@@ -158,6 +158,15 @@ pub struct Conn {
     last_write: Option<Instant>,
 }
 
+/// How a WebSocket read ended, for the IO that follows it.
+enum AfterRead {
+    Done,
+    /// A close frame is queued: write it, then drop the WebSocket.
+    CloseThenGone,
+    /// The Socket.IO layer refused a packet: the connection ends.
+    Protocol(ClientError),
+}
+
 /// Pause between the last write and the DISCONNECT of a clean close (see [`Conn::close`]).
 const CLOSE_LINGER: Duration = Duration::from_millis(50);
 
@@ -709,6 +718,28 @@ impl Conn {
         h: &mut H,
     ) -> Result<(), ClientError> {
         let now = Instant::now();
+        match self.decode_ws_read(read, h, now) {
+            AfterRead::Done => {}
+            AfterRead::CloseThenGone => {
+                if let Some(ws) = self.ws.as_mut() {
+                    let _ = ws.flush().await;
+                }
+                self.ws_gone(now);
+            }
+            AfterRead::Protocol(e) => return Err(self.fail_protocol(e).await),
+        }
+        self.drain_events()?;
+        self.pump_and_flush().await
+    }
+
+    /// Everything a WebSocket read brought: every complete message goes through the session and
+    /// `h`; pings and close frames are answered (queued: the caller writes them).
+    fn decode_ws_read<H: Handler>(
+        &mut self,
+        read: Result<usize, ClientError>,
+        h: &mut H,
+        now: Instant,
+    ) -> AfterRead {
         match read {
             Ok(0) => {
                 self.cause.get_or_insert(ClientError::Closed {
@@ -718,18 +749,14 @@ impl Conn {
             }
             Ok(_) => {
                 h.read_at(self.ws.as_ref().and_then(WsIo::last_rx_stamp));
-                // Every complete message of this read, then one flush for all the answers.
                 while let Some(ws) = self.ws.as_mut() {
                     let msg = match ws.decode() {
                         Ok(Some(m)) => m,
                         Ok(None) => break,
                         Err(e) => {
-                            let code = e.close_code();
-                            ws.queue_close(Some(code), "");
-                            let _ = ws.flush().await;
+                            ws.queue_close(Some(e.close_code()), "");
                             self.cause.get_or_insert(ClientError::WebSocket(e));
-                            self.ws_gone(now);
-                            break;
+                            return AfterRead::CloseThenGone;
                         }
                     };
                     let data = match &msg {
@@ -751,21 +778,16 @@ impl Conn {
                         Message::Close(c) => {
                             // Answer with the same code (RFC 6455 §5.5.1) and end.
                             ws.queue_close(c.as_ref().map(|(code, _)| *code), "");
-                            let _ = ws.flush().await;
                             self.cause.get_or_insert(ClientError::Closed {
                                 during: "connected",
                             });
-                            self.ws_gone(now);
-                            None
+                            return AfterRead::CloseThenGone;
                         }
                     };
                     if let Some(d) = data
                         && let Err(e) = h.data(&mut self.sio, d)
                     {
-                        return Err(self.fail_protocol(e).await);
-                    }
-                    if self.ws.is_none() {
-                        break;
+                        return AfterRead::Protocol(e);
                     }
                 }
             }
@@ -774,8 +796,107 @@ impl Conn {
                 self.ws_gone(now);
             }
         }
+        AfterRead::Done
+    }
+
+    /// The WebSocket's socket, when the connection can be driven by a caller's own readiness loop
+    /// with [`Conn::try_recv_stamped`] and [`Conn::try_flush`]: open on WebSocket alone over
+    /// plain TCP, with nothing left over from the handshake.
+    pub fn fast_fd(&self) -> Option<std::os::fd::RawFd> {
+        if self.closed
+            || self.polling.is_some()
+            || self.ws_opening.is_some()
+            || !self.early.is_empty()
+            || self.session.transport() != Transport::WebSocket
+        {
+            return None;
+        }
+        match self.ws.as_ref()?.stream() {
+            super::net::Stream::Plain(tcp) => Some(std::os::fd::AsRawFd::as_raw_fd(tcp)),
+            super::net::Stream::Tls(_) => None,
+        }
+    }
+
+    /// As [`Conn::recv_stamped`], without waiting: one non-blocking read and every packet in it.
+    /// `Ok(None)` when there was nothing to read, else whether the read filled its buffer (more
+    /// may be waiting). What it queued (pongs) is written by [`Conn::try_flush`]. Only for a
+    /// connection [`Conn::fast_fd`] accepts.
+    pub fn try_recv_stamped<F: FnMut(Received<'_>, Option<SystemTime>)>(
+        &mut self,
+        on: &mut F,
+    ) -> Result<Option<bool>, ClientError> {
+        if self.closed {
+            return Err(self.closed_error());
+        }
+        let Some(ws) = self.ws.as_mut() else {
+            return Err(self.closed_error());
+        };
+        let (read, full) = if ws.has_undecoded() {
+            (Ok(1), false)
+        } else {
+            match ws.try_read_some() {
+                Ok(None) => return Ok(None),
+                Ok(Some((n, full))) => (Ok(n), full),
+                Err(e) => (Err(e), false),
+            }
+        };
+        let now = Instant::now();
+        match self.decode_ws_read(read, &mut Stamped { on, stamp: None }, now) {
+            AfterRead::Done => {}
+            AfterRead::CloseThenGone => {
+                if let Some(ws) = self.ws.as_mut() {
+                    let _ = ws.try_flush();
+                }
+                self.ws_gone(now);
+            }
+            AfterRead::Protocol(e) => {
+                self.cause = Some(e.clone());
+                self.session.close(now);
+                let _ = self.try_flush();
+                self.closed = true;
+                return Err(e);
+            }
+        }
         self.drain_events()?;
-        self.pump_and_flush().await
+        Ok(Some(full))
+    }
+
+    /// Write what is queued without waiting: `Ok(true)` when all of it went, `Ok(false)` when the
+    /// socket is full (call again once it is writable). Only for a connection [`Conn::fast_fd`]
+    /// accepts.
+    pub fn try_flush(&mut self) -> Result<bool, ClientError> {
+        while let Some(t) = self.session.poll_transmit() {
+            match t {
+                ClientTransmit::Ws(packet) => self.queue_ws(packet),
+                ClientTransmit::CloseWs => {
+                    if let Some(mut ws) = self.ws.take() {
+                        ws.queue_close(Some(1000), "");
+                        let _ = ws.try_flush();
+                    }
+                }
+                other => {
+                    return Err(ClientError::Protocol(format!(
+                        "Engine.IO asked for {other:?} on a WebSocket-only connection"
+                    )));
+                }
+            }
+        }
+        let Some(ws) = self.ws.as_mut() else {
+            return Ok(true);
+        };
+        if ws.pending_write() == 0 {
+            return Ok(true);
+        }
+        self.last_write = Some(Instant::now());
+        match ws.try_flush() {
+            Ok(done) => {
+                if done {
+                    self.written = self.queued;
+                }
+                Ok(done)
+            }
+            Err(e) => Err(self.fail_transport(e)),
+        }
     }
 
     /// Perform the session's transmits and write what they queued on the WebSocket.
@@ -889,14 +1010,7 @@ impl Conn {
                         }));
                     }
                 }
-                ClientTransmit::Ws(packet) => {
-                    if let Some(ws) = self.ws.as_mut() {
-                        match packet.encode_ws(&mut self.text) {
-                            WsFrame::Text(t) => ws.queue_text(t.as_bytes()),
-                            WsFrame::Binary(b) => ws.queue_binary(b),
-                        }
-                    }
-                }
+                ClientTransmit::Ws(packet) => self.queue_ws(packet),
                 ClientTransmit::CloseWs => {
                     if let Some(mut ws) = self.ws.take() {
                         ws.queue_close(Some(1000), "");
@@ -907,6 +1021,16 @@ impl Conn {
             }
         }
         Ok(())
+    }
+
+    /// Queue one Engine.IO packet on the WebSocket.
+    fn queue_ws(&mut self, packet: engineio::Packet) {
+        if let Some(ws) = self.ws.as_mut() {
+            match packet.encode_ws(&mut self.text) {
+                WsFrame::Text(t) => ws.queue_text(t.as_bytes()),
+                WsFrame::Binary(b) => ws.queue_binary(b),
+            }
+        }
     }
 
     /// Session events: open, upgrade progress, close.
@@ -1326,6 +1450,75 @@ mod tests {
         conn.ack(7, r#""done""#).unwrap();
         conn.flush().await.unwrap();
         server.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn the_non_blocking_path_reads_answers_pings_writes_and_sees_the_end() {
+        let (l, opts) = listener().await;
+        let (go_tx, go_rx) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(async move {
+            let mut p = Peer::open(&l, 25000, 20000).await;
+            p.send("2").await;
+            p.send(r#"42["receive_message",{"message":"Olá mundo!"}]"#)
+                .await;
+            assert_eq!(p.recv().await, "3", "pong");
+            assert_eq!(p.recv().await, r#"420["send_message",{"room":"1"}]"#);
+            p.send(r#"430[{"ok":true}]"#).await;
+            go_rx.await.unwrap();
+            // The server goes away: the next read reports it.
+        });
+        let (mut conn, _) = Conn::connect(&opts).await.unwrap();
+        assert!(conn.fast_fd().is_some(), "WebSocket over plain TCP");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut seen = Vec::new();
+        let mut stamped = 0;
+        let mut pump = async |conn: &mut Conn, seen: &mut Vec<String>, want: usize| {
+            while seen.len() < want {
+                assert!(Instant::now() < deadline, "nothing read: {seen:?}");
+                let r = conn
+                    .try_recv_stamped(&mut |r, stamp| {
+                        stamped += usize::from(stamp.is_some());
+                        seen.push(format!("{r:?}"));
+                    })
+                    .unwrap();
+                if r.is_none() {
+                    // Nothing yet: a non-blocking read never waits.
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                assert!(conn.try_flush().unwrap(), "a pong fits the socket");
+            }
+        };
+        pump(&mut conn, &mut seen, 1).await;
+        let id = conn
+            .emit_with_ack("send_message", r#"{"room":"1"}"#)
+            .unwrap();
+        assert!(conn.try_flush().unwrap());
+        assert_eq!(conn.written(), conn.queued());
+        pump(&mut conn, &mut seen, 2).await;
+        assert_eq!(
+            seen,
+            [
+                r#"Event { name: "receive_message", args: "{\"message\":\"Olá mundo!\"}", ack_id: None }"#.to_string(),
+                format!(r#"Ack {{ id: {id}, args: "{{\"ok\":true}}" }}"#),
+            ]
+        );
+        // No receive stamps were asked for.
+        assert_eq!(stamped, 0);
+        go_tx.send(()).unwrap();
+        server.await.unwrap();
+        let err = loop {
+            assert!(
+                Instant::now() < deadline,
+                "the end of the stream was not seen"
+            );
+            match conn.try_recv_stamped(&mut |_, _| {}) {
+                Ok(_) => tokio::time::sleep(Duration::from_millis(1)).await,
+                Err(e) => break e,
+            }
+        };
+        assert!(matches!(err, ClientError::Closed { .. }), "{err:?}");
+        assert!(conn.is_closed());
+        assert!(conn.fast_fd().is_none());
     }
 
     #[tokio::test]

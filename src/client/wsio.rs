@@ -286,6 +286,73 @@ impl WsIo {
         self.wbuf.len() - self.wpos
     }
 
+    /// One non-blocking read, for a caller that runs its own readiness loop (plain TCP only).
+    /// `Ok(None)`: nothing to read now; `Ok(Some(0))`: the end of the stream; `Ok(Some(n))` with
+    /// `full` when the read filled the room it had (more may be waiting).
+    pub fn try_read_some(&mut self) -> Result<Option<(usize, bool)>, ClientError> {
+        let Stream::Plain(tcp) = &self.stream else {
+            return Err(ClientError::io(io::Error::other(
+                "a non-blocking read needs plain TCP",
+            )));
+        };
+        make_room(&mut self.rbuf);
+        let room = self.rbuf.capacity() - self.rbuf.len();
+        loop {
+            match super::net::recv_stamped(tcp, &mut self.rbuf) {
+                Ok((n, stamp)) => {
+                    if self.stamped {
+                        self.last_rx = stamp;
+                    }
+                    self.undecoded = true;
+                    return Ok(Some((n, n == room)));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(ClientError::io(e)),
+            }
+        }
+    }
+
+    /// Write what is queued without waiting (plain TCP only): `Ok(true)` when all of it went,
+    /// `Ok(false)` when the socket is full (the rest stays queued; call again once writable).
+    pub fn try_flush(&mut self) -> Result<bool, ClientError> {
+        let Stream::Plain(tcp) = &self.stream else {
+            return Err(ClientError::io(io::Error::other(
+                "a non-blocking write needs plain TCP",
+            )));
+        };
+        let fd = std::os::fd::AsRawFd::as_raw_fd(tcp);
+        while self.wpos < self.wbuf.len() {
+            let rest = &self.wbuf[self.wpos..];
+            // SAFETY: `rest` is valid for its length; the socket is non-blocking (tokio's).
+            let n = unsafe { libc::send(fd, rest.as_ptr().cast(), rest.len(), libc::MSG_NOSIGNAL) };
+            if n < 0 {
+                let e = io::Error::last_os_error();
+                match e.kind() {
+                    io::ErrorKind::WouldBlock => return Ok(false),
+                    io::ErrorKind::Interrupted => continue,
+                    _ => return Err(ClientError::io(e)),
+                }
+            }
+            if n == 0 {
+                return Err(write_zero());
+            }
+            self.wpos += n as usize;
+        }
+        self.written_all();
+        Ok(true)
+    }
+
+    /// Everything queued is written: reset the write buffer.
+    fn written_all(&mut self) {
+        self.wpos = 0;
+        if self.wbuf.capacity() > KEEP_WRITE_CAPACITY {
+            self.wbuf = Vec::new();
+        } else {
+            self.wbuf.clear();
+        }
+    }
+
     /// Write everything queued, in one write when the socket takes it.
     pub async fn flush(&mut self) -> Result<(), ClientError> {
         if self.wbuf.is_empty() {
@@ -300,20 +367,12 @@ impl WsIo {
                 .await
                 .map_err(ClientError::io)?;
             if n == 0 {
-                return Err(ClientError::io(io::Error::new(
-                    io::ErrorKind::WriteZero,
-                    "connection closed for writing",
-                )));
+                return Err(write_zero());
             }
             self.wpos += n;
         }
         self.stream.flush().await.map_err(ClientError::io)?;
-        self.wpos = 0;
-        if self.wbuf.capacity() > KEEP_WRITE_CAPACITY {
-            self.wbuf = Vec::new();
-        } else {
-            self.wbuf.clear();
-        }
+        self.written_all();
         Ok(())
     }
 
@@ -359,6 +418,13 @@ async fn read_more(stream: &mut Stream, buf: &mut BytesMut) -> Result<usize, Cli
         Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(0),
         Err(e) => Err(ClientError::io(e)),
     }
+}
+
+fn write_zero() -> ClientError {
+    ClientError::io(io::Error::new(
+        io::ErrorKind::WriteZero,
+        "connection closed for writing",
+    ))
 }
 
 /// Room for one read: a chunk more when less than 512 bytes are free.
