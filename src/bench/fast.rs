@@ -369,11 +369,16 @@ impl FastLoop {
         e.writing = true;
         let fd = e.fd;
         drop(state);
+        self.watch(i, fd, READ_EVENTS | libc::EPOLLOUT);
+    }
+
+    /// Watch entry `i`'s socket for `events` from now on (it ends if `epoll` refuses).
+    fn watch(&self, i: usize, fd: RawFd, events: i32) {
         let r = sys::ctl(
             self.ep.get_ref().as_raw_fd(),
             libc::EPOLL_CTL_MOD,
             fd,
-            READ_EVENTS | libc::EPOLLOUT,
+            events,
             i as u64,
         );
         if let Err(e) = r {
@@ -396,16 +401,7 @@ impl FastLoop {
                 e.writing = false;
                 let fd = e.fd;
                 drop(state);
-                let r = sys::ctl(
-                    self.ep.get_ref().as_raw_fd(),
-                    libc::EPOLL_CTL_MOD,
-                    fd,
-                    READ_EVENTS,
-                    i as u64,
-                );
-                if let Err(e) = r {
-                    self.finish(i, End::Lost(format!("epoll: {e}")));
-                }
+                self.watch(i, fd, READ_EVENTS);
             }
             Err(err) => {
                 drop(state);
