@@ -18,6 +18,7 @@
 # relay's CPU per delivery at a light load: it moves when the host's speed does). With --probe-steps
 # the probe also runs before every rate step and is printed with it, so a step can be read against
 # the host's speed at that moment (scripts/bench-host-pairs.sh: it moves a run's p99).
+# GEN_ARGS (environment): more words for the generator, e.g. GEN_ARGS=--task-per-connection.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -36,7 +37,7 @@ while [ $# -gt 0 ]; do
     --only) only=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
     --probe-steps) probe_steps=1; shift ;;
-    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
     *) echo "bench-relay.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -161,11 +162,16 @@ machine_line
 [ -n "$probe_before" ] && echo "host probe (relay CPU per delivery at 20/s per client, light load): $probe_before us before the search, $probe_after us after"
 printf '%-8s %12s %16s %10s %14s %12s %16s %14s\n' server "rate/client" "delivered msg/s" "p99 ms" "server us/msg" "gen busy" "idle B/conn" "connect s"
 for name in wschat node; do
-  [ -n "${idle[$name]:-}" ] || continue
-  IFS=$'\t' read -r p99 _lost dps us busy <<<"${best[$name]}"
-  IFS=$'\t' read -r per_conn phase connected <<<"${idle[$name]}"
-  printf '%-8s %12s %16.0f %10.2f %14.2f %11.0f%% %16.0f %14.2f\n' "$name" "${lo[$name]}" "${dps:-0}" "${p99:-0}" "${us:-0}" \
-    "$(awk -v b="${busy:-0}" 'BEGIN{print b*100}')" "${per_conn:-0}" "${phase:-0}"
+  [ -n "${best[$name]:-}${idle[$name]:-}" ] || continue
+  IFS=$'\t' read -r p99 _lost dps us busy <<<"${best[$name]:-}"
+  # No idle figures (--idle-clients 0, or the idle run failed): the rate figures still print.
+  per_conn="-" phase="-"
+  if [ -n "${idle[$name]:-}" ]; then
+    IFS=$'\t' read -r per_conn phase connected <<<"${idle[$name]}"
+    per_conn=$(printf '%.0f' "${per_conn:-0}") phase=$(printf '%.2f' "${phase:-0}")
+  fi
+  printf '%-8s %12s %16.0f %10.2f %14.2f %11.0f%% %16s %14s\n' "$name" "${lo[$name]}" "${dps:-0}" "${p99:-0}" "${us:-0}" \
+    "$(awk -v b="${busy:-0}" 'BEGIN{print b*100}')" "$per_conn" "$phase"
 done
 if [ -n "${best[wschat]:-}" ] && [ -n "${best[node]:-}" ]; then
   awk -v w="$(cut -f3 <<<"${best[wschat]}")" -v n="$(cut -f3 <<<"${best[node]}")" \

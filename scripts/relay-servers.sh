@@ -60,12 +60,14 @@ bench_setup() {
 
 # chat_run NAME RATE FILE WARMUP DURATION RAMP: one chat run of `wschat bench --threads 1` (pinned to
 # core 1, $clients clients in $rooms rooms, RATE messages per second per client) against a fresh
-# NAME server. Its JSON report goes to FILE, its stderr to $out/NAME-bench.log. A failed run is not
-# fatal: the callers' jq defaults stand in for the figures it did not write.
+# NAME server, with the words of $GEN_ARGS when a caller sets it. Its JSON report goes to FILE, its
+# stderr to $out/NAME-bench.log. A failed run is not fatal: the callers' jq defaults stand in for
+# the figures it did not write.
 chat_run() {
   start_server "$1"
+  # shellcheck disable=SC2086 # GEN_ARGS is a list of words
   taskset -c 1 "$wschat" bench --url "http://127.0.0.1:$port" --clients "$clients" --rooms "$rooms" \
-    --rate "$2/s" --warmup "$4" --duration "$5" --ramp "$6" --threads 1 --json \
+    --rate "$2/s" --warmup "$4" --duration "$5" --ramp "$6" --threads 1 ${GEN_ARGS:-} --json \
     >"$3" 2>>"$out/$1-bench.log" || true
   stop_server
 }
