@@ -584,41 +584,39 @@ pub(super) fn queue_due(
     s: &Schedule,
 ) -> Result<(), ClientError> {
     let now = sh.now_ns();
-    {
-        let mut l = st.borrow_mut();
-        let mut lag_noted = false;
-        loop {
-            let t = s.intended_ns(c.index, c.next_seq);
-            if t > now || !s.is_sent(t) {
-                break;
-            }
-            if !lag_noted {
-                lag_noted = true;
-                l.stats.send_lag_max_us = l.stats.send_lag_max_us.max((now - t) / 1000);
-            }
-            let id = MessageId {
-                sender: c.index,
-                seq: c.next_seq,
-                t_us: t / 1000,
-            };
-            let measured = t >= s.measure_start_ns;
-            if let Some(ack) = conn.send(c.template.fill(id), sh.cfg.ack)? {
-                sess.acks.push_back((ack, id.t_us, measured));
-                if measured {
-                    l.stats.acks_expected += 1;
-                }
-            }
-            c.log.sent(c.next_seq);
-            if measured {
-                record(&mut l.stats.send_lag, (now - t) / 1000);
-                l.stats.sent += 1;
-                let sec = ((t - s.measure_start_ns) / 1_000_000_000) as usize;
-                l.stats.second(sec).sent += 1;
-            } else {
-                l.stats.sent_warmup += 1;
-            }
-            c.next_seq += 1;
+    let mut l = st.borrow_mut();
+    let mut lag_noted = false;
+    loop {
+        let t = s.intended_ns(c.index, c.next_seq);
+        if t > now || !s.is_sent(t) {
+            break;
         }
+        if !lag_noted {
+            lag_noted = true;
+            l.stats.send_lag_max_us = l.stats.send_lag_max_us.max((now - t) / 1000);
+        }
+        let id = MessageId {
+            sender: c.index,
+            seq: c.next_seq,
+            t_us: t / 1000,
+        };
+        let measured = t >= s.measure_start_ns;
+        if let Some(ack) = conn.send(c.template.fill(id), sh.cfg.ack)? {
+            sess.acks.push_back((ack, id.t_us, measured));
+            if measured {
+                l.stats.acks_expected += 1;
+            }
+        }
+        c.log.sent(c.next_seq);
+        if measured {
+            record(&mut l.stats.send_lag, (now - t) / 1000);
+            l.stats.sent += 1;
+            let sec = ((t - s.measure_start_ns) / 1_000_000_000) as usize;
+            l.stats.second(sec).sent += 1;
+        } else {
+            l.stats.sent_warmup += 1;
+        }
+        c.next_seq += 1;
     }
     Ok(())
 }

@@ -144,20 +144,10 @@ impl FastLoop {
             }));
             st.entries.len() - 1
         };
-        let added = sys::ctl(
-            self.ep.get_ref().as_raw_fd(),
-            libc::EPOLL_CTL_ADD,
-            fd,
-            READ_EVENTS,
-            i as u64,
-        );
-        match added {
-            Err(e) => self.finish(i, End::Lost(format!("epoll: {e}"))),
-            Ok(()) => {
-                self.schedule(sh, i);
-                // Bytes that came with the last read of the connection's own task.
-                self.state.borrow_mut().again.push(i);
-            }
+        if self.watch(i, libc::EPOLL_CTL_ADD, fd, READ_EVENTS) {
+            self.schedule(sh, i);
+            // Bytes that came with the last read of the connection's own task.
+            self.state.borrow_mut().again.push(i);
         }
         rx.await.ok()
     }
@@ -165,6 +155,9 @@ impl FastLoop {
     /// The loop's task: run it with `spawn_local` for as long as the worker runs.
     pub async fn run(self: Rc<Self>, sh: Arc<Shared>, st: LocalRef) {
         let mut rx = sh.phase.subscribe();
+        // A change between `new` and now would not show as `changed()`: take the phase afresh.
+        self.phase.set(*rx.borrow_and_update());
+        self.on_phase(&sh);
         let mut tick = tokio::time::interval(HOUSEKEEPING);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -369,20 +362,18 @@ impl FastLoop {
         e.writing = true;
         let fd = e.fd;
         drop(state);
-        self.watch(i, fd, READ_EVENTS | libc::EPOLLOUT);
+        self.watch(i, libc::EPOLL_CTL_MOD, fd, READ_EVENTS | libc::EPOLLOUT);
     }
 
-    /// Watch entry `i`'s socket for `events` from now on (it ends if `epoll` refuses).
-    fn watch(&self, i: usize, fd: RawFd, events: i32) {
-        let r = sys::ctl(
-            self.ep.get_ref().as_raw_fd(),
-            libc::EPOLL_CTL_MOD,
-            fd,
-            events,
-            i as u64,
-        );
-        if let Err(e) = r {
-            self.finish(i, End::Lost(format!("epoll: {e}")));
+    /// Watch entry `i`'s socket for `events` from now on (`op`: add it, or change what it is
+    /// watched for). Whether `epoll` took it: if not, the entry ends.
+    fn watch(&self, i: usize, op: i32, fd: RawFd, events: i32) -> bool {
+        match sys::ctl(self.ep.get_ref().as_raw_fd(), op, fd, events, i as u64) {
+            Ok(()) => true,
+            Err(e) => {
+                self.finish(i, End::Lost(format!("epoll: {e}")));
+                false
+            }
         }
     }
 
@@ -401,7 +392,7 @@ impl FastLoop {
                 e.writing = false;
                 let fd = e.fd;
                 drop(state);
-                self.watch(i, fd, READ_EVENTS);
+                self.watch(i, libc::EPOLL_CTL_MOD, fd, READ_EVENTS);
             }
             Err(err) => {
                 drop(state);
