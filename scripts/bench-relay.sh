@@ -6,7 +6,7 @@
 #
 # Usage: scripts/bench-relay.sh [--clients 500] [--rooms 50] [--p99 15ms] [--duration 10s]
 #            [--tries 3] [--start 2] [--idle-clients 5000] [--only wschat|node] [--out DIR]
-#            [--probe-steps]
+#            [--probe-steps] [--peer-task-each]
 # The search doubles the rate from --start until a rate fails, then bisects five times. Each rate
 # is run --tries times, each against a fresh server, and passes when most of its runs pass (p99 at
 # or below the limit and nothing lost): the median run decides, so neither a lucky run nor a
@@ -18,12 +18,16 @@
 # relay's CPU per delivery at a light load: it moves when the host's speed does). With --probe-steps
 # the probe also runs before every rate step and is printed with it, so a step can be read against
 # the host's speed at that moment (scripts/bench-host-pairs.sh: it moves a run's p99).
+# With --peer-task-each the npm server is searched a second time in the same lockstep, as the lane
+# node-tasks: the generator then gives each connection its own task (--task-per-connection), which
+# sends less on time and gives the npm server a 10-20% higher knee. The ratio is then also given
+# against the better of its two knees.
 # GEN_ARGS (environment): more words for the generator, e.g. GEN_ARGS=--task-per-connection.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 clients=500 rooms=50 p99=15ms duration=10s warmup=3s tries=3 start=2 idle_clients=5000 only="" out=""
-probe_steps=""
+probe_steps="" peer_task_each=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --clients) clients=$2; shift 2 ;;
@@ -37,7 +41,8 @@ while [ $# -gt 0 ]; do
     --only) only=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
     --probe-steps) probe_steps=1; shift ;;
-    -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
+    --peer-task-each) peer_task_each=1; shift ;;
+    -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
     *) echo "bench-relay.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -50,11 +55,16 @@ done
 . scripts/relay-servers.sh
 bench_setup bench-relay
 
-# run_at NAME RATE RUN -> prints "p99 lost delivered/s server-us/msg generator-busy", writes the
-# JSON report. Each run gets a fresh server, so an overloaded run cannot spoil the next one.
+# run_at LANE RATE RUN -> prints "p99 lost delivered/s server-us/msg generator-busy", writes the
+# JSON report. Each run gets a fresh server, so an overloaded run cannot spoil the next one. The
+# lane node-tasks is the npm server with a task per connection in the generator.
 run_at() {
   local file="$out/$1-rate-$2-run-$3.json"
-  chat_run "$1" "$2" "$file" "$warmup" "$duration" 2s
+  if [ "$1" = node-tasks ]; then
+    GEN_ARGS="${GEN_ARGS:-} --task-per-connection" chat_run node "$2" "$file" "$warmup" "$duration" 2s
+  else
+    chat_run "$1" "$2" "$file" "$warmup" "$duration" 2s
+  fi
   jq -r '[(.latency_ms.p99 // 1e9), (.messages.lost // 1e9), (.messages.delivered_per_s // 0),
           (.cpu.server_us_per_delivery // 0), (.cpu.generator_busy // 0)] | @tsv' "$file"
 }
@@ -67,7 +77,9 @@ passes() { awk -v p="$1" -v l="$limit_ms" -v x="$2" 'BEGIN{exit !(p<=l && x==0)}
 # lowest failing one (hi, empty until a rate fails), the rate under test, bisections left.
 declare -A lo hi rate left best done_
 servers=()
-for name in wschat node; do
+lanes=(wschat node)
+[ -n "$peer_task_each" ] && lanes+=(node-tasks)
+for name in "${lanes[@]}"; do
   [ -n "$only" ] && [ "$only" != "$name" ] && continue
   servers+=("$name")
   lo[$name]=0 hi[$name]="" rate[$name]=$start left[$name]=5 best[$name]="" done_[$name]=""
@@ -85,7 +97,7 @@ step() {
   for ((k = 1; k <= tries; k++)); do
     for name in "$@"; do
       line=$(run_at "$name" "${rate[$name]}" "$k"); read -r p99 lost _ <<<"$line"
-      printf '  %-6s rate %7s/s per client, run %d/%d: p99 %8.2f ms, lost %s, delivered %s/s\n' \
+      printf '  %-10s rate %7s/s per client, run %d/%d: p99 %8.2f ms, lost %s, delivered %s/s\n' \
         "$name" "${rate[$name]}" "$k" "$tries" "$p99" "$lost" "$(cut -f3 <<<"$line")" >&2
       lines[$name]+="$line"$'\n'
     done
@@ -150,7 +162,8 @@ idle_memory() {
 
 declare -A idle
 for name in "${servers[@]}"; do
-  idle[$name]=$(idle_memory "$name")
+  # node-tasks is the npm server again: its idle memory is node's.
+  [ "$name" = node-tasks ] || idle[$name]=$(idle_memory "$name")
 done
 
 probe_after=""
@@ -160,8 +173,8 @@ echo
 echo "$clients clients, $rooms rooms, 64-byte messages, p99 <= $p99, no loss; reports in $out"
 machine_line
 [ -n "$probe_before" ] && echo "host probe (relay CPU per delivery at 20/s per client, light load): $probe_before us before the search, $probe_after us after"
-printf '%-8s %12s %16s %10s %14s %12s %16s %14s\n' server "rate/client" "delivered msg/s" "p99 ms" "server us/msg" "gen busy" "idle B/conn" "connect s"
-for name in wschat node; do
+printf '%-10s %12s %16s %10s %14s %12s %16s %14s\n' server "rate/client" "delivered msg/s" "p99 ms" "server us/msg" "gen busy" "idle B/conn" "connect s"
+for name in "${lanes[@]}"; do
   [ -n "${best[$name]:-}${idle[$name]:-}" ] || continue
   IFS=$'\t' read -r p99 _lost dps us busy <<<"${best[$name]:-}"
   # No idle figures (--idle-clients 0, or the idle run failed): the rate figures still print.
@@ -170,10 +183,18 @@ for name in wschat node; do
     IFS=$'\t' read -r per_conn phase connected <<<"${idle[$name]}"
     per_conn=$(printf '%.0f' "${per_conn:-0}") phase=$(printf '%.2f' "${phase:-0}")
   fi
-  printf '%-8s %12s %16.0f %10.2f %14.2f %11.0f%% %16s %14s\n' "$name" "${lo[$name]}" "${dps:-0}" "${p99:-0}" "${us:-0}" \
+  printf '%-10s %12s %16.0f %10.2f %14.2f %11.0f%% %16s %14s\n' "$name" "${lo[$name]}" "${dps:-0}" "${p99:-0}" "${us:-0}" \
     "$(awk -v b="${busy:-0}" 'BEGIN{print b*100}')" "$per_conn" "$phase"
 done
 if [ -n "${best[wschat]:-}" ] && [ -n "${best[node]:-}" ]; then
   awk -v w="$(cut -f3 <<<"${best[wschat]}")" -v n="$(cut -f3 <<<"${best[node]}")" \
     'BEGIN { if (n > 0) printf "wschat / npm delivered msgs/s at p99 <= limit: %.1fx\n", w / n }'
+fi
+if [ -n "${best[wschat]:-}" ] && [ -n "${best[node-tasks]:-}" ]; then
+  awk -v w="$(cut -f3 <<<"${best[wschat]}")" -v n="$(cut -f3 <<<"${best[node]:-}")" \
+    -v t="$(cut -f3 <<<"${best[node-tasks]}")" 'BEGIN {
+      if (t > 0) printf "wschat / npm with a task per connection in the generator: %.1fx\n", w / t
+      m = (n > t) ? n : t
+      if (m > 0) printf "wschat / npm at the better of its two knees: %.1fx\n", w / m
+    }'
 fi
