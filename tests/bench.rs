@@ -391,6 +391,39 @@ fn churn_reconnects_and_keeps_delivery_exact() {
     assert_eq!(m["delivered"], m["expected"]);
 }
 
+/// One worker with sends due closer together than the pacer's gap (15,000 a second: one every
+/// 67 µs), so its timer runs periodic: every scheduled message still goes out and arrives once.
+#[test]
+fn a_worker_sending_faster_than_its_timer_gap_sends_every_message() {
+    let o = bench(&[
+        "--clients",
+        "100",
+        "--rate",
+        "150/s",
+        "--threads",
+        "1",
+        "--warmup",
+        "300ms",
+        "--duration",
+        "1s",
+        "--ramp",
+        "100ms",
+        "--grace",
+        "2s",
+        "--json",
+        "--max-loss",
+        "0",
+    ]);
+    let r = json_report(&o);
+    assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
+    // 100 clients in 50 rooms of 2: every message reaches exactly one other client.
+    let m = &r["messages"];
+    assert_eq!(m["sent"], 100 * 150, "{m:#}");
+    assert_eq!(m["expected"], 100 * 150, "{m:#}");
+    assert_eq!(m["delivered"], 100 * 150, "{m:#}");
+    assert_eq!(m["duplicated"], 0, "{m:#}");
+}
+
 #[test]
 fn in_process_relay_is_benched_without_a_url() {
     let html = tempfile::NamedTempFile::new().unwrap();

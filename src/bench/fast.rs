@@ -64,8 +64,10 @@ struct State {
     entries: Vec<Option<Entry>>,
     /// (send deadline, entry); an entry whose deadline has since changed is skipped when popped.
     heap: BinaryHeap<Reverse<(u64, usize)>>,
-    /// The deadline the timer is armed for.
+    /// The deadline the timer is armed for (when periodic: a bound on its next expiry).
     armed: Option<u64>,
+    /// The timer expires every [`MIN_GAP_NS`] (sends are due closer together than that).
+    periodic: bool,
     last_fire: u64,
     /// Entries whose last read filled its buffer: read again before waiting.
     again: Vec<usize>,
@@ -286,9 +288,43 @@ impl FastLoop {
         }
         let mut state = self.state.borrow_mut();
         state.last_fire = now;
-        state.armed = None;
-        if let Some(&Reverse((due, _))) = state.heap.peek() {
-            self.arm(&mut state, due);
+        let next = state.heap.peek().map(|&Reverse((due, _))| due);
+        self.rearm(&mut state, now, next);
+    }
+
+    /// After a firing at `now`: set the timer for the next deadline. While sends are due within
+    /// [`MIN_GAP_NS`] of each firing (any load of more than one send per gap), the timer stays
+    /// periodic with that gap, which fires exactly when re-arming each time would and saves a
+    /// `timerfd_settime` per firing. Otherwise it fires once, at the deadline.
+    fn rearm(&self, state: &mut State, now: u64, next: Option<u64>) {
+        let fd = self.timer.as_raw_fd();
+        match next {
+            Some(due) if due <= now + MIN_GAP_NS => {
+                // Periodic, the next expiry is at most a gap away: a deadline armed from here on
+                // is at least a gap after this firing, so `arm` leaves it alone.
+                state.armed = Some(now + MIN_GAP_NS);
+                if !state.periodic {
+                    state.periodic = true;
+                    pacer::arm_periodic(
+                        fd,
+                        self.epoch_mono_ns + u128::from(now + MIN_GAP_NS),
+                        MIN_GAP_NS,
+                    );
+                }
+            }
+            Some(due) => {
+                // One-shot: this replaces a periodic setting.
+                state.armed = None;
+                state.periodic = false;
+                self.arm(state, due);
+            }
+            None => {
+                state.armed = None;
+                if state.periodic {
+                    state.periodic = false;
+                    pacer::disarm(fd);
+                }
+            }
         }
     }
 

@@ -200,15 +200,29 @@ pub(super) fn drain(timer: RawFd) -> io::Result<()> {
 
 /// Set `timer` (a timerfd) to fire once at `at_ns` (absolute CLOCK_MONOTONIC time).
 pub(super) fn arm(timer: RawFd, at_ns: u128) {
+    set(timer, at_ns, 0);
+}
+
+/// Set `timer` to fire at `at_ns` (absolute CLOCK_MONOTONIC time) and then every `every_ns`
+/// until it is set again. For an edge-triggered `epoll`, an expiry raises a new edge only once
+/// the count has been read ([`drain`]), as with a one-shot timer.
+pub(super) fn arm_periodic(timer: RawFd, at_ns: u128, every_ns: u64) {
+    set(timer, at_ns, every_ns);
+}
+
+/// Stop `timer`.
+pub(super) fn disarm(timer: RawFd) {
+    set(timer, 0, 0);
+}
+
+fn set(timer: RawFd, at_ns: u128, every_ns: u64) {
+    let ts = |ns: u128| libc::timespec {
+        tv_sec: (ns / 1_000_000_000) as libc::time_t,
+        tv_nsec: (ns % 1_000_000_000) as libc::c_long,
+    };
     let spec = libc::itimerspec {
-        it_interval: libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        },
-        it_value: libc::timespec {
-            tv_sec: (at_ns / 1_000_000_000) as libc::time_t,
-            tv_nsec: (at_ns % 1_000_000_000) as libc::c_long,
-        },
+        it_interval: ts(u128::from(every_ns)),
+        it_value: ts(at_ns),
     };
     // SAFETY: a valid timerfd and valid pointers; the old value is not asked for.
     unsafe {
@@ -302,6 +316,44 @@ mod tests {
             }
             assert_eq!(*order.borrow(), vec![1, 2, 0, 3]);
         });
+    }
+
+    #[test]
+    fn a_periodic_timer_raises_an_edge_per_expiry_without_reads() {
+        // The fast loop keeps a periodic timer while sends are due closer together than its
+        // period: after each read of the count, the next expiry must wake it again.
+        let timer = timerfd().expect("timerfd");
+        // SAFETY: plain syscalls; the epoll descriptor is owned once.
+        let ep = unsafe { OwnedFd::from_raw_fd(libc::epoll_create1(libc::EPOLL_CLOEXEC)) };
+        let mut ev = libc::epoll_event {
+            events: (libc::EPOLLIN | libc::EPOLLET) as u32,
+            u64: 7,
+        };
+        // SAFETY: valid descriptors and event pointer.
+        let r = unsafe {
+            libc::epoll_ctl(
+                ep.as_raw_fd(),
+                libc::EPOLL_CTL_ADD,
+                timer.as_raw_fd(),
+                &mut ev,
+            )
+        };
+        assert_eq!(r, 0);
+        let now = monotonic_ns().unwrap();
+        arm_periodic(timer.as_raw_fd(), now + 1_000_000, 1_000_000);
+        let wait = |ms| {
+            let mut evs = [libc::epoll_event { events: 0, u64: 0 }; 4];
+            // SAFETY: `evs` is valid for its length.
+            unsafe { libc::epoll_wait(ep.as_raw_fd(), evs.as_mut_ptr(), 4, ms) }
+        };
+        for n in 0..3 {
+            assert_eq!(wait(1000), 1, "expiry {n} raised no edge");
+            drain(timer.as_raw_fd()).expect("a count to read");
+        }
+        // Stopped, it raises none.
+        disarm(timer.as_raw_fd());
+        let _ = drain(timer.as_raw_fd());
+        assert_eq!(wait(20), 0);
     }
 
     #[test]
