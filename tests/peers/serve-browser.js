@@ -45,8 +45,14 @@ const chrome = spawn(
     "about:blank",
   ],
   // Its own process group, so that cleanup ends the browser's zygote, GPU and renderer children too
-  // (killing only the main process left them running).
-  { stdio: ["ignore", "ignore", "pipe"], detached: true },
+  // (killing only the main process left them running). TMPDIR inside the profile: the browser's
+  // own temporary folders (the singleton socket's) go with the profile, where a killed browser
+  // would leave them in /tmp.
+  {
+    stdio: ["ignore", "ignore", "pipe"],
+    detached: true,
+    env: { ...process.env, TMPDIR: profile },
+  },
 );
 
 function cleanup(code) {
