@@ -294,8 +294,9 @@ impl FastLoop {
 
     /// After a firing at `now`: set the timer for the next deadline. While sends are due within
     /// [`MIN_GAP_NS`] of each firing (any load of more than one send per gap), the timer stays
-    /// periodic with that gap, which fires exactly when re-arming each time would and saves a
-    /// `timerfd_settime` per firing. Otherwise it fires once, at the deadline.
+    /// periodic with that gap: it fires no later than re-arming each time would, as often on
+    /// average, and saves a `timerfd_settime` per firing. Otherwise it fires once, at the
+    /// deadline.
     fn rearm(&self, state: &mut State, now: u64, next: Option<u64>) {
         let fd = self.timer.as_raw_fd();
         match next {
