@@ -319,7 +319,7 @@ mod tests {
     }
 
     #[test]
-    fn a_periodic_timer_raises_an_edge_per_expiry_without_reads() {
+    fn a_periodic_timer_raises_an_edge_per_expiry_once_its_count_is_read() {
         // The fast loop keeps a periodic timer while sends are due closer together than its
         // period: after each read of the count, the next expiry must wake it again.
         let timer = timerfd().expect("timerfd");
