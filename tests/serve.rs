@@ -1022,6 +1022,7 @@ fn the_web_page_chats_with_a_socketio_peer_in_headless_chromium() {
             "7",
         ])
         .args(["--send", "Olá mundo!", "--expect", "Oi Ana, tudo bem?"])
+        .args(["--early", "Cheguei!"])
         .arg("--screenshot")
         .arg(&png)
         .stdin(Stdio::piped())
@@ -1042,6 +1043,13 @@ fn the_web_page_chats_with_a_socketio_peer_in_headless_chromium() {
     let mut browser = Browser { child, stdin, rx };
     let joined = browser.next("joined");
     assert_eq!(joined["subtitle"], "Entrar na sala");
+    // Typed while the page was still connecting: sent after the page's join, so accepted.
+    assert_eq!(
+        joined["early"],
+        json!({"acked": true, "error": null}),
+        "a message typed before the page connected"
+    );
+    assert_eq!(bia.event("receive_message")[0]["message"], "Cheguei!");
     writeln!(browser.stdin, "go").unwrap();
     browser.stdin.flush().unwrap();
     let sent = browser.next("sent");

@@ -1,7 +1,10 @@
 // Drives the built-in chat page in headless Chromium over the DevTools protocol (with `ws`), for
 // tests/serve.rs. Usage:
 //   node serve-browser.js --url http://127.0.0.1:PORT/ --name Ana --room 7 --send "Olá mundo!"
-//                         --expect "text from the peer" [--screenshot out.png] [--chromium PATH]
+//                         --expect "text from the peer" [--early "typed before connecting"]
+//                         [--screenshot out.png] [--chromium PATH]
+// With --early, that message is sent in the same moment as the join, before the page is connected
+// (so it waits in the page's queue), and "joined" says whether the relay acknowledged it.
 // Prints JSON lines: {"ev":"joined"}, {"ev":"sent","acked":true}, {"ev":"received",...},
 // {"ev":"screenshot","path":...}, then exits 0; on failure {"ev":"fail","error":...} and exit 1.
 // Between "joined" and sending, it waits for a line "go" on stdin (the test's peer is ready).
@@ -22,6 +25,7 @@ const name = opt("--name", "Ana");
 const room = opt("--room", "7");
 const sendText = opt("--send", "Olá mundo!");
 const expectText = opt("--expect", null);
+const earlyText = opt("--early", null);
 const shot = opt("--screenshot", null);
 const chromiumPath = opt("--chromium", "/usr/bin/chromium");
 const out = (o) => process.stdout.write(JSON.stringify(o) + "\n");
@@ -143,11 +147,28 @@ async function main() {
     document.getElementById('name').value = ${JSON.stringify(name)};
     document.getElementById('room').value = ${JSON.stringify(room)};
     document.getElementById('join').click();
+    const early = ${JSON.stringify(earlyText)};
+    if (early !== null) {
+      document.getElementById('message').value = early;
+      document.getElementById('send').click();
+    }
     return true;
   })()`);
   await waitFor("document.getElementById('live-dot').classList.contains('on')", "the Socket.IO connection");
   await waitFor("[...document.querySelectorAll('.notice')].some(n => n.textContent.includes('joined'))", "the join ack");
-  out({ ev: "joined", subtitle: title });
+  let early = null;
+  if (earlyText !== null) {
+    // The early message's ack: a tick on its bubble, or an error notice.
+    await waitFor(
+      "!!document.querySelector('.message.you .tick') || !!document.querySelector('.notice.error')",
+      "the early message's ack",
+    );
+    early = await evaluate(`(() => {
+      const e = document.querySelector('.notice.error');
+      return { acked: !!document.querySelector('.message.you .tick'), error: e ? e.textContent : null };
+    })()`);
+  }
+  out({ ev: "joined", subtitle: title, early });
 
   // Wait for the test's go-ahead (its socket.io-client peer is in the room).
   await new Promise((resolve) => {
@@ -166,9 +187,9 @@ async function main() {
     document.getElementById('send').click();
     return true;
   })()`);
-  await waitFor("!!document.querySelector('.message.you .tick')", "the send_message ack");
+  await waitFor("!![...document.querySelectorAll('.message.you')].pop().querySelector('.tick')", "the send_message ack");
   const mine = await evaluate(`(() => {
-    const b = document.querySelector('.message.you');
+    const b = [...document.querySelectorAll('.message.you')].pop();
     return { text: b.querySelector('.message-content').textContent, author: b.querySelector('.author').textContent,
              time: b.querySelector('.time').textContent };
   })()`);

@@ -122,10 +122,12 @@ class SioClient {
       this.connected = true;
       this.attempt = 0;
       this.id = body && body.sid;
+      // "connect" first: what its handlers send (the page's join_room) must reach the server
+      // before the messages queued while offline, or those would go to a room not yet joined.
       const pending = this.queue;
       this.queue = [];
-      for (const text of pending) this.raw(text);
       this.fire("connect");
+      for (const text of pending) this.raw(text);
     } else if (type === "4") {
       this.fire("connect_error", body);
       this.closedByUser = true;
