@@ -508,6 +508,82 @@ fn sio_connect(port: u16) -> tungstenite::WebSocket<TcpStream> {
     ws
 }
 
+/// One sender's burst, over WebSocket (30,000 messages written at once) and in one polling POST
+/// (9,000 messages), all into one thread of the relay: a member who keeps reading gets every
+/// message and is not dropped as a slow consumer (its queue holds 4,096).
+#[test]
+fn a_burst_from_one_sender_does_not_cut_off_members_who_keep_reading() {
+    const WS_BURST: usize = 30_000;
+    const POST_BURST: usize = 9_000;
+    let relay = Relay::start(&["--threads", "1"]);
+    let join = |ws: &mut tungstenite::WebSocket<TcpStream>| {
+        ws.send(Message::text(r#"421["join_room","b"]"#)).unwrap();
+        assert_eq!(next_text(ws), r#"431[{"ok":true,"room":"b"}]"#);
+    };
+    let mut reader = sio_connect(relay.port);
+    join(&mut reader);
+    let (halfway, ws_burst_in) = channel();
+    let counter = std::thread::spawn(move || {
+        let mut got = 0;
+        while got < WS_BURST + POST_BURST {
+            match reader.read() {
+                Ok(Message::Text(t)) if t.starts_with(r#"42["receive_message""#) => {
+                    got += 1;
+                    if got == WS_BURST {
+                        let _ = halfway.send(());
+                    }
+                }
+                Ok(Message::Text(t)) if t.as_str() == "2" => {
+                    reader.send(Message::text("3")).unwrap();
+                }
+                Ok(Message::Close(c)) => return Err(format!("closed ({c:?}) after {got}")),
+                Ok(_) => {}
+                Err(e) => return Err(format!("{e} after {got}")),
+            }
+        }
+        Ok(got)
+    });
+    let line = |i: usize| {
+        format!(r#"42["send_message",{{"room":"b","author":"s","message":"m{i}","time":"10:00"}}]"#)
+    };
+    let mut sender = sio_connect(relay.port);
+    join(&mut sender);
+    // Encoded beforehand and written at once, so that the relay always has more to read.
+    let mut burst = Vec::new();
+    for i in 0..WS_BURST {
+        wschat::wire::ws::encode_frame(
+            &mut burst,
+            true,
+            wschat::wire::ws::Opcode::Text,
+            Some([7, 7, 7, 7]),
+            line(i).as_bytes(),
+        );
+    }
+    sender.get_mut().write_all(&burst).unwrap();
+    if ws_burst_in.recv_timeout(STEP * 3).is_err() {
+        panic!("the WebSocket burst did not arrive: {:?}", counter.join());
+    }
+    // The first sender leaves, so that it does not receive (and not read) the second burst.
+    sender
+        .send(Message::text(r#"422["leave_room","b"]"#))
+        .unwrap();
+    assert_eq!(next_text(&mut sender), r#"432[{"ok":true,"room":"b"}]"#);
+    // A long-polling sender: handshake, CONNECT, join, then one body of many messages.
+    let sid = polling_sid(relay.port, "/socket.io/");
+    let path = format!("/socket.io/?EIO=4&transport=polling&sid={sid}");
+    assert_eq!(http(relay.port, "POST", &path, &[], b"40").0, 200);
+    assert_eq!(http(relay.port, "GET", &path, &[], b"").0, 200);
+    assert_eq!(
+        http(relay.port, "POST", &path, &[], br#"421["join_room","b"]"#).0,
+        200
+    );
+    let body: Vec<String> = (0..POST_BURST).map(line).collect();
+    let (status, _, _) = http(relay.port, "POST", &path, &[], body.join("\x1e").as_bytes());
+    assert_eq!(status, 200);
+    assert_eq!(counter.join().unwrap(), Ok(WS_BURST + POST_BURST));
+    assert_eq!(metric(relay.port, "wschat_slow_consumers_total"), 0.0);
+}
+
 #[test]
 fn plain_websocket_clients_share_rooms_with_socketio_clients() {
     let relay = Relay::start(&[]);
@@ -543,6 +619,24 @@ fn plain_websocket_clients_share_rooms_with_socketio_clients() {
         .set_read_timeout(Some(Duration::from_millis(300)))
         .unwrap();
     assert!(other_room.read().is_err(), "room 8 heard room 7");
+    // A binary frame is not a chat message: closed with 1003 (unsupported data) and counted.
+    let errors = metric(relay.port, "wschat_protocol_errors_total");
+    other_room.get_mut().set_read_timeout(Some(STEP)).unwrap();
+    other_room.send(Message::binary(vec![1u8, 2, 3])).unwrap();
+    assert_eq!(close_code(&mut other_room), Some(CloseCode::Unsupported));
+    assert_eq!(
+        metric(relay.port, "wschat_protocol_errors_total"),
+        errors + 1.0
+    );
+    // The name goes out with every message: more than 256 bytes is refused at the handshake.
+    assert!(ws_refused(
+        relay.port,
+        &format!("/ws/7?name={}", "n".repeat(257))
+    ));
+    let mut long = ws_connect(relay.port, &format!("/ws/7?name={}", "n".repeat(256)));
+    long.send(Message::text("oi")).unwrap();
+    let got = next_text(&mut sio);
+    assert!(got.contains(&"n".repeat(256)), "{got}");
 }
 
 #[test]
@@ -667,9 +761,15 @@ fn serve_json_logs_connect_join_leave_and_disconnect_as_json_lines() {
     ws.send(Message::text(r#"422["leave_room","5"]"#)).unwrap();
     assert_eq!(next_text(&mut ws), r#"432[{"ok":true,"room":"5"}]"#);
     ws.close(None).unwrap();
+    // A session that never connects: its malformed first packet closes it, and that is logged.
+    let mut bad = ws_connect(port, "/socket.io/?EIO=4&transport=websocket");
+    next_text(&mut bad);
+    bad.send(Message::text("4not-a-packet")).unwrap();
     let mut seen: Vec<Value> = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < deadline && !seen.iter().any(|v| v["fields"]["message"] == "disconnect")
+    let logged = |seen: &[Value], m: &str| seen.iter().any(|v| v["fields"]["message"] == m);
+    while Instant::now() < deadline
+        && !(logged(&seen, "disconnect") && logged(&seen, "session closed before CONNECT"))
     {
         if let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
             let v: Value = serde_json::from_str(&line)
@@ -698,6 +798,13 @@ fn serve_json_logs_connect_join_leave_and_disconnect_as_json_lines() {
     let disconnect = find("disconnect");
     assert_eq!(disconnect["fields"]["socket"], sid);
     assert_eq!(disconnect["fields"]["reason"], "transport close");
+    let early = find("session closed before CONNECT");
+    assert!(
+        early["fields"]["reason"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("protocol error")),
+        "{early}"
+    );
 }
 
 #[test]
@@ -900,11 +1007,69 @@ fn a_consumer_that_stops_reading_is_disconnected_and_counted() {
     }
 }
 
+/// A WebSocket opened on a keep-alive connection after a plain request (hyper's upgrade path).
+fn ws_after_a_plain_request(port: u16, path: &str) -> tungstenite::WebSocket<TcpStream> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream.set_read_timeout(Some(STEP)).unwrap();
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    // The whole answer (its head says how long the body is), and nothing more.
+    let mut got = Vec::new();
+    let mut byte = [0u8; 1];
+    loop {
+        stream.read_exact(&mut byte).unwrap();
+        got.push(byte[0]);
+        if got.ends_with(b"\r\n\r\n") {
+            break;
+        }
+    }
+    let head = String::from_utf8_lossy(&got).to_lowercase();
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    let len: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("a content-length");
+    let mut body = vec![0u8; len];
+    stream.read_exact(&mut body).unwrap();
+    let (ws, _) = tungstenite::client(format!("ws://127.0.0.1:{port}{path}"), stream)
+        .expect("the upgrade on the same connection");
+    ws
+}
+
+#[test]
+fn a_websocket_upgraded_after_a_plain_request_counts_as_a_connection() {
+    let relay = Relay::start(&["--max-connections", "2"]);
+    let mut upgraded = ws_after_a_plain_request(relay.port, "/ws/1?name=a");
+    let mut plain = ws_connect(relay.port, "/ws/1?name=b");
+    // Each joins its room once its handshake is answered: say it until the other one hears.
+    plain
+        .get_mut()
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let heard = (0..100).any(|_| {
+        upgraded.send(Message::text("oi")).unwrap();
+        matches!(plain.read(), Ok(Message::Text(t)) if t.contains("oi"))
+    });
+    assert!(heard, "the upgraded connection does not reach the room");
+    // Two connections are open, the upgraded one included: a third is refused.
+    assert!(ws_refused(relay.port, "/ws/1?name=c"));
+    drop(upgraded);
+    let port = relay.port;
+    wait_until("the upgraded connection's slot is free", || {
+        let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        stream.set_read_timeout(Some(STEP)).unwrap();
+        tungstenite::client(format!("ws://127.0.0.1:{port}/ws/1?name=d"), stream).is_ok()
+    });
+}
+
 #[cfg(unix)]
 #[test]
 fn sigterm_closes_websockets_with_1001_answers_pending_polls_and_exits() {
     let mut relay = Relay::start(&[]);
     let mut ws = sio_connect(relay.port);
+    let mut upgraded = ws_after_a_plain_request(relay.port, "/ws/1?name=a");
     let (_, _, body) = http(
         relay.port,
         "GET",
@@ -934,6 +1099,7 @@ fn sigterm_closes_websockets_with_1001_answers_pending_polls_and_exits() {
         .unwrap();
     assert!(status.success());
     assert_eq!(close_code(&mut ws), Some(CloseCode::Away));
+    assert_eq!(close_code(&mut upgraded), Some(CloseCode::Away));
     let (status, _, body) = poll.join().unwrap();
     assert_eq!(
         (status, body.as_slice()),
@@ -1091,7 +1257,12 @@ struct InProcess {
 
 impl InProcess {
     fn suite() -> InProcess {
-        use wschat::serve::fixture::{suite_config, suite_server};
+        InProcess::with(wschat::serve::fixture::suite_config())
+    }
+
+    /// The fixture with other settings.
+    fn with(config: wschat::serve::server::ServerConfig) -> InProcess {
+        use wschat::serve::fixture::suite_server;
         use wschat::serve::server::ServerBuilder;
         let (tx, rx) = channel();
         let thread = std::thread::spawn(move || {
@@ -1100,7 +1271,7 @@ impl InProcess {
                 .build()
                 .unwrap();
             rt.block_on(async move {
-                let server = suite_server(ServerBuilder::new(suite_config()))
+                let server = suite_server(ServerBuilder::new(config))
                     .bind("127.0.0.1:0".parse().unwrap())
                     .expect("bind");
                 tx.send((server.local_addr().unwrap().port(), server.handle()))
@@ -1363,6 +1534,25 @@ fn conformance_engine_io_heartbeat_close_and_upgrade() {
         p,
         &format!("/engine.io/?EIO=4&transport=websocket&sid={sid}")
     ));
+    // A message sent right behind a refused handshake (same write) does not reach the session.
+    let mut raw = TcpStream::connect(("127.0.0.1", p)).unwrap();
+    raw.set_read_timeout(Some(STEP)).unwrap();
+    let mut req = format!(
+        "GET /engine.io/?EIO=4&transport=websocket&sid={sid} HTTP/1.1\r\nHost: x\r\n\
+         Upgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    .into_bytes();
+    wschat::wire::ws::encode_frame(
+        &mut req,
+        true,
+        wschat::wire::ws::Opcode::Text,
+        Some([1, 2, 3, 4]),
+        b"4injected",
+    );
+    raw.write_all(&req).unwrap();
+    let mut sink = Vec::new();
+    let _ = raw.read_to_end(&mut sink);
     up.send(Message::text("4still here")).unwrap();
     assert_eq!(next_text(&mut up), "4still here");
 }
@@ -1502,6 +1692,14 @@ fn conformance_socket_io_closes_on_invalid_packets_and_a_missing_handshake() {
         "4abc",
         "42{}",
         r#"42abc["message-with-ack",1,"2",{"3":[false]}]"#,
+        // Invalid states, as the reference's `Client.ondecoded`: a second CONNECT to a namespace
+        // joined, any other packet for one not joined, a CONNECT_ERROR from a client.
+        "40",
+        r#"42/custom,["hello"]"#,
+        "43/custom,1[]",
+        "41/custom,",
+        r#"44{"message":"no"}"#,
+        r#"451-/custom,["file",{"_placeholder":true,"num":0}]"#,
     ] {
         let mut ws = ws_connect(p, "/socket.io/?EIO=4&transport=websocket");
         next_text(&mut ws);
@@ -1511,6 +1709,67 @@ fn conformance_socket_io_closes_on_invalid_packets_and_a_missing_handshake() {
         ws.send(Message::text(bad)).unwrap();
         assert!(server_closes(&mut ws), "{bad}");
     }
+}
+
+#[test]
+fn a_polling_post_whose_body_does_not_come_gets_408_and_the_session_goes_on() {
+    // The default heartbeat (25 s): no ping falls due while the POST waits.
+    let s = InProcess::with(wschat::serve::server::ServerConfig {
+        body_timeout: Duration::from_millis(300),
+        web_page: false,
+        ..Default::default()
+    });
+    let sid = polling_sid(s.port, "/engine.io/");
+    let path = format!("/engine.io/?EIO=4&transport=polling&sid={sid}");
+    // Ten bytes of the hundred announced, then nothing.
+    let mut slow = TcpStream::connect(("127.0.0.1", s.port)).unwrap();
+    slow.set_read_timeout(Some(STEP)).unwrap();
+    let started = Instant::now();
+    slow.write_all(
+        format!("POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n4hello\x1e4")
+            .as_bytes(),
+    )
+    .unwrap();
+    let mut answer = [0u8; 12];
+    slow.read_exact(&mut answer).unwrap();
+    assert_eq!(&answer, b"HTTP/1.1 408");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    // The session itself is still there.
+    assert_eq!(http(s.port, "POST", &path, &[], b"4again").0, 200);
+    let (status, _, body) = http(s.port, "GET", &path, &[], b"");
+    assert_eq!((status, body.as_slice()), (200, &b"4again"[..]));
+}
+
+#[test]
+fn a_second_polling_post_while_one_is_in_progress_gets_400_and_closes_the_session() {
+    let s = InProcess::with(wschat::serve::server::ServerConfig {
+        web_page: false,
+        ..Default::default()
+    });
+    let sid = polling_sid(s.port, "/engine.io/");
+    let path = format!("/engine.io/?EIO=4&transport=polling&sid={sid}");
+    // The first POST's body is still coming.
+    let mut first = TcpStream::connect(("127.0.0.1", s.port)).unwrap();
+    first
+        .write_all(
+            format!("POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n4a").as_bytes(),
+        )
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(http(s.port, "POST", &path, &[], b"4b").0, 400);
+    // As for a duplicate GET, the session is over.
+    assert_eq!(http(s.port, "GET", &path, &[], b"").0, 400);
+    // A POST after the first one ended is no overlap.
+    let sid = polling_sid(s.port, "/engine.io/");
+    let path = format!("/engine.io/?EIO=4&transport=polling&sid={sid}");
+    assert_eq!(http(s.port, "POST", &path, &[], b"4c").0, 200);
+    assert_eq!(http(s.port, "POST", &path, &[], b"4d").0, 200);
+    let (status, _, body) = http(s.port, "GET", &path, &[], b"");
+    assert_eq!((status, body.as_slice()), (200, &b"4c\x1e4d"[..]));
 }
 
 #[test]

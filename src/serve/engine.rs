@@ -86,6 +86,8 @@ pub struct Session {
     /// The state machine reported `Closed`.
     closed: AtomicBool,
     finished: AtomicBool,
+    /// A polling POST of this session is being received or handled.
+    posting: AtomicBool,
     peer: SocketAddr,
     shared: Arc<Shared>,
 }
@@ -185,12 +187,7 @@ impl Session {
             || core.eio.buffered_bytes() > cfg.queue_bytes
         {
             let _ = self.reason.set(CloseReason::SlowConsumer);
-            let now = Instant::now();
-            core.eio.close(now);
-            // A polling close waits up to closeTimeout for a GET to collect the buffer; a client
-            // that fell this far behind is dropped at once instead.
-            let past = now + core.eio.config().close_timeout + std::time::Duration::from_secs(1);
-            core.eio.handle_timeout(past);
+            close_without_waiting(&mut core);
         }
         let closed = self.pump(&mut core);
         drop(core);
@@ -200,11 +197,25 @@ impl Session {
         }
     }
 
+    /// Close the session from the server side at once, without waiting for a GET to collect
+    /// what is queued (a client that broke the polling rules).
+    pub fn close_at_once(&self, reason: CloseReason) {
+        self.end(reason, true);
+    }
+
     /// Close the session from the server side (delivering what is queued first).
     pub fn close(&self, reason: CloseReason) {
+        self.end(reason, false);
+    }
+
+    fn end(&self, reason: CloseReason, at_once: bool) {
         let _ = self.reason.set(reason);
         let mut core = self.lock();
-        core.eio.close(Instant::now());
+        if at_once {
+            close_without_waiting(&mut core);
+        } else {
+            core.eio.close(Instant::now());
+        }
         let closed = self.pump(&mut core);
         drop(core);
         self.timer.notify_one();
@@ -404,6 +415,7 @@ impl<A: EngineApp> EngineEndpoint<A> {
             reason: OnceLock::new(),
             closed: AtomicBool::new(false),
             finished: AtomicBool::new(false),
+            posting: AtomicBool::new(false),
             peer,
             shared: shared.clone(),
         });
@@ -425,8 +437,15 @@ impl<A: EngineApp> EngineEndpoint<A> {
     }
 
     /// Run the application on message data (outside the core lock).
-    fn deliver(&self, slot: &Slot<A>, datas: Vec<Data<'_>>) {
-        for d in datas {
+    /// Run the application on each message of a polling POST. Every [`wsconn::TURN`] messages
+    /// the task yields, so that the recipients' writers drain what it queued: a large body (up
+    /// to maxPayload, tens of thousands of chat messages) must not fill the queues of members
+    /// who keep up and get them dropped as slow consumers.
+    async fn deliver(&self, slot: &Slot<A>, datas: Vec<Data<'_>>) {
+        for (i, d) in datas.into_iter().enumerate() {
+            if i > 0 && i % wsconn::TURN == 0 {
+                tokio::task::yield_now().await;
+            }
             if !self.deliver_one(slot, d) {
                 return;
             }
@@ -663,11 +682,32 @@ impl<A: EngineApp> EngineEndpoint<A> {
     /// A polling POST: the body's packets go to the state machine, messages to the application.
     async fn post(&self, slot: Arc<Slot<A>>, req: Request<Incoming>) -> Response<Body> {
         let session = &slot.session;
+        if session.posting.swap(true, Ordering::AcqRel) {
+            // The reference's "data request overlap from client": 400, and the session closes
+            // (the order of the two bodies' messages could not be kept).
+            session
+                .shared
+                .metrics
+                .protocol_errors
+                .fetch_add(1, Ordering::Relaxed);
+            session.close_at_once(CloseReason::ProtocolError(
+                "a second polling POST while one was in progress".into(),
+            ));
+            self.finish_if_closed(&slot);
+            return error_response(ErrorCode::BadRequest);
+        }
+        let _posting = Posting(&session.posting);
         let max = session.shared.config.max_payload;
-        let body = match http_body_util::Limited::new(req.into_body(), max)
-            .collect()
-            .await
-        {
+        let collect = http_body_util::Limited::new(req.into_body(), max).collect();
+        let Ok(collected) = tokio::time::timeout(session.shared.config.body_timeout, collect).await
+        else {
+            tracing::debug!(sid = %session.sid, "polling POST body not received in time");
+            return text(
+                StatusCode::REQUEST_TIMEOUT,
+                "request body not received in time\n",
+            );
+        };
+        let body = match collected {
             Ok(c) => c.to_bytes(),
             Err(e) => {
                 if e.downcast_ref::<http_body_util::LengthLimitError>()
@@ -721,7 +761,7 @@ impl<A: EngineApp> EngineEndpoint<A> {
         };
         session.timer.notify_one();
         let (datas, result) = result;
-        self.deliver(&slot, datas);
+        self.deliver(&slot, datas).await;
         let resp = match result {
             Ok(()) => respond(StatusCode::OK, eio::POLLING_CONTENT_TYPE, eio::POST_OK_BODY),
             Err(e) => {
@@ -790,9 +830,20 @@ impl<A: EngineApp> EngineEndpoint<A> {
                     slot.session.pump(&mut core);
                     r
                 };
-                if let Err(e) = &attached {
+                if let Err(e) = attached {
                     tracing::debug!(sid = %sid, error = %e, "websocket refused for this session");
                     outbox.close(CloseReason::Server(format!("{e}")));
+                    // Closed at once; frames the client sent right behind its handshake must
+                    // not reach the session it was refused.
+                    let _ = wsconn::drive(
+                        io,
+                        &mut wsconn::Refused,
+                        &outbox,
+                        shared.config.max_payload,
+                        &shared.metrics,
+                    )
+                    .await;
+                    return;
                 }
                 let mut handler = SessionWs {
                     endpoint: &self,
@@ -807,9 +858,7 @@ impl<A: EngineApp> EngineEndpoint<A> {
                     &shared.metrics,
                 )
                 .await;
-                if attached.is_ok() {
-                    self.ws_gone(&slot, reason);
-                }
+                self.ws_gone(&slot, reason);
             }
         }
     }
@@ -850,6 +899,25 @@ impl<A: EngineApp> EngineEndpoint<A> {
     }
 }
 
+/// Close the state machine without the polling close's wait: a polling close waits up to
+/// closeTimeout for a GET to collect the buffer; a client that fell too far behind or broke the
+/// rules is dropped at once instead.
+fn close_without_waiting(core: &mut Core) {
+    let now = Instant::now();
+    core.eio.close(now);
+    let past = now + core.eio.config().close_timeout + std::time::Duration::from_secs(1);
+    core.eio.handle_timeout(past);
+}
+
+/// Marks the end of a polling POST, however it ends.
+struct Posting<'a>(&'a AtomicBool);
+
+impl Drop for Posting<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
+
 /// A held GET whose client went away closes the session (the suite's "cancelled polling request").
 struct PollGuard<'a, A: EngineApp> {
     endpoint: &'a EngineEndpoint<A>,
@@ -865,7 +933,10 @@ impl<A: EngineApp> Drop for PollGuard<'_, A> {
         {
             let mut core = self.slot.session.lock();
             core.poll_waker = None;
-            if core.poll_body.take().is_none() {
+            if core.poll_body.take().is_some() {
+                // Its answer was ready but will never be sent.
+                core.eio.handle_poll_lost(Instant::now());
+            } else {
                 core.eio.handle_poll_aborted(Instant::now());
             }
             self.slot.session.pump(&mut core);

@@ -63,9 +63,12 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let svc_shared = shared.clone();
+    let after: AfterUpgrade = Arc::default();
+    let svc_after = after.clone();
     let service = hyper::service::service_fn(move |req| {
         let shared = svc_shared.clone();
-        async move { Ok::<_, Infallible>(route(shared, req, info).await) }
+        let after = svc_after.clone();
+        async move { Ok::<_, Infallible>(route(shared, req, info, &after).await) }
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
@@ -88,10 +91,24 @@ where
             let _ = conn.await;
         }
     }
+    // A WebSocket upgraded on this connection runs here, in the connection's own task: it stays
+    // counted as this one connection (`--max-connections`, what shutdown waits for).
+    let upgraded = after.lock().unwrap_or_else(|p| p.into_inner()).take();
+    if let Some(run) = upgraded {
+        run.await;
+    }
 }
 
+/// Where a request that upgrades its connection leaves what runs on the upgraded stream.
+type AfterUpgrade = Arc<std::sync::Mutex<Option<BoxFut<()>>>>;
+
 /// Route one request.
-pub async fn route(shared: Arc<Shared>, req: Request<Incoming>, info: ConnInfo) -> Response<Body> {
+async fn route(
+    shared: Arc<Shared>,
+    req: Request<Incoming>,
+    info: ConnInfo,
+    after: &AfterUpgrade,
+) -> Response<Body> {
     shared.metrics.http_requests.fetch_add(1, Ordering::Relaxed);
     let preflight_headers = (req.method() == Method::OPTIONS).then(|| {
         req.headers()
@@ -100,7 +117,7 @@ pub async fn route(shared: Arc<Shared>, req: Request<Incoming>, info: ConnInfo) 
     });
     let mut resp = match preflight_headers {
         Some(h) => preflight(h),
-        None => route_inner(&shared, req, info).await,
+        None => route_inner(&shared, req, info, after).await,
     };
     // cors({origin: "*"}): every answer may be read by a page from any origin (a React dev server on
     // another port polls /socket.io/ with credentials off).
@@ -138,6 +155,7 @@ async fn route_inner(
     shared: &Arc<Shared>,
     req: Request<Incoming>,
     info: ConnInfo,
+    after: &AfterUpgrade,
 ) -> Response<Body> {
     let path = req.uri().path().to_string();
     let query = req.uri().query().unwrap_or("").to_string();
@@ -145,7 +163,7 @@ async fn route_inner(
 
     if upgrade {
         return match websocket_route(shared, &path, &query, info) {
-            Ok(run) => upgrade_then(req, run),
+            Ok(run) => upgrade_then(req, run, after),
             Err(resp) => *resp,
         };
     }
@@ -294,6 +312,13 @@ pub fn websocket_route(
         let name = query_param(query, "name")
             .filter(|n| !n.trim().is_empty())
             .unwrap_or_else(|| format!("guest-{}", info.id));
+        // The name goes out with every message of this client: bounded like a room id.
+        if name.len() > super::chat::MAX_ROOM_LEN {
+            return Err(Box::new(text(
+                StatusCode::BAD_REQUEST,
+                "usage: /ws/ROOM?name=NAME (the name is at most 256 bytes)\n",
+            )));
+        }
         let shared = shared.clone();
         return Ok(Box::new(move |io| {
             Box::pin(super::plainws::plain_room(
@@ -497,7 +522,7 @@ pub fn is_websocket_upgrade<B>(req: &Request<B>) -> bool {
 
 /// Answer a WebSocket upgrade through hyper (for connections whose first request was plain HTTP):
 /// 101 with Sec-WebSocket-Accept, then run `then` on the upgraded stream.
-fn upgrade_then(mut req: Request<Incoming>, then: WsRun) -> Response<Body> {
+fn upgrade_then(mut req: Request<Incoming>, then: WsRun, after: &AfterUpgrade) -> Response<Body> {
     let key = req.headers().get(header::SEC_WEBSOCKET_KEY).cloned();
     let version_ok = req
         .headers()
@@ -520,12 +545,12 @@ fn upgrade_then(mut req: Request<Incoming>, then: WsRun) -> Response<Body> {
     }
     let accept = crate::wire::http::accept_key(key.to_str().unwrap_or_default());
     let on_upgrade = hyper::upgrade::on(&mut req);
-    tokio::spawn(async move {
+    *after.lock().unwrap_or_else(|p| p.into_inner()) = Some(Box::pin(async move {
         match on_upgrade.await {
             Ok(upgraded) => then(WsIo::Upgraded(TokioIo::new(upgraded))).await,
             Err(e) => tracing::debug!(error = %e, "websocket upgrade failed"),
         }
-    });
+    }));
     let mut r = Response::new(Full::new(Bytes::new()));
     *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     let h = r.headers_mut();

@@ -70,6 +70,11 @@ pub fn config_from_args(args: &ServeArgs) -> anyhow::Result<ServerConfig> {
     if args.ping_interval.is_zero() || args.ping_timeout.is_zero() {
         anyhow::bail!("--ping-interval and --ping-timeout must be greater than zero");
     }
+    if args.connect_timeout.is_zero() {
+        anyhow::bail!(
+            "--connect-timeout must be greater than zero (every session would close before its CONNECT)"
+        );
+    }
     if args.write_window > MAX_WRITE_WINDOW {
         anyhow::bail!(
             "--write-window {}: at most {}ms (while the server is saturated, every message may wait that long)",
@@ -331,6 +336,9 @@ mod tests {
         assert!(parse(&["--max-payload", "0"]).is_err());
         assert!(parse(&["--queue", "0"]).is_err());
         assert!(parse(&["--ping-interval", "0"]).is_err());
+        let e = parse(&["--connect-timeout", "0"]).unwrap_err().to_string();
+        assert!(e.contains("--connect-timeout"), "{e}");
+        assert!(parse(&["--connect-timeout", "1ms"]).is_ok());
         let c = parse(&["--max-payload", "5000000", "--queue-bytes", "1"]).unwrap();
         assert_eq!(
             c.queue_bytes, 10_000_000,

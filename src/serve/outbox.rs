@@ -36,6 +36,8 @@ pub enum CloseReason {
     ProtocolError(String),
     /// A message larger than maxPayload.
     TooLarge,
+    /// A message of a kind the endpoint does not take (binary at `/ws/ROOM`); the text says which.
+    Unsupported(String),
     /// The session was replaced or closed by the server for another reason.
     Server(String),
 }
@@ -54,6 +56,7 @@ impl fmt::Display for CloseReason {
             CloseReason::TransportError(e) => write!(f, "transport error: {e}"),
             CloseReason::ProtocolError(e) => write!(f, "protocol error: {e}"),
             CloseReason::TooLarge => f.write_str("message larger than maxPayload"),
+            CloseReason::Unsupported(e) => write!(f, "unsupported data: {e}"),
             CloseReason::Server(e) => write!(f, "{e}"),
         }
     }
@@ -65,6 +68,7 @@ impl CloseReason {
         match self {
             CloseReason::ServerShutdown => 1001,
             CloseReason::TooLarge => 1009,
+            CloseReason::Unsupported(_) => 1003,
             CloseReason::ProtocolError(_) => 1002,
             CloseReason::SlowConsumer => 1008,
             CloseReason::TransportError(_) | CloseReason::Server(_) => 1011,
@@ -184,6 +188,16 @@ impl Outbox {
         }
         drop(inner);
         self.waker.wake();
+    }
+
+    /// The close reason once closed; until then `Pending`, and the writer is woken when it
+    /// closes (for a writer that is not taking frames because its peer is not reading).
+    pub fn poll_closed(&self, cx: &mut Context<'_>) -> Poll<CloseReason> {
+        self.waker.register(cx.waker());
+        match self.closed() {
+            Some(reason) => Poll::Ready(reason),
+            None => Poll::Pending,
+        }
     }
 
     /// The close reason, once closed.

@@ -51,9 +51,12 @@ impl WsHandler for PlainRoom {
                 self.adapter.broadcast(&self.room, Some(self.id), &b);
                 Ok(())
             }
-            _ => Err(CloseReason::ProtocolError(
-                "binary messages are not accepted at /ws/ROOM (send text)".into(),
-            )),
+            _ => {
+                self.metrics.protocol_errors.fetch_add(1, Ordering::Relaxed);
+                Err(CloseReason::Unsupported(
+                    "binary messages are not accepted at /ws/ROOM (send text)".into(),
+                ))
+            }
         }
     }
 }

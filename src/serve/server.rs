@@ -40,6 +40,9 @@ pub struct ServerConfig {
     pub connect_timeout: Duration,
     /// Time a client has to finish a polling -> WebSocket upgrade after the probe.
     pub upgrade_timeout: Duration,
+    /// Time a polling POST has to deliver its whole body once its head is in (408 after: a
+    /// client trickling a body cannot hold the request and its buffer for ever).
+    pub body_timeout: Duration,
     /// Outbound queue bound per client, in packets.
     pub queue_packets: usize,
     /// Outbound queue bound per client, in bytes.
@@ -68,6 +71,7 @@ impl Default for ServerConfig {
             max_payload: 1_000_000,
             connect_timeout: Duration::from_secs(45),
             upgrade_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
             queue_packets: 4096,
             queue_bytes: 16 << 20,
             max_connections: 200_000,

@@ -403,14 +403,6 @@ impl<A: SioApp> SocketIoServer<A> {
                 text.push(',');
             }
         };
-        if conn.sockets.iter().any(|s| s.nsp() == nsp) {
-            tracing::debug!(
-                sid = session.sid(),
-                nsp,
-                "CONNECT to a namespace already joined: ignored"
-            );
-            return;
-        }
         let Some(ns) = self.namespace(nsp) else {
             self.metrics.connect_errors.fetch_add(1, Ordering::Relaxed);
             let mut text = String::from("4");
@@ -483,16 +475,22 @@ impl<A: SioApp> SocketIoServer<A> {
     }
 
     fn event(&self, conn: &SioConn, nsp: &str, event: Event<'_>) -> Result<(), CloseReason> {
-        // Packets for a namespace the client has not joined are ignored, as the reference does.
         match conn.sockets.iter().find(|s| s.nsp() == nsp) {
             Some(socket) => self.app.on_event(socket, event),
-            None => Ok(()),
+            // A packet for a namespace the client has not joined (or left while its binary
+            // attachments were arriving): an invalid state, as for the reference server.
+            None => Err(invalid_state("EVENT", nsp, "not joined")),
         }
     }
 }
 
 fn protocol_error(e: impl std::fmt::Display) -> CloseReason {
     CloseReason::ProtocolError(format!("Socket.IO: {e}"))
+}
+
+/// A packet the connection's state does not allow (the reference server's "invalid state").
+fn invalid_state(kind: &str, nsp: &str, why: &str) -> CloseReason {
+    protocol_error(format!("{kind} for namespace {nsp:?}: {why}"))
 }
 
 impl<A: SioApp> EngineApp for SocketIoServer<A> {
@@ -530,6 +528,24 @@ impl<A: SioApp> EngineApp for SocketIoServer<A> {
                     // Protocol v5: the first packet must be a CONNECT.
                     return Err(protocol_error("first packet is not a CONNECT"));
                 }
+                // As the reference server (`Client.ondecoded`): a CONNECT is for a namespace
+                // not joined yet, everything else for one joined; any other packet (and a
+                // CONNECT_ERROR, which only a server sends) is an invalid state that closes
+                // the connection.
+                let joined = conn.sockets.iter().any(|s| s.nsp() == p.nsp());
+                match (p.packet_type(), joined) {
+                    (PacketType::Connect, false) => {}
+                    (PacketType::Connect, true) => {
+                        return Err(invalid_state("CONNECT", p.nsp(), "already joined"));
+                    }
+                    (PacketType::ConnectError, _) => {
+                        return Err(invalid_state("CONNECT_ERROR", p.nsp(), "sent by a client"));
+                    }
+                    (kind, false) => {
+                        return Err(invalid_state(kind.name(), p.nsp(), "not joined"));
+                    }
+                    (_, true) => {}
+                }
                 match p.packet_type() {
                     PacketType::Connect => self.connect(conn, session, &p),
                     PacketType::Disconnect => {
@@ -552,7 +568,7 @@ impl<A: SioApp> EngineApp for SocketIoServer<A> {
                         conn.pending_nsp = Some(p.nsp().to_string());
                         conn.reassembler.push_ref(&p).map_err(protocol_error)?;
                     }
-                    // Acks for server-side emits and CONNECT_ERROR from a client: nothing asked.
+                    // Acks for server-side emits: nothing asked. (CONNECT_ERROR: refused above.)
                     PacketType::Ack | PacketType::ConnectError => {}
                 }
                 Ok(())
@@ -599,12 +615,30 @@ impl<A: SioApp> EngineApp for SocketIoServer<A> {
         now: Instant,
     ) -> Result<(), CloseReason> {
         match conn.connect_deadline {
-            Some(d) if d <= now && conn.sockets.is_empty() => Err(CloseReason::ConnectTimeout),
+            Some(d) if d <= now => {
+                // Once passed, the deadline is gone either way (it is not due twice).
+                conn.connect_deadline = None;
+                if conn.sockets.is_empty() {
+                    Err(CloseReason::ConnectTimeout)
+                } else {
+                    Ok(())
+                }
+            }
             _ => Ok(()),
         }
     }
 
-    fn closed(&self, conn: &mut SioConn, _session: &Arc<Session>, reason: &CloseReason) {
+    fn closed(&self, conn: &mut SioConn, session: &Arc<Session>, reason: &CloseReason) {
+        if conn.sockets.is_empty() {
+            // No socket, so no `disconnect` line: the session's end is logged here (a malformed
+            // first packet, no CONNECT in time), once.
+            tracing::info!(
+                peer = %session.peer(),
+                sid = session.sid(),
+                %reason,
+                "session closed before CONNECT"
+            );
+        }
         let reason = reason.to_string();
         for socket in std::mem::take(&mut conn.sockets) {
             self.drop_socket(&socket, &reason);

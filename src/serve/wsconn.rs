@@ -82,6 +82,15 @@ pub trait WsHandler {
     }
 }
 
+/// The handler of a connection that was refused and is being closed: what it sent is dropped.
+pub struct Refused;
+
+impl WsHandler for Refused {
+    fn on_message(&mut self, _msg: Message) -> Result<(), CloseReason> {
+        Ok(())
+    }
+}
+
 /// Encode one unmasked server frame into shareable bytes (one allocation, exact size).
 pub fn server_frame(opcode: Opcode, payload: &[u8]) -> Bytes {
     let mut out =
@@ -121,6 +130,12 @@ enum Event {
 
 /// Largest read per wake-up (on the stack, copied into the lazily grown read buffer).
 const READ_CHUNK: usize = 16 * 1024;
+
+/// Messages a connection hands on before it yields to the other tasks of its thread. A sender
+/// whose socket always has more to read would otherwise go on for the runtime's whole budget
+/// (128 reads, some 20,000 chat messages) while the recipients' writers wait, and the queues
+/// of members who keep up would overflow behind it.
+pub const TURN: usize = 256;
 
 thread_local! {
     /// One drained read buffer per thread, reused by whichever connection reads next: reads are
@@ -173,6 +188,11 @@ pub async fn drive<H: WsHandler>(
     let sleep = tokio::time::sleep_until(tk(handler.next_deadline().unwrap_or_else(far)));
     tokio::pin!(sleep);
     let mut pending_read = !rbuf.is_empty();
+    // The last deadline handled: a handler that reports it (or an earlier one) again is not
+    // woken for it twice, which would spin on a timer that is always ready.
+    let mut handled: Option<Instant> = None;
+    // Messages handed on since this task last yielded.
+    let mut turn = 0usize;
     // While the thread is saturated, writes to this connection are at least a window apart
     // (`super::load`): the time of the last write, and the timer that ends the current window.
     let mut last_write: Option<Instant> = None;
@@ -185,18 +205,26 @@ pub async fn drive<H: WsHandler>(
             loop {
                 match reader.decode(&mut rbuf) {
                     Ok(Some(Message::Text(t))) => {
+                        turn += 1;
                         if let Err(r) = handler.on_message(Message::Text(t)) {
                             outbox.close(r);
                             break;
                         }
                     }
                     Ok(Some(Message::Binary(b))) => {
+                        turn += 1;
                         if let Err(r) = handler.on_message(Message::Binary(b)) {
                             outbox.close(r);
                             break;
                         }
                     }
-                    Ok(Some(Message::Ping(p))) => local.push_back(server_frame(Opcode::Pong, &p)),
+                    Ok(Some(Message::Ping(p))) => {
+                        // Only pongs wait here. RFC 6455 section 5.5.3 lets an endpoint answer
+                        // only the latest of several pings not yet answered, which bounds this
+                        // queue at one pong while the peer does not read.
+                        local.clear();
+                        local.push_back(server_frame(Opcode::Pong, &p));
+                    }
                     Ok(Some(Message::Pong(_))) => {}
                     Ok(Some(Message::Close(c))) => {
                         // RFC 6455 section 5.5.1: answer with a Close echoing the status code.
@@ -233,8 +261,15 @@ pub async fn drive<H: WsHandler>(
                 // none), so the next connection to read reuses it instead of allocating.
                 put_spare(std::mem::take(&mut rbuf));
             }
+            if turn >= TURN {
+                turn = 0;
+                tokio::task::yield_now().await;
+            }
         }
-        if let Some(d) = handler.next_deadline().map(tk)
+        if let Some(d) = handler
+            .next_deadline()
+            .filter(|d| handled.is_none_or(|h| *d > h))
+            .map(tk)
             && d != sleep.deadline()
         {
             sleep.as_mut().reset(d);
@@ -260,7 +295,15 @@ pub async fn drive<H: WsHandler>(
                             continue;
                         }
                         Poll::Ready(Err(e)) => return Poll::Ready(Event::Io(e)),
-                        Poll::Pending => break,
+                        Poll::Pending => {
+                            // The peer is not taking what is written. A close (a slow consumer
+                            // whose outbox overflowed, a ping timeout, shutdown) must not wait
+                            // for it: `flush_and_close` gives the rest one bounded try.
+                            if let Poll::Ready(reason) = outbox.poll_closed(cx) {
+                                return Poll::Ready(Event::Closed(reason));
+                            }
+                            break;
+                        }
                     }
                 }
                 // Saturated: wait for the end of this connection's window, so that what is
@@ -362,11 +405,26 @@ pub async fn drive<H: WsHandler>(
                 if let Err(r) = handler.on_deadline(due) {
                     outbox.close(r);
                 }
-                if handler.next_deadline().is_none() {
+                handled = Some(due);
+                if handler.next_deadline().is_none_or(|d| d <= due) {
                     sleep.as_mut().reset(tk(far()));
                 }
             }
             Event::Closed(reason) => {
+                if reason != CloseReason::SlowConsumer {
+                    // Closed while the peer was not taking writes: what was queued before the
+                    // close still goes, in the final write (bounded in time). A slow consumer's
+                    // queue is what it could not take: dropped.
+                    let mut cx = Context::from_waker(std::task::Waker::noop());
+                    if let Poll::Ready((rest, _, _)) = outbox.poll_take(&mut cx)
+                        && !rest.is_empty()
+                    {
+                        let mut all = BytesMut::with_capacity(wcur.len() + rest.len());
+                        all.extend_from_slice(&wcur);
+                        all.extend_from_slice(&rest);
+                        wcur = all.freeze();
+                    }
+                }
                 let code = reason.ws_close_code();
                 let text = reason.to_string();
                 Box::pin(flush_and_close(
@@ -500,5 +558,141 @@ mod tests {
         assert_eq!(got, want);
         // Nowhere near the window: not held back.
         assert!(gap < Duration::from_secs(2), "written after {gap:?}");
+    }
+
+    /// Run `f` on a fresh current-thread runtime with a `LocalSet` (as the relay's threads are).
+    fn on_local<F: std::future::Future<Output = ()>>(f: impl FnOnce() -> F + Send + 'static) {
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            tokio::task::LocalSet::new().block_on(&rt, f());
+        })
+        .join()
+        .unwrap();
+    }
+
+    /// A connected pair, with `drive` serving the server's end with `handler` and an outbox of at
+    /// most `max_bytes`: the client's end, the outbox, and `drive`'s result to come.
+    async fn driven<H: WsHandler + 'static>(
+        mut handler: H,
+        max_bytes: usize,
+    ) -> (
+        TcpStream,
+        Arc<Outbox>,
+        tokio::task::JoinHandle<(CloseReason, H)>,
+    ) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        let outbox = Arc::new(Outbox::new(1 << 20, max_bytes));
+        let ob = outbox.clone();
+        let done = tokio::task::spawn_local(async move {
+            let metrics = Metrics::new();
+            let reason = drive(
+                WsIo::Tcp(server, BytesMut::new()),
+                &mut handler,
+                &ob,
+                1 << 20,
+                &metrics,
+            )
+            .await;
+            (reason, handler)
+        });
+        (client, outbox, done)
+    }
+
+    #[test]
+    fn a_peer_that_stops_reading_is_closed_once_its_outbox_overflows() {
+        on_local(|| async {
+            // The client never reads: the kernel's buffers fill, the writer cannot finish its
+            // write, and the outbox (1 MiB) overflows behind it.
+            let (_client, outbox, done) = driven(Quiet, 1 << 20).await;
+            let frame = binary_frame(&vec![7u8; 256 * 1024]);
+            let start = Instant::now();
+            while outbox.push(frame.clone()).is_ok() {
+                assert!(
+                    start.elapsed() < Duration::from_secs(20),
+                    "the outbox never filled"
+                );
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            // The close does not wait for the peer to read: one bounded try at the rest.
+            let (reason, _) = tokio::time::timeout(Duration::from_secs(5), done)
+                .await
+                .expect("the connection was kept after its outbox overflowed")
+                .unwrap();
+            assert_eq!(reason, CloseReason::SlowConsumer);
+        });
+    }
+
+    #[test]
+    fn pings_not_yet_answered_get_one_pong_for_the_latest() {
+        on_local(|| async {
+            let (mut client, _outbox, _done) = driven(Quiet, 1 << 20).await;
+            let ping = |text: &str| {
+                let mut out = Vec::new();
+                ws::encode_frame(
+                    &mut out,
+                    true,
+                    Opcode::Ping,
+                    Some([1, 2, 3, 4]),
+                    text.as_bytes(),
+                );
+                out
+            };
+            // A hundred pings in one write are read and decoded together, before any answer.
+            let burst: Vec<u8> = (0..100).flat_map(|i| ping(&format!("p{i}"))).collect();
+            client.write_all(&burst).await.unwrap();
+            let pong = |text: &str| server_frame(Opcode::Pong, text.as_bytes()).to_vec();
+            let want = pong("p99");
+            let (got, _) = read_exact_at(&mut client, want.len()).await;
+            assert_eq!(got, want, "the first answer is the pong of the latest ping");
+            // Nothing else was queued for the burst: the next answer is the next ping's.
+            client.write_all(&ping("end")).await.unwrap();
+            let want = pong("end");
+            let (got, _) = read_exact_at(&mut client, want.len()).await;
+            assert_eq!(got, want);
+        });
+    }
+
+    /// A handler whose deadline stays where it was after it ran.
+    struct StuckDeadline {
+        at: Instant,
+        runs: u32,
+    }
+    impl WsHandler for StuckDeadline {
+        fn on_message(&mut self, _msg: Message) -> Result<(), CloseReason> {
+            Ok(())
+        }
+        fn next_deadline(&self) -> Option<Instant> {
+            Some(self.at)
+        }
+        fn on_deadline(&mut self, _now: Instant) -> Result<(), CloseReason> {
+            self.runs += 1;
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_deadline_that_does_not_move_runs_once() {
+        on_local(|| async {
+            let handler = StuckDeadline {
+                at: Instant::now(),
+                runs: 0,
+            };
+            let (client, _outbox, done) = driven(handler, 1 << 20).await;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            drop(client);
+            let (reason, handler) = tokio::time::timeout(Duration::from_secs(5), done)
+                .await
+                .expect("drive did not end")
+                .unwrap();
+            assert_eq!(reason, CloseReason::TransportClose);
+            assert_eq!(handler.runs, 1, "the same deadline ran again and again");
+        });
     }
 }

@@ -223,6 +223,14 @@ impl<T: Timestamp> ServerSession<T> {
         }
     }
 
+    /// The answer to the last polling GET was produced but never sent (its client went away
+    /// first): the packets it carried are gone, so the session closes as for an aborted poll
+    /// rather than go on with a hole in what the client received.
+    pub fn handle_poll_lost(&mut self, now: T) {
+        let _ = now;
+        self.close_with(CloseReason::TransportError, b'6');
+    }
+
     /// A polling POST body arrived; returns the messages it carried. The driver answers
     /// `200 ok` ([`super::POST_OK_BODY`]) on success and [`EngineError::http_status`] on error.
     ///

@@ -588,6 +588,25 @@ fn cancelled_poll_closes_the_session() {
 }
 
 #[test]
+fn an_answer_taken_but_never_sent_closes_the_session() {
+    let t0 = FakeTime::ZERO;
+    let mut s = ServerSession::new("x", TransportKind::Polling, suite_config(), t0);
+    while s.poll_transmit().is_some() {}
+    s.handle_poll(t0).unwrap();
+    assert!(s.send(Packet::message("hello")));
+    assert_eq!(
+        s.poll_transmit(),
+        Some(ServerTransmit::Poll("4hello".into()))
+    );
+    // The GET that was to carry it is gone: no GET is held, yet the session must not go on.
+    s.handle_poll_aborted(t0 + ms(5));
+    assert_eq!(s.close_reason(), None, "an aborted poll needs a held GET");
+    s.handle_poll_lost(t0 + ms(5));
+    assert_eq!(s.close_reason(), Some(CloseReason::TransportError));
+    assert_eq!(s.poll_transmit(), None, "nobody to answer");
+}
+
+#[test]
 fn posted_close_ends_the_held_get_with_noop() {
     // Suite "forcefully closes the session" (polling).
     let t0 = FakeTime::ZERO;
