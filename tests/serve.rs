@@ -687,6 +687,32 @@ fn health_metrics_cors_and_the_built_in_page() {
         );
     }
 
+    // One chat message relayed: one message in, one delivery out, and at least its bytes.
+    let mut a = sio_connect(relay.port);
+    let mut b = sio_connect(relay.port);
+    for (ws, id) in [(&mut a, 1), (&mut b, 2)] {
+        ws.send(Message::text(format!(r#"42{id}["join_room","m"]"#)))
+            .unwrap();
+        next_text(ws);
+    }
+    let before = |name: &str| metric(relay.port, name);
+    let (m_in, m_out) = (
+        before("wschat_messages_in_total"),
+        before("wschat_messages_out_total"),
+    );
+    let (b_in, b_out) = (
+        before("wschat_bytes_in_total"),
+        before("wschat_bytes_out_total"),
+    );
+    let sent = format!(r#"42["send_message",{}]"#, msg("m", "Ana", "metrics"));
+    a.send(Message::text(sent.clone())).unwrap();
+    let got = next_text(&mut b);
+    assert!(got.contains("metrics"), "{got}");
+    assert_eq!(metric(relay.port, "wschat_messages_in_total"), m_in + 1.0);
+    assert_eq!(metric(relay.port, "wschat_messages_out_total"), m_out + 1.0);
+    assert!(metric(relay.port, "wschat_bytes_in_total") >= b_in + sent.len() as f64);
+    assert!(metric(relay.port, "wschat_bytes_out_total") >= b_out + got.len() as f64);
+
     // A React dev server on another port polls with a preflight.
     let (status, head, _) = http(
         relay.port,
@@ -726,6 +752,58 @@ fn health_metrics_cors_and_the_built_in_page() {
         assert_eq!(http(relay.port, "GET", asset, &[], b"").0, 200, "{asset}");
     }
     assert_eq!(http(relay.port, "GET", "/nope", &[], b"").0, 404);
+}
+
+/// The timing flags of the binary reach the Engine.IO handshake and the session's timers; without
+/// them, the npm server's defaults.
+#[test]
+fn serve_timing_flags_reach_the_handshake_and_the_timers() {
+    let open = |relay: &Relay| {
+        let mut ws = ws_connect(relay.port, "/socket.io/?EIO=4&transport=websocket");
+        let text = next_text(&mut ws);
+        let v: Value = serde_json::from_str(text.strip_prefix('0').expect("open")).unwrap();
+        (ws, v)
+    };
+    let defaults = Relay::start(&[]);
+    let (_ws, v) = open(&defaults);
+    assert_eq!(
+        (&v["pingInterval"], &v["pingTimeout"], &v["maxPayload"]),
+        (&json!(25000), &json!(20000), &json!(1000000))
+    );
+    let relay = Relay::start(&[
+        "--ping-interval",
+        "200ms",
+        "--ping-timeout",
+        "300ms",
+        "--max-payload",
+        "5000",
+        "--connect-timeout",
+        "700ms",
+    ]);
+    // Timed from before the handshake, so that the lower bound holds however late this runs.
+    let t = Instant::now();
+    let (mut ws, v) = open(&relay);
+    assert_eq!(
+        (&v["pingInterval"], &v["pingTimeout"], &v["maxPayload"]),
+        (&json!(200), &json!(300), &json!(5000))
+    );
+    // Pings every 200 ms, answered; no CONNECT, so the session ends at connectTimeout.
+    let mut pings = 0;
+    let closed_after = loop {
+        match ws.read() {
+            Ok(Message::Text(t)) if t.as_str() == "2" => {
+                pings += 1;
+                ws.send(Message::text("3")).unwrap();
+            }
+            Ok(Message::Close(_)) | Err(_) => break t.elapsed(),
+            Ok(_) => {}
+        }
+    };
+    assert!(pings >= 2, "{pings} pings before the close");
+    assert!(
+        closed_after >= Duration::from_millis(650) && closed_after < Duration::from_secs(5),
+        "closed after {closed_after:?}, connectTimeout is 700 ms"
+    );
 }
 
 /// Point 6: one log line per connect, join, leave and disconnect (with its reason); with

@@ -197,17 +197,13 @@ impl Session {
         }
     }
 
-    /// Close the session from the server side at once, without waiting for a GET to collect
-    /// what is queued (a client that broke the polling rules).
-    pub fn close_at_once(&self, reason: CloseReason) {
-        self.end(reason, true);
-    }
-
     /// Close the session from the server side (delivering what is queued first).
     pub fn close(&self, reason: CloseReason) {
         self.end(reason, false);
     }
 
+    /// Close from the server side; `at_once`: without waiting for a GET to collect what is
+    /// queued (a client that broke the polling rules).
     fn end(&self, reason: CloseReason, at_once: bool) {
         let _ = self.reason.set(reason);
         let mut core = self.lock();
@@ -679,22 +675,31 @@ impl<A: EngineApp> EngineEndpoint<A> {
         polling_response(body)
     }
 
+    /// A POST that broke the protocol: counted, its session closed (`at_once`: without waiting
+    /// for a GET to collect what is queued), answered 400.
+    fn refuse_post(&self, slot: &Arc<Slot<A>>, why: &str, at_once: bool) -> Response<Body> {
+        let session = &slot.session;
+        session
+            .shared
+            .metrics
+            .protocol_errors
+            .fetch_add(1, Ordering::Relaxed);
+        session.end(CloseReason::ProtocolError(why.into()), at_once);
+        self.finish_if_closed(slot);
+        error_response(ErrorCode::BadRequest)
+    }
+
     /// A polling POST: the body's packets go to the state machine, messages to the application.
     async fn post(&self, slot: Arc<Slot<A>>, req: Request<Incoming>) -> Response<Body> {
         let session = &slot.session;
         if session.posting.swap(true, Ordering::AcqRel) {
             // The reference's "data request overlap from client": 400, and the session closes
-            // (the order of the two bodies' messages could not be kept).
-            session
-                .shared
-                .metrics
-                .protocol_errors
-                .fetch_add(1, Ordering::Relaxed);
-            session.close_at_once(CloseReason::ProtocolError(
-                "a second polling POST while one was in progress".into(),
-            ));
-            self.finish_if_closed(&slot);
-            return error_response(ErrorCode::BadRequest);
+            // at once (the order of the two bodies' messages could not be kept).
+            return self.refuse_post(
+                &slot,
+                "a second polling POST while one was in progress",
+                true,
+            );
         }
         let _posting = Posting(&session.posting);
         let max = session.shared.config.max_payload;
@@ -727,16 +732,7 @@ impl<A: EngineApp> EngineEndpoint<A> {
             .bytes_in
             .fetch_add(body.len() as u64, Ordering::Relaxed);
         let Ok(body) = std::str::from_utf8(&body) else {
-            session
-                .shared
-                .metrics
-                .protocol_errors
-                .fetch_add(1, Ordering::Relaxed);
-            session.close(CloseReason::ProtocolError(
-                "polling body is not UTF-8".into(),
-            ));
-            self.finish_if_closed(&slot);
-            return error_response(ErrorCode::BadRequest);
+            return self.refuse_post(&slot, "polling body is not UTF-8", false);
         };
         let result = {
             let mut core = session.lock();
