@@ -432,8 +432,7 @@ impl<A: EngineApp> EngineEndpoint<A> {
         slot
     }
 
-    /// Run the application on message data (outside the core lock).
-    /// Run the application on each message of a polling POST. Every [`wsconn::TURN`] messages
+    /// Run the application on each message of a polling POST (outside the core lock). Every [`wsconn::TURN`] messages
     /// the task yields, so that the recipients' writers drain what it queued: a large body (up
     /// to maxPayload, tens of thousands of chat messages) must not fill the queues of members
     /// who keep up and get them dropped as slow consumers.

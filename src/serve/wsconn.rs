@@ -229,7 +229,15 @@ pub async fn drive<H: WsHandler>(
                     Ok(Some(Message::Close(c))) => {
                         // RFC 6455 section 5.5.1: answer with a Close echoing the status code.
                         let code = c.as_ref().map(|(code, _)| *code);
-                        Box::pin(flush_and_close(&mut io, &mut wcur, &mut local, code, "")).await;
+                        Box::pin(flush_and_close(
+                            &mut io,
+                            &mut wcur,
+                            &[],
+                            &mut local,
+                            code,
+                            "",
+                        ))
+                        .await;
                         break 'conn CloseReason::ClientClose;
                     }
                     Ok(None) => break,
@@ -246,6 +254,7 @@ pub async fn drive<H: WsHandler>(
                         Box::pin(flush_and_close(
                             &mut io,
                             &mut wcur,
+                            &[],
                             &mut local,
                             Some(e.close_code()),
                             &e.to_string(),
@@ -411,25 +420,23 @@ pub async fn drive<H: WsHandler>(
                 }
             }
             Event::Closed(reason) => {
-                if reason != CloseReason::SlowConsumer {
-                    // Closed while the peer was not taking writes: what was queued before the
-                    // close still goes, in the final write (bounded in time). A slow consumer's
-                    // queue is what it could not take: dropped.
-                    let mut cx = Context::from_waker(std::task::Waker::noop());
-                    if let Poll::Ready((rest, _, _)) = outbox.poll_take(&mut cx)
-                        && !rest.is_empty()
+                // Closed while the peer was not taking writes: what was queued before the close
+                // still goes, in the final write (bounded in time). A slow consumer's queue is
+                // what it could not take: dropped.
+                let rest = match reason {
+                    CloseReason::SlowConsumer => Bytes::new(),
+                    _ => match outbox.poll_take(&mut Context::from_waker(std::task::Waker::noop()))
                     {
-                        let mut all = BytesMut::with_capacity(wcur.len() + rest.len());
-                        all.extend_from_slice(&wcur);
-                        all.extend_from_slice(&rest);
-                        wcur = all.freeze();
-                    }
-                }
+                        Poll::Ready((rest, _, _)) => rest,
+                        Poll::Pending => Bytes::new(),
+                    },
+                };
                 let code = reason.ws_close_code();
                 let text = reason.to_string();
                 Box::pin(flush_and_close(
                     &mut io,
                     &mut wcur,
+                    &rest,
                     &mut local,
                     Some(code),
                     &text,
@@ -443,17 +450,20 @@ pub async fn drive<H: WsHandler>(
     reason
 }
 
-/// Write what is pending, a Close frame, and shut the write side down (bounded in time: a peer that
-/// does not read cannot hold the task).
+/// Write what is pending (the rest of the current write, then `queued`, then the control
+/// frames), a Close frame, and shut the write side down (bounded in time: a peer that does not
+/// read cannot hold the task).
 async fn flush_and_close(
     io: &mut WsIo,
     wcur: &mut Bytes,
+    queued: &[u8],
     local: &mut VecDeque<Bytes>,
     code: Option<u16>,
     reason: &str,
 ) {
-    let mut out = Vec::with_capacity(wcur.len() + 64);
+    let mut out = Vec::with_capacity(wcur.len() + queued.len() + 64);
     out.extend_from_slice(wcur);
+    out.extend_from_slice(queued);
     for f in local.drain(..) {
         out.extend_from_slice(&f);
     }
@@ -475,36 +485,6 @@ mod tests {
     use tokio::io::AsyncReadExt;
     use tokio::net::TcpListener;
 
-    struct Quiet;
-    impl WsHandler for Quiet {
-        fn on_message(&mut self, _msg: Message) -> Result<(), CloseReason> {
-            Ok(())
-        }
-    }
-
-    /// Serve one connection with `drive` on this thread, and hand back the client's end and the
-    /// connection's outbox.
-    async fn pair() -> (TcpStream, Arc<Outbox>) {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let client = TcpStream::connect(addr).await.unwrap();
-        let (server, _) = listener.accept().await.unwrap();
-        let outbox = Arc::new(Outbox::new(64, 1 << 20));
-        let ob = outbox.clone();
-        tokio::task::spawn_local(async move {
-            let metrics = Metrics::new();
-            drive(
-                WsIo::Tcp(server, BytesMut::new()),
-                &mut Quiet,
-                &ob,
-                1 << 20,
-                &metrics,
-            )
-            .await
-        });
-        (client, outbox)
-    }
-
     /// Read until `want` bytes have come; returns when the last of them arrived.
     async fn read_exact_at(client: &mut TcpStream, want: usize) -> (Vec<u8>, Instant) {
         let mut got = vec![0u8; want];
@@ -519,15 +499,10 @@ mod tests {
     /// wait for it, then push `b` and `c` at once. The time from `a`'s arrival to the arrival of
     /// both others, the bytes received, and the bytes of all three in order.
     fn three_frames(setup: fn()) -> (Duration, Vec<u8>, Vec<u8>) {
-        std::thread::spawn(move || {
+        on_local(move || {
             setup();
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            let local = tokio::task::LocalSet::new();
-            local.block_on(&rt, async {
-                let (mut client, outbox) = pair().await;
+            async {
+                let (mut client, outbox, _) = driven(Refused, Outbox::new(64, 1 << 20)).await;
                 let (a, b, c) = (text_frame(b"a"), text_frame(b"bb"), text_frame(b"ccc"));
                 outbox.push(a.clone()).unwrap();
                 let (first, t_a) = read_exact_at(&mut client, a.len()).await;
@@ -536,10 +511,8 @@ mod tests {
                 let (rest, t_bc) = read_exact_at(&mut client, b.len() + c.len()).await;
                 let want = [&a[..], &b[..], &c[..]].concat();
                 (t_bc - t_a, [first, rest].concat(), want)
-            })
+            }
         })
-        .join()
-        .unwrap()
     }
 
     #[test]
@@ -560,24 +533,27 @@ mod tests {
         assert!(gap < Duration::from_secs(2), "written after {gap:?}");
     }
 
-    /// Run `f` on a fresh current-thread runtime with a `LocalSet` (as the relay's threads are).
-    fn on_local<F: std::future::Future<Output = ()>>(f: impl FnOnce() -> F + Send + 'static) {
+    /// On a fresh thread (each has its own load gauge), run what `f` makes on a current-thread
+    /// runtime with a `LocalSet`, as the relay's threads are.
+    fn on_local<T: Send + 'static, F: std::future::Future<Output = T>>(
+        f: impl FnOnce() -> F + Send + 'static,
+    ) -> T {
         std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .unwrap();
-            tokio::task::LocalSet::new().block_on(&rt, f());
+            tokio::task::LocalSet::new().block_on(&rt, f())
         })
         .join()
-        .unwrap();
+        .unwrap()
     }
 
-    /// A connected pair, with `drive` serving the server's end with `handler` and an outbox of at
-    /// most `max_bytes`: the client's end, the outbox, and `drive`'s result to come.
+    /// A connected pair, with `drive` serving the server's end with `handler` and `outbox`: the
+    /// client's end, the outbox, and `drive`'s result to come.
     async fn driven<H: WsHandler + 'static>(
         mut handler: H,
-        max_bytes: usize,
+        outbox: Outbox,
     ) -> (
         TcpStream,
         Arc<Outbox>,
@@ -588,7 +564,7 @@ mod tests {
             .await
             .unwrap();
         let (server, _) = listener.accept().await.unwrap();
-        let outbox = Arc::new(Outbox::new(1 << 20, max_bytes));
+        let outbox = Arc::new(outbox);
         let ob = outbox.clone();
         let done = tokio::task::spawn_local(async move {
             let metrics = Metrics::new();
@@ -610,7 +586,7 @@ mod tests {
         on_local(|| async {
             // The client never reads: the kernel's buffers fill, the writer cannot finish its
             // write, and the outbox (1 MiB) overflows behind it.
-            let (_client, outbox, done) = driven(Quiet, 1 << 20).await;
+            let (_client, outbox, done) = driven(Refused, Outbox::new(1 << 20, 1 << 20)).await;
             let frame = binary_frame(&vec![7u8; 256 * 1024]);
             let start = Instant::now();
             while outbox.push(frame.clone()).is_ok() {
@@ -632,7 +608,7 @@ mod tests {
     #[test]
     fn pings_not_yet_answered_get_one_pong_for_the_latest() {
         on_local(|| async {
-            let (mut client, _outbox, _done) = driven(Quiet, 1 << 20).await;
+            let (mut client, _outbox, _done) = driven(Refused, Outbox::new(1 << 20, 1 << 20)).await;
             let ping = |text: &str| {
                 let mut out = Vec::new();
                 ws::encode_frame(
@@ -684,7 +660,7 @@ mod tests {
                 at: Instant::now(),
                 runs: 0,
             };
-            let (client, _outbox, done) = driven(handler, 1 << 20).await;
+            let (client, _outbox, done) = driven(handler, Outbox::new(1 << 20, 1 << 20)).await;
             tokio::time::sleep(Duration::from_millis(200)).await;
             drop(client);
             let (reason, handler) = tokio::time::timeout(Duration::from_secs(5), done)
