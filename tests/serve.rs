@@ -4,6 +4,7 @@
 //! started per test. Tests that need node, chromium or redis-server skip with a notice when they
 //! are missing, and fail instead when `CI` is set.
 
+use std::ffi::OsStr;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -508,6 +509,39 @@ fn sio_connect(port: u16) -> tungstenite::WebSocket<TcpStream> {
     ws
 }
 
+/// An event the chat does not know, asked with an ack, is answered with an error, whether its
+/// name is a string or a number (socket.io-parser allows both) and whether it came as a text or a
+/// binary packet; without an ack it is ignored and the connection goes on.
+#[test]
+fn unknown_events_with_an_ack_are_answered_whatever_their_name_or_packet() {
+    let relay = Relay::start(&[]);
+    let mut ws = sio_connect(relay.port);
+    let answer = |ws: &mut tungstenite::WebSocket<TcpStream>, id: &str| -> Value {
+        let t = next_text(ws);
+        let head = format!("43{id}");
+        assert!(t.starts_with(&head), "{t}");
+        serde_json::from_str(&t[head.len()..]).unwrap()
+    };
+    let refused = |name: &str| json!([{"ok": false, "error": format!("unknown event {name:?}")}]);
+    ws.send(Message::text(r#"42["typing",true]"#)).unwrap();
+    ws.send(Message::text(r#"421["typing",true]"#)).unwrap();
+    assert_eq!(answer(&mut ws, "1"), refused("typing"));
+    ws.send(Message::text(r#"422[7,"x"]"#)).unwrap();
+    assert_eq!(answer(&mut ws, "2"), refused("7"));
+    ws.send(Message::text(
+        r#"451-3["file",{"_placeholder":true,"num":0}]"#,
+    ))
+    .unwrap();
+    ws.send(Message::binary(vec![1u8, 2, 3])).unwrap();
+    assert_eq!(answer(&mut ws, "3"), refused("file"));
+    ws.send(Message::text(r#"451-4[7,{"_placeholder":true,"num":0}]"#))
+        .unwrap();
+    ws.send(Message::binary(vec![1u8, 2, 3])).unwrap();
+    assert_eq!(answer(&mut ws, "4"), refused("7"));
+    ws.send(Message::text(r#"425["join_room","r"]"#)).unwrap();
+    assert_eq!(answer(&mut ws, "5"), json!([{"ok": true, "room": "r"}]));
+}
+
 /// One sender's burst, over WebSocket (30,000 messages written at once) and in one polling POST
 /// (9,000 messages), all into one thread of the relay: a member who keeps reading gets every
 /// message and is not dropped as a slow consumer (its queue holds 4,096).
@@ -839,6 +873,11 @@ fn serve_json_logs_connect_join_leave_and_disconnect_as_json_lines() {
     ws.send(Message::text(r#"422["leave_room","5"]"#)).unwrap();
     assert_eq!(next_text(&mut ws), r#"432[{"ok":true,"room":"5"}]"#);
     ws.close(None).unwrap();
+    // A session whose socket leaves its namespace, then closes: a `disconnect` line, and not the
+    // line of a session that never connected.
+    let mut left = sio_connect(port);
+    left.send(Message::text("41")).unwrap();
+    left.close(None).unwrap();
     // A session that never connects: its malformed first packet closes it, and that is logged.
     let mut bad = ws_connect(port, "/socket.io/?EIO=4&transport=websocket");
     next_text(&mut bad);
@@ -846,8 +885,10 @@ fn serve_json_logs_connect_join_leave_and_disconnect_as_json_lines() {
     let mut seen: Vec<Value> = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(5);
     let logged = |seen: &[Value], m: &str| seen.iter().any(|v| v["fields"]["message"] == m);
+    let count =
+        |seen: &[Value], m: &str| seen.iter().filter(|v| v["fields"]["message"] == m).count();
     while Instant::now() < deadline
-        && !(logged(&seen, "disconnect") && logged(&seen, "session closed before CONNECT"))
+        && !(count(&seen, "disconnect") == 2 && logged(&seen, "session closed before CONNECT"))
     {
         if let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
             let v: Value = serde_json::from_str(&line)
@@ -859,8 +900,17 @@ fn serve_json_logs_connect_join_leave_and_disconnect_as_json_lines() {
             seen.push(v);
         }
     }
+    // Lines that should not come get a moment to come.
+    while let Ok(line) = rx.recv_timeout(Duration::from_millis(300)) {
+        seen.push(serde_json::from_str(&line).unwrap());
+    }
     let _ = child.kill();
     let _ = child.wait();
+    assert_eq!(
+        count(&seen, "session closed before CONNECT"),
+        1,
+        "only the session that never connected: {seen:#?}"
+    );
     let find = |m: &str| {
         seen.iter()
             .find(|v| v["fields"]["message"] == m)
@@ -873,9 +923,16 @@ fn serve_json_logs_connect_join_leave_and_disconnect_as_json_lines() {
     assert!(sid.is_string());
     assert_eq!(find("join")["fields"]["room"], "5");
     assert_eq!(find("leave")["fields"]["room"], "5");
-    let disconnect = find("disconnect");
-    assert_eq!(disconnect["fields"]["socket"], sid);
+    let disconnect = seen
+        .iter()
+        .find(|v| v["fields"]["message"] == "disconnect" && v["fields"]["socket"] == sid)
+        .unwrap_or_else(|| panic!("no disconnect line for {sid} in {seen:#?}"));
     assert_eq!(disconnect["fields"]["reason"], "transport close");
+    assert!(
+        seen.iter().any(|v| v["fields"]["message"] == "disconnect"
+            && v["fields"]["reason"] == "client namespace disconnect"),
+        "{seen:#?}"
+    );
     let early = find("session closed before CONNECT");
     assert!(
         early["fields"]["reason"]
@@ -1205,6 +1262,29 @@ struct Browser {
 }
 
 impl Browser {
+    /// serve-browser.js with these arguments; its JSON lines come through `next`.
+    fn start(args: &[&OsStr]) -> Browser {
+        let mut child = Command::new("node")
+            .arg(peers_dir().join("serve-browser.js"))
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start serve-browser.js");
+        let stdin = child.stdin.take().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                    let _ = tx.send(v);
+                }
+            }
+        });
+        Browser { child, stdin, rx }
+    }
+
     fn next(&mut self, ev: &str) -> Value {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
@@ -1255,36 +1335,24 @@ fn the_web_page_chats_with_a_socketio_peer_in_headless_chromium() {
     bia.join(json!("7"));
     let shots = tempfile::tempdir().unwrap();
     let png = shots.path().join("chat.png");
-    let mut child = Command::new("node")
-        .arg(peers_dir().join("serve-browser.js"))
-        .args([
-            "--url",
-            &format!("{}/", relay.url()),
-            "--name",
-            "Ana",
-            "--room",
-            "7",
-        ])
-        .args(["--send", "Olá mundo!", "--expect", "Oi Ana, tudo bem?"])
-        .args(["--early", "Cheguei!"])
-        .arg("--screenshot")
-        .arg(&png)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start serve-browser.js");
-    let stdin = child.stdin.take().unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Ok(v) = serde_json::from_str::<Value>(&line) {
-                let _ = tx.send(v);
-            }
-        }
-    });
-    let mut browser = Browser { child, stdin, rx };
+    let url = format!("{}/", relay.url());
+    let mut browser = Browser::start(&[
+        "--url".as_ref(),
+        url.as_ref(),
+        "--name".as_ref(),
+        "Ana".as_ref(),
+        "--room".as_ref(),
+        "7".as_ref(),
+        "--send".as_ref(),
+        "Olá mundo!".as_ref(),
+        "--expect".as_ref(),
+        "Oi Ana, tudo bem?".as_ref(),
+        "--early".as_ref(),
+        "Cheguei!".as_ref(),
+        "--screenshot".as_ref(),
+        png.as_os_str(),
+        "--leave".as_ref(),
+    ]);
     let joined = browser.next("joined");
     assert_eq!(joined["subtitle"], "Entrar na sala");
     // Typed while the page was still connecting: sent after the page's join, so accepted.
@@ -1320,6 +1388,170 @@ fn the_web_page_chats_with_a_socketio_peer_in_headless_chromium() {
     browser.next("screenshot");
     let bytes = std::fs::read(&png).expect("screenshot written");
     assert!(bytes.starts_with(b"\x89PNG"), "a PNG screenshot");
+    // Leaving closes the page's socket: only Bia's is left, and no message of room 7 reaches
+    // the page any more (a socket kept open would rejoin room 7 on its next reconnection).
+    browser.next("left");
+    let deadline = Instant::now() + STEP;
+    loop {
+        let (_, _, body) = http(relay.port, "GET", "/healthz", &[], b"");
+        let health: Value = serde_json::from_slice(&body).unwrap();
+        if health["sockets"] == 1 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the page's socket is still open after leaving: {health}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    writeln!(browser.stdin, "done").unwrap();
+    browser.stdin.flush().unwrap();
+}
+
+/// A page written for socket.io-client's bundle loads `/socket.io/socket.io.js` from the relay
+/// (served with `--static`, as an express + socket.io app would be) and chats through `io()` with
+/// a socket.io-client peer: acks, timeouts, binary, namespaces, once/off/onAny, reconnection
+/// after the relay closed its session, disconnect.
+#[test]
+fn a_page_using_io_from_socket_io_js_chats_in_headless_chromium() {
+    if !node_ok()
+        || !peer_available(
+            "chromium (/usr/bin/chromium)",
+            Path::new("/usr/bin/chromium").exists(),
+        )
+    {
+        return;
+    }
+    let page_dir = peers_dir().join("io-page");
+    let relay = Relay::start(&["--static", page_dir.to_str().unwrap()]);
+    let mut bia = Peer::start("bia", &relay, "websocket", &[]);
+    bia.connected();
+    bia.join(json!("io-7"));
+    let url = format!("{}/", relay.url());
+    let mut browser = Browser::start(&["--result".as_ref(), "--url".as_ref(), url.as_ref()]);
+    // The page's two messages, one of them binary, reach the node peer.
+    let first = bia.event("receive_message");
+    let hello = json!({"room": "io-7", "author": "Ana", "message": "Olá mundo!", "time": "16:10"});
+    assert_eq!(first[0], hello);
+    let second = bia.event("receive_message");
+    assert_eq!(second[0]["message"], "bytes");
+    bia.emit(
+        "send_message",
+        json!([msg("io-7", "Bia", "Oi Ana, tudo bem?")]),
+        Some("r"),
+    );
+    assert_eq!(bia.ack("r")["ok"], true);
+    let r = browser.next("result")["value"].clone();
+    assert_eq!(r["ids"], true, "{r}");
+    assert_eq!(r["esm"], true, "the ES module's io()");
+    assert_eq!(r["joinA"], json!({"ok": true, "room": "io-7"}));
+    assert_eq!(
+        r["joinB"],
+        json!({"err": null, "reply": {"ok": true, "room": "io-7"}})
+    );
+    assert_eq!(r["sendAck"]["ok"], true);
+    assert_eq!(r["bGot"], hello);
+    assert_eq!(r["binary"], json!([1, 2, 250]));
+    assert_eq!(r["timedOut"], "operation has timed out");
+    assert_eq!(r["idleActive"], false);
+    assert_eq!(r["otherNsp"], "/elsewhere");
+    assert_eq!(
+        r["early"],
+        json!({"join": {"ok": true, "room": "io-8"}, "send": {"ok": true}})
+    );
+    assert_eq!(r["fromBia"], msg("io-7", "Bia", "Oi Ana, tudo bem?"));
+    assert_eq!(r["ownEcho"], 0, "the relay sent a its own messages");
+    assert_eq!((&r["onceCount"], &r["offCount"]), (&json!(1), &json!(0)));
+    assert_eq!(r["anyB"], json!(vec!["receive_message"; 3]));
+    assert_eq!(
+        r["late"],
+        json!({"join": "operation has timed out",
+               "send": {"ok": false, "error": "not a member of room io-9"}})
+    );
+    assert_eq!(r["cleared"], "socket has been disconnected");
+    assert_eq!(
+        r["reconnect"],
+        json!({"reasons": ["transport close"], "reconnects": [1], "connectsA": 2, "active": true})
+    );
+    assert_eq!(
+        r["bAfter"],
+        json!({"connected": false, "disconnected": true, "active": false,
+               "reasons": ["io client disconnect"]})
+    );
+}
+
+#[test]
+fn the_client_script_is_served_where_the_npm_server_serves_its_bundle() {
+    let relay = Relay::start(&[]);
+    let (status, head, body) = http(relay.port, "GET", "/socket.io/socket.io.js", &[], b"");
+    assert_eq!(status, 200);
+    let lower = head.to_ascii_lowercase();
+    assert!(
+        lower.contains("content-type: application/javascript"),
+        "{head}"
+    );
+    assert!(lower.contains("cache-control: public, max-age=0"), "{head}");
+    let body = String::from_utf8(body).unwrap();
+    assert!(body.contains("window.io = io"), "the script defines io()");
+    let etag = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .starts_with("etag:")
+                .then(|| l[5..].trim().to_string())
+        })
+        .expect("an ETag");
+    // The minified name is the same script; a matching If-None-Match gets 304; HEAD gets the
+    // length only.
+    let (status, _, min) = http(relay.port, "GET", "/socket.io/socket.io.min.js", &[], b"");
+    assert_eq!((status, min), (200, body.clone().into_bytes()));
+    let (status, _, empty) = http(
+        relay.port,
+        "GET",
+        "/socket.io/socket.io.js",
+        &[("If-None-Match", &etag)],
+        b"",
+    );
+    assert_eq!((status, empty.len()), (304, 0));
+    let (status, head, empty) = http(relay.port, "HEAD", "/socket.io/socket.io.js", &[], b"");
+    assert_eq!((status, empty.len()), (200, 0));
+    assert!(
+        head.to_ascii_lowercase()
+            .contains(&format!("content-length: {}", body.len())),
+        "{head}"
+    );
+    // The ES module is the same script, exporting io.
+    let (status, head, esm) = http(
+        relay.port,
+        "GET",
+        "/socket.io/socket.io.esm.min.js",
+        &[],
+        b"",
+    );
+    assert_eq!(status, 200);
+    assert!(head.to_ascii_lowercase().contains("application/javascript"));
+    let esm = String::from_utf8(esm).unwrap();
+    assert!(
+        esm.starts_with(&body) && esm.contains("export { io,"),
+        "{}",
+        &esm[body.len()..]
+    );
+    // Other names under /socket.io/ are still Engine.IO's (400 without EIO), and a POST to the
+    // script's path is too.
+    assert_eq!(
+        http(relay.port, "GET", "/socket.io/other.js", &[], b"").0,
+        400
+    );
+    assert_eq!(
+        http(relay.port, "POST", "/socket.io/socket.io.js", &[], b"").0,
+        400
+    );
+    // With --static too, as the npm server serves it next to an express app's files.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("index.html"), "<p>app</p>").unwrap();
+    let relay = Relay::start(&["--static", dir.path().to_str().unwrap()]);
+    let (status, _, again) = http(relay.port, "GET", "/socket.io/socket.io.js", &[], b"");
+    assert_eq!((status, again), (200, body.into_bytes()));
 }
 
 // ---------------------------------------------------------------------------------------------

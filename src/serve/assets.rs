@@ -6,6 +6,35 @@ const STYLE_CSS: &str = include_str!("assets/style.css");
 const APP_JS: &str = include_str!("assets/app.js");
 const SOCKETIO_JS: &str = include_str!("assets/socketio.js");
 
+/// The client script as an ES module (`import { io } from "/socket.io/socket.io.esm.min.js"`, as
+/// the npm server's ESM bundle is imported): the same script, which also sets `window.io`.
+const SOCKETIO_ESM: &str = concat!(
+    include_str!("assets/socketio.js"),
+    "\nconst io = window.io;\nexport { io, io as connect, io as default };\n"
+);
+
+/// The client script at a path under `/socket.io/`, as the npm server serves its bundles there.
+pub fn client_script(path: &str) -> Option<&'static [u8]> {
+    match path {
+        "/socket.io/socket.io.js" | "/socket.io/socket.io.min.js" => Some(SOCKETIO_JS.as_bytes()),
+        "/socket.io/socket.io.esm.min.js" => Some(SOCKETIO_ESM.as_bytes()),
+        _ => None,
+    }
+}
+
+/// The client script's `ETag`: a hash of the script, so that a browser revalidating its copy gets
+/// the script of the build it talks to.
+pub fn client_etag() -> &'static str {
+    static ETAG: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    ETAG.get_or_init(|| {
+        // FNV-1a, 64 bits: a fingerprint, not a security measure.
+        let h = SOCKETIO_JS.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+        });
+        format!("\"{h:016x}\"")
+    })
+}
+
 /// The asset at a request path: `(content type, body)`.
 pub fn lookup(path: &str) -> Option<(&'static str, &'static [u8])> {
     Some(match path {

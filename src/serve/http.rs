@@ -167,6 +167,9 @@ async fn route_inner(
             Err(resp) => *resp,
         };
     }
+    if let Some(resp) = client_script(shared, &req, &path) {
+        return resp;
+    }
     for (mount, endpoint) in &shared.mounts {
         if path == *mount || path.starts_with(mount.as_str()) {
             return endpoint.clone().http(req, info).await;
@@ -193,6 +196,56 @@ async fn route_inner(
         }
         _ => text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n"),
     }
+}
+
+/// `GET /socket.io/socket.io.js` (and `.min.js`, `.esm.min.js`): the project's own client script, where the npm
+/// server serves its client bundle (its `serveClient` option), so that pages which load the client
+/// from the relay work. `None` for anything else, or when nothing is mounted at `/socket.io/`.
+fn client_script(shared: &Shared, req: &Request<Incoming>, path: &str) -> Option<Response<Body>> {
+    let head = match *req.method() {
+        Method::GET => false,
+        Method::HEAD => true,
+        _ => return None,
+    };
+    let body = assets::client_script(path)?;
+    if !shared.mounts.iter().any(|(m, _)| m == "/socket.io/") {
+        return None;
+    }
+    let etag = assets::client_etag();
+    let fresh = req
+        .headers()
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(',').any(|t| {
+                let t = t.trim();
+                t == "*" || t.strip_prefix("W/").unwrap_or(t) == etag
+            })
+        });
+    let mut r = if fresh {
+        let mut r = Response::new(Full::new(Bytes::new()));
+        *r.status_mut() = StatusCode::NOT_MODIFIED;
+        r
+    } else {
+        let mut r = respond(
+            StatusCode::OK,
+            "application/javascript; charset=utf-8",
+            Bytes::from_static(if head { b"" } else { body }),
+        );
+        if head && let Ok(v) = HeaderValue::from_str(&body.len().to_string()) {
+            r.headers_mut().insert(header::CONTENT_LENGTH, v);
+        }
+        r
+    };
+    let h = r.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(etag) {
+        h.insert(header::ETAG, v);
+    }
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=0"),
+    );
+    Some(r)
 }
 
 fn healthz(shared: &Shared) -> Response<Body> {

@@ -588,8 +588,18 @@ impl<A: SioApp> EngineApp for SocketIoServer<A> {
                 if packet.packet_type != PacketType::BinaryEvent {
                     return Ok(());
                 }
-                let Some(name) = packet.event_name() else {
-                    return Ok(());
+                // A numeric name is the number's text, as on the text path (`PacketRef::event`);
+                // the parser lets only strings and numbers through as names.
+                let numeric;
+                let name = match packet.event_name() {
+                    Some(name) => name,
+                    None => match packet.data.as_ref().and_then(|d| d.get(0)) {
+                        Some(n @ Value::Number(_)) => {
+                            numeric = n.to_string();
+                            numeric.as_str()
+                        }
+                        _ => return Ok(()),
+                    },
                 };
                 let args: Vec<String> = packet.args().iter().map(Value::to_string).collect();
                 let ev = Event {
@@ -629,9 +639,14 @@ impl<A: SioApp> EngineApp for SocketIoServer<A> {
     }
 
     fn closed(&self, conn: &mut SioConn, session: &Arc<Session>, reason: &CloseReason) {
-        if conn.sockets.is_empty() {
-            // No socket, so no `disconnect` line: the session's end is logged here (a malformed
-            // first packet, no CONNECT in time), once.
+        // The deadline goes at the first CONNECT, or when it passes (the close is then
+        // ConnectTimeout): a session that has it, or closes for it, never had a socket.
+        let never_connected =
+            conn.connect_deadline.is_some() || matches!(reason, CloseReason::ConnectTimeout);
+        if conn.sockets.is_empty() && never_connected {
+            // No socket ever, so no `disconnect` line: the session's end is logged here (a
+            // malformed first packet, no CONNECT in time), once. A session whose sockets all
+            // left their namespaces has had its `disconnect` lines.
             tracing::info!(
                 peer = %session.peer(),
                 sid = session.sid(),

@@ -2,7 +2,12 @@
 // tests/serve.rs. Usage:
 //   node serve-browser.js --url http://127.0.0.1:PORT/ --name Ana --room 7 --send "Olá mundo!"
 //                         --expect "text from the peer" [--early "typed before connecting"]
-//                         [--screenshot out.png] [--chromium PATH]
+//                         [--screenshot out.png] [--leave] [--chromium PATH]
+//   node serve-browser.js --result --url http://127.0.0.1:PORT/some-page.html
+// With --result, it only opens the page and waits for the page's own scenario to set
+// `window.result`, then prints {"ev":"result","value":...} (a page's error fails the run).
+// With --leave, it clicks "leave" at the end, prints {"ev":"left"}, and keeps the browser open
+// until a line "done" on stdin (so the test sees what leaving did, not the browser's exit).
 // With --early, that message is sent in the same moment as the join, before the page is connected
 // (so it waits in the page's queue), and "joined" says whether the relay acknowledged it.
 // Prints JSON lines: {"ev":"joined"}, {"ev":"sent","acked":true}, {"ev":"received",...},
@@ -27,6 +32,8 @@ const sendText = opt("--send", "Olá mundo!");
 const expectText = opt("--expect", null);
 const earlyText = opt("--early", null);
 const shot = opt("--screenshot", null);
+const resultMode = argv.includes("--result");
+const leave = argv.includes("--leave");
 const chromiumPath = opt("--chromium", "/usr/bin/chromium");
 const out = (o) => process.stdout.write(JSON.stringify(o) + "\n");
 
@@ -82,6 +89,18 @@ setTimeout(() => fail("timeout: the browser scenario took more than 40 s"), 4000
 for (const sig of ["SIGTERM", "SIGINT"]) process.on(sig, () => cleanup(1));
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+// Resolves when the test writes `word` on a line of stdin.
+const stdinLines = readline.createInterface({ input: process.stdin });
+const waiting = new Map();
+stdinLines.on("line", (l) => {
+  const resolve = waiting.get(l.trim());
+  if (resolve) {
+    waiting.delete(l.trim());
+    resolve();
+  }
+});
+const line = (word) => new Promise((resolve) => waiting.set(word, resolve));
 
 function devtoolsUrl() {
   return new Promise((resolve, reject) => {
@@ -141,6 +160,15 @@ async function main() {
   await page("Page.enable");
   await page("Runtime.enable");
   await page("Page.navigate", { url });
+  if (resultMode) {
+    await waitFor("window.result !== undefined", "the page's result", 35000);
+    const value = await evaluate("window.result");
+    if (value && value.error) throw new Error("the page's scenario: " + value.error);
+    out({ ev: "result", value });
+    ws.close();
+    cleanup(0);
+    return;
+  }
   await waitFor("document.readyState === 'complete' && !!document.getElementById('join-form')", "the page");
   const title = await evaluate("document.querySelector('.subtitle').textContent");
   await evaluate(`(() => {
@@ -171,15 +199,7 @@ async function main() {
   out({ ev: "joined", subtitle: title, early });
 
   // Wait for the test's go-ahead (its socket.io-client peer is in the room).
-  await new Promise((resolve) => {
-    const rl = readline.createInterface({ input: process.stdin });
-    rl.on("line", (l) => {
-      if (l.trim() === "go") {
-        rl.close();
-        resolve();
-      }
-    });
-  });
+  await line("go");
 
   await evaluate(`(() => {
     const input = document.getElementById('message');
@@ -213,6 +233,12 @@ async function main() {
     const { data } = await page("Page.captureScreenshot", { format: "png" });
     fs.writeFileSync(shot, Buffer.from(data, "base64"));
     out({ ev: "screenshot", path: shot });
+  }
+  if (leave) {
+    await evaluate("document.getElementById('leave').click(), true");
+    await waitFor("!document.getElementById('join-screen').hidden", "the join screen");
+    out({ ev: "left" });
+    await line("done");
   }
   ws.close();
   cleanup(0);

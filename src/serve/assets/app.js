@@ -12,6 +12,10 @@
   let me = "";
   let room = "";
   let client = null;
+  // In the room on the current connection; until then, what is typed waits in `unsent` (sent
+  // before the join, it would be refused: "not a member of room X").
+  let joined = false;
+  let unsent = [];
 
   const pad = (n) => String(n).padStart(2, "0");
   const now = () => {
@@ -70,22 +74,38 @@
     joinScreen.hidden = true;
     chatScreen.hidden = false;
     history.replaceState(null, "", "#room=" + encodeURIComponent(room) + "&name=" + encodeURIComponent(me));
-    client = new SioClient(location.href);
-    client.on("connect", () => {
+    const sock = io({ autoConnect: false, reconnectionDelay: 500 });
+    client = sock;
+    joined = false;
+    unsent = [];
+    sock.on("connect", () => {
       setLive("on");
-      client.emit("join_room", room, (reply) => {
-        if (reply && reply.ok === false) notice(reply.error || "could not join", "error");
-        else notice("You joined room " + room);
+      sock.emit("join_room", room, (reply) => {
+        if (client !== sock) return;
+        if (reply && reply.ok === false) {
+          notice(reply.error || "could not join", "error");
+          return;
+        }
+        notice("You joined room " + room);
+        joined = true;
+        const waiting = unsent;
+        unsent = [];
+        for (const [msg, meta] of waiting) deliver(msg, meta);
       });
     });
-    client.on("disconnect", () => setLive("off"));
-    client.on("reconnecting", () => setLive("off"));
-    client.on("connect_error", (e) => notice("refused: " + ((e && e.message) || "unknown"), "error"));
-    client.on("receive_message", (msg) => {
+    sock.on("disconnect", () => {
+      if (client === sock) joined = false;
+      setLive("off");
+    });
+    // Failed attempts while reconnecting come here too; only a refusal by the relay is news.
+    sock.on("connect_error", (e) => {
+      if (!sock.active) notice("refused: " + ((e && e.message) || "unknown"), "error");
+    });
+    sock.on("receive_message", (msg) => {
       if (msg && typeof msg === "object") bubble(msg, false);
     });
-    client.on("error", (e) => notice(String((e && e.error) || e), "error"));
-    client.connect();
+    sock.on("error", (e) => notice(String((e && e.error) || e), "error"));
+    sock.connect();
     $("message").focus();
   }
 
@@ -100,13 +120,8 @@
     enter(name, roomId);
   });
 
-  $("send-form").addEventListener("submit", (ev) => {
-    ev.preventDefault();
-    const input = $("message");
-    const text = input.value;
-    if (!text.trim() || !client) return;
-    const msg = { room, author: me, message: text, time: now() };
-    const meta = bubble(msg, true);
+  // Sends one message; its bubble gets a tick when the relay acknowledges it.
+  function deliver(msg, meta) {
     client.emit("send_message", msg, (reply) => {
       if (reply && reply.ok) {
         const tick = document.createElement("span");
@@ -118,15 +133,29 @@
         notice((reply && reply.error) || "not delivered", "error");
       }
     });
+  }
+
+  $("send-form").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const input = $("message");
+    const text = input.value;
+    if (!text.trim() || !client) return;
+    const msg = { room, author: me, message: text, time: now() };
+    const meta = bubble(msg, true);
+    if (joined) deliver(msg, meta);
+    else unsent.push([msg, meta]);
     input.value = "";
   });
 
   $("leave").addEventListener("click", () => {
     if (client) {
+      // Sent in order on the same WebSocket: the leave, then the disconnect.
       client.emit("leave_room", room);
-      setTimeout(() => client && client.close(), 50);
+      client.disconnect();
     }
     client = null;
+    joined = false;
+    unsent = [];
     messages.textContent = "";
     chatScreen.hidden = true;
     joinScreen.hidden = false;
