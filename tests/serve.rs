@@ -1319,14 +1319,18 @@ impl Drop for Browser {
     }
 }
 
-#[test]
-fn the_web_page_chats_with_a_socketio_peer_in_headless_chromium() {
-    if !node_ok()
-        || !peer_available(
+/// node and Debian's chromium, for the browser tests (a failure under CI when missing).
+fn chromium_ok() -> bool {
+    node_ok()
+        && peer_available(
             "chromium (/usr/bin/chromium)",
             Path::new("/usr/bin/chromium").exists(),
         )
-    {
+}
+
+#[test]
+fn the_web_page_chats_with_a_socketio_peer_in_headless_chromium() {
+    if !chromium_ok() {
         return;
     }
     let relay = Relay::start(&[]);
@@ -1414,12 +1418,7 @@ fn the_web_page_chats_with_a_socketio_peer_in_headless_chromium() {
 /// after the relay closed its session, disconnect.
 #[test]
 fn a_page_using_io_from_socket_io_js_chats_in_headless_chromium() {
-    if !node_ok()
-        || !peer_available(
-            "chromium (/usr/bin/chromium)",
-            Path::new("/usr/bin/chromium").exists(),
-        )
-    {
+    if !chromium_ok() {
         return;
     }
     let page_dir = peers_dir().join("io-page");
