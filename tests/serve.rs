@@ -782,6 +782,14 @@ fn health_metrics_cors_and_the_built_in_page() {
     assert!(head.contains("text/html"));
     let page = String::from_utf8(body).unwrap();
     assert!(page.contains("Entrar na sala"));
+    // HEAD: the same head with the page's length, and no body.
+    let (status, head, body) = http(relay.port, "HEAD", "/", &[], b"");
+    assert_eq!((status, body.len()), (200, 0));
+    assert!(
+        head.to_ascii_lowercase()
+            .contains(&format!("content-length: {}", page.len())),
+        "{head}"
+    );
     for asset in ["/assets/app.js", "/assets/socketio.js", "/assets/style.css"] {
         assert_eq!(http(relay.port, "GET", asset, &[], b"").0, 200, "{asset}");
     }
@@ -962,6 +970,12 @@ fn static_dir_serves_files_with_spa_fallback_and_no_traversal() {
     let (status, head, body) = http(relay.port, "GET", "/static/main.js", &[], b"");
     assert_eq!((status, body.as_slice()), (200, &b"console.log(1)"[..]));
     assert!(head.contains("text/javascript"));
+    let (status, head, body) = http(relay.port, "HEAD", "/static/main.js", &[], b"");
+    assert_eq!((status, body.len()), (200, 0));
+    assert!(
+        head.to_ascii_lowercase().contains("content-length: 14"),
+        "{head}"
+    );
     let (status, _, body) = http(relay.port, "GET", "/chat/room/7", &[], b"");
     assert_eq!(
         (status, body.as_slice()),

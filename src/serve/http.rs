@@ -191,22 +191,19 @@ async fn route_inner(
             StatusCode::UPGRADE_REQUIRED,
             "this endpoint speaks WebSocket\n",
         ),
-        (&Method::GET | &Method::HEAD, p) => {
-            front_end(shared, p, req.method() == Method::HEAD).await
-        }
+        (&Method::GET | &Method::HEAD, p) => front_end(shared, p).await,
         _ => text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n"),
     }
 }
 
-/// `GET /socket.io/socket.io.js` (and `.min.js`, `.esm.min.js`): the project's own client script, where the npm
-/// server serves its client bundle (its `serveClient` option), so that pages which load the client
-/// from the relay work. `None` for anything else, or when nothing is mounted at `/socket.io/`.
+/// `GET /socket.io/socket.io.js` (and `.min.js`, `.esm.min.js`): the project's own client
+/// script, where the npm server serves its client bundle (its `serveClient` option), so that
+/// pages which load the client from the relay work. `None` for anything else, or when nothing is
+/// mounted at `/socket.io/`. (HEAD: hyper sends the head alone, with the body's length.)
 fn client_script(shared: &Shared, req: &Request<Incoming>, path: &str) -> Option<Response<Body>> {
-    let head = match *req.method() {
-        Method::GET => false,
-        Method::HEAD => true,
-        _ => return None,
-    };
+    if !matches!(*req.method(), Method::GET | Method::HEAD) {
+        return None;
+    }
     let body = assets::client_script(path)?;
     if !shared.mounts.iter().any(|(m, _)| m == "/socket.io/") {
         return None;
@@ -227,15 +224,11 @@ fn client_script(shared: &Shared, req: &Request<Incoming>, path: &str) -> Option
         *r.status_mut() = StatusCode::NOT_MODIFIED;
         r
     } else {
-        let mut r = respond(
+        respond(
             StatusCode::OK,
             "application/javascript; charset=utf-8",
-            Bytes::from_static(if head { b"" } else { body }),
-        );
-        if head && let Ok(v) = HeaderValue::from_str(&body.len().to_string()) {
-            r.headers_mut().insert(header::CONTENT_LENGTH, v);
-        }
-        r
+            Bytes::from_static(body),
+        )
     };
     let h = r.headers_mut();
     if let Ok(v) = HeaderValue::from_str(etag) {
@@ -277,9 +270,10 @@ fn healthz(shared: &Shared) -> Response<Body> {
     json(status, body.to_string())
 }
 
-/// `/` and its assets: `--static DIR` when given, else the built-in chat page.
-async fn front_end(shared: &Shared, path: &str, head: bool) -> Response<Body> {
-    let mut resp = if let Some(dir) = &shared.static_dir {
+/// `/` and its assets: `--static DIR` when given, else the built-in chat page. (HEAD: hyper
+/// sends the head alone, with the body's length.)
+async fn front_end(shared: &Shared, path: &str) -> Response<Body> {
+    if let Some(dir) = &shared.static_dir {
         match dir.resolve(path) {
             Some(file) => match tokio::fs::read(&file.path).await {
                 Ok(bytes) => {
@@ -309,19 +303,7 @@ async fn front_end(shared: &Shared, path: &str, head: bool) -> Response<Body> {
         }
     } else {
         text(StatusCode::NOT_FOUND, "not found\n")
-    };
-    if head {
-        let len = resp.body().clone();
-        let n = http_body_util::BodyExt::collect(len)
-            .await
-            .map(|c| c.to_bytes().len())
-            .unwrap_or(0);
-        *resp.body_mut() = Full::new(Bytes::new());
-        if let Ok(v) = HeaderValue::from_str(&n.to_string()) {
-            resp.headers_mut().insert(header::CONTENT_LENGTH, v);
-        }
     }
-    resp
 }
 
 /// What runs on an accepted WebSocket.
