@@ -1045,6 +1045,21 @@ impl Packet {
         }
     }
 
+    /// The event name as the application sees it: a string name, or a numeric one as the
+    /// number's text (socket.io-parser allows both; [`PacketRef::event`] does the same).
+    pub fn event_text(&self) -> Option<Cow<'_, str>> {
+        if let Some(name) = self.event_name() {
+            return Some(Cow::Borrowed(name));
+        }
+        match &self.data {
+            Some(Value::Array(a)) if self.packet_type.is_event() => match a.first() {
+                Some(n @ Value::Number(_)) => Some(Cow::Owned(n.to_string())),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
     /// The arguments: after the name for events, all of them for acks, none otherwise.
     pub fn args(&self) -> &[Value] {
         let skip = usize::from(self.packet_type.is_event());

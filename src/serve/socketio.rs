@@ -588,22 +588,13 @@ impl<A: SioApp> EngineApp for SocketIoServer<A> {
                 if packet.packet_type != PacketType::BinaryEvent {
                     return Ok(());
                 }
-                // A numeric name is the number's text, as on the text path (`PacketRef::event`);
-                // the parser lets only strings and numbers through as names.
-                let numeric;
-                let name = match packet.event_name() {
-                    Some(name) => name,
-                    None => match packet.data.as_ref().and_then(|d| d.get(0)) {
-                        Some(n @ Value::Number(_)) => {
-                            numeric = n.to_string();
-                            numeric.as_str()
-                        }
-                        _ => return Ok(()),
-                    },
+                // A numeric name is the number's text, as on the text path.
+                let Some(name) = packet.event_text() else {
+                    return Ok(());
                 };
                 let args: Vec<String> = packet.args().iter().map(Value::to_string).collect();
                 let ev = Event {
-                    name,
+                    name: &name,
                     first_arg: args.first().cloned().map(Cow::Owned),
                     args: Cow::Owned(args.join(",")),
                     attachments: packet.attachments.clone(),

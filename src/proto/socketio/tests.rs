@@ -423,6 +423,17 @@ fn numeric_event_names_are_accepted() {
         None,
         "not a string name"
     );
+    // The owned packet's text of the name is the borrowed one's, numeric or not.
+    assert_eq!(e.to_packet().unwrap().event_text().as_deref(), Some("42"));
+    assert_eq!(
+        p(r#"2["send_message",1]"#)
+            .to_packet()
+            .unwrap()
+            .event_text()
+            .as_deref(),
+        Some("send_message")
+    );
+    assert_eq!(p("3[7]").to_packet().unwrap().event_text(), None, "an ack");
 }
 
 #[test]
