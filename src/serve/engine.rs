@@ -197,6 +197,14 @@ impl Session {
         }
     }
 
+    /// Count one protocol error (`wschat_protocol_errors_total`) against this session's server.
+    fn count_protocol_error(&self) {
+        self.shared
+            .metrics
+            .protocol_errors
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Close the session from the server side (delivering what is queued first).
     pub fn close(&self, reason: CloseReason) {
         self.end(reason, false);
@@ -432,10 +440,10 @@ impl<A: EngineApp> EngineEndpoint<A> {
         slot
     }
 
-    /// Run the application on each message of a polling POST (outside the core lock). Every [`wsconn::TURN`] messages
-    /// the task yields, so that the recipients' writers drain what it queued: a large body (up
-    /// to maxPayload, tens of thousands of chat messages) must not fill the queues of members
-    /// who keep up and get them dropped as slow consumers.
+    /// Run the application on each message of a polling POST (outside the core lock). Every
+    /// [`wsconn::TURN`] messages the task yields, so that the recipients' writers drain what it
+    /// queued: a large body (up to maxPayload, tens of thousands of chat messages) must not fill
+    /// the queues of members who keep up and get them dropped as slow consumers.
     async fn deliver(&self, slot: &Slot<A>, datas: Vec<Data<'_>>) {
         for (i, d) in datas.into_iter().enumerate() {
             if i > 0 && i % wsconn::TURN == 0 {
@@ -466,11 +474,7 @@ impl<A: EngineApp> EngineEndpoint<A> {
                     reason,
                     CloseReason::ProtocolError(_) | CloseReason::TooLarge
                 ) {
-                    session
-                        .shared
-                        .metrics
-                        .protocol_errors
-                        .fetch_add(1, Ordering::Relaxed);
+                    session.count_protocol_error();
                 }
                 tracing::debug!(sid = %session.sid, %reason, "closing session");
                 session.close(reason);
@@ -678,11 +682,7 @@ impl<A: EngineApp> EngineEndpoint<A> {
     /// for a GET to collect what is queued), answered 400.
     fn refuse_post(&self, slot: &Arc<Slot<A>>, why: &str, at_once: bool) -> Response<Body> {
         let session = &slot.session;
-        session
-            .shared
-            .metrics
-            .protocol_errors
-            .fetch_add(1, Ordering::Relaxed);
+        session.count_protocol_error();
         session.end(CloseReason::ProtocolError(why.into()), at_once);
         self.finish_if_closed(slot);
         error_response(ErrorCode::BadRequest)
@@ -764,11 +764,7 @@ impl<A: EngineApp> EngineEndpoint<A> {
                     e,
                     EngineError::PayloadTooLarge { .. } | EngineError::Rejected(_)
                 ) {
-                    session
-                        .shared
-                        .metrics
-                        .protocol_errors
-                        .fetch_add(1, Ordering::Relaxed);
+                    session.count_protocol_error();
                     let _ = session
                         .reason
                         .set(CloseReason::ProtocolError(e.to_string()));
@@ -966,11 +962,7 @@ impl<A: EngineApp> WsHandler for SessionWs<'_, A> {
                     }
                     Ok(None) => {}
                     Err(e) => {
-                        session
-                            .shared
-                            .metrics
-                            .protocol_errors
-                            .fetch_add(1, Ordering::Relaxed);
+                        session.count_protocol_error();
                         let _ = session
                             .reason
                             .set(CloseReason::ProtocolError(e.to_string()));
