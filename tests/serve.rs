@@ -457,6 +457,17 @@ fn http(
     (status, head, body)
 }
 
+/// HEAD of `path`: 200, the GET's length in Content-Length, and no body.
+fn assert_head(port: u16, path: &str, len: usize) {
+    let (status, head, body) = http(port, "HEAD", path, &[], b"");
+    assert_eq!((status, body.len()), (200, 0), "HEAD {path}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains(&format!("content-length: {len}")),
+        "HEAD {path}: {head}"
+    );
+}
+
 fn dechunk(mut b: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     while let Some(eol) = b.windows(2).position(|w| w == b"\r\n") {
@@ -783,13 +794,7 @@ fn health_metrics_cors_and_the_built_in_page() {
     let page = String::from_utf8(body).unwrap();
     assert!(page.contains("Entrar na sala"));
     // HEAD: the same head with the page's length, and no body.
-    let (status, head, body) = http(relay.port, "HEAD", "/", &[], b"");
-    assert_eq!((status, body.len()), (200, 0));
-    assert!(
-        head.to_ascii_lowercase()
-            .contains(&format!("content-length: {}", page.len())),
-        "{head}"
-    );
+    assert_head(relay.port, "/", page.len());
     for asset in ["/assets/app.js", "/assets/socketio.js", "/assets/style.css"] {
         assert_eq!(http(relay.port, "GET", asset, &[], b"").0, 200, "{asset}");
     }
@@ -970,12 +975,7 @@ fn static_dir_serves_files_with_spa_fallback_and_no_traversal() {
     let (status, head, body) = http(relay.port, "GET", "/static/main.js", &[], b"");
     assert_eq!((status, body.as_slice()), (200, &b"console.log(1)"[..]));
     assert!(head.contains("text/javascript"));
-    let (status, head, body) = http(relay.port, "HEAD", "/static/main.js", &[], b"");
-    assert_eq!((status, body.len()), (200, 0));
-    assert!(
-        head.to_ascii_lowercase().contains("content-length: 14"),
-        "{head}"
-    );
+    assert_head(relay.port, "/static/main.js", 14);
     let (status, _, body) = http(relay.port, "GET", "/chat/room/7", &[], b"");
     assert_eq!(
         (status, body.as_slice()),
@@ -1526,13 +1526,7 @@ fn the_client_script_is_served_where_the_npm_server_serves_its_bundle() {
         b"",
     );
     assert_eq!((status, empty.len()), (304, 0));
-    let (status, head, empty) = http(relay.port, "HEAD", "/socket.io/socket.io.js", &[], b"");
-    assert_eq!((status, empty.len()), (200, 0));
-    assert!(
-        head.to_ascii_lowercase()
-            .contains(&format!("content-length: {}", body.len())),
-        "{head}"
-    );
+    assert_head(relay.port, "/socket.io/socket.io.js", body.len());
     // The ES module is the same script, exporting io.
     let (status, head, esm) = http(
         relay.port,
