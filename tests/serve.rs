@@ -1493,6 +1493,77 @@ fn a_page_using_io_from_socket_io_js_chats_in_headless_chromium() {
     );
 }
 
+/// The client script's transports in Chromium, next to a socket.io-client peer on WebSocket:
+/// long-polling alone (binary as base64 both ways), polling then the upgrade with what was sent
+/// meanwhile kept in order, a WebSocket blocked by a proxy (the socket stays on polling),
+/// `tryAllTransports`, a relay-closed polling session, and `disconnect()` over polling.
+#[test]
+fn the_client_script_polls_upgrades_and_falls_back_when_websocket_is_blocked() {
+    if !chromium_ok() {
+        return;
+    }
+    let page_dir = peers_dir().join("io-page");
+    let relay = Relay::start(&["--static", page_dir.to_str().unwrap()]);
+    let mut bia = Peer::start("bia", &relay, "websocket", &[]);
+    bia.connected();
+    bia.join(json!("io-p"));
+    let url = format!("{}/polling.html", relay.url());
+    let mut browser = Browser::start(&["--result".as_ref(), "--url".as_ref(), url.as_ref()]);
+    let chat =
+        |text: &str| json!({"room": "io-p", "author": "Ana", "message": text, "time": "16:10"});
+    // From the polling socket: text, then [1, 2, 250] ("AQL6").
+    assert_eq!(bia.event("receive_message")[0], chat("Olá mundo!"));
+    let bytes = bia.event("receive_message");
+    assert_eq!(bytes[0]["data"], json!({"$bin": "AQL6"}));
+    bia.emit(
+        "send_message",
+        json!([msg("io-p", "Bia", "Oi Ana")]),
+        Some("t"),
+    );
+    assert_eq!(bia.ack("t")["ok"], true);
+    let mut binary = msg("io-p", "Bia", "bytes");
+    binary["data"] = json!({"$bin": "AP8="});
+    bia.emit("send_message", json!([binary]), Some("b"));
+    assert_eq!(bia.ack("b")["ok"], true);
+    // Across the upgrade, every message once and in order; then the one through the "proxy".
+    for i in 0..26 {
+        assert_eq!(
+            bia.event("receive_message")[0],
+            chat(&format!("u{i}")),
+            "message {i} of the upgrading socket"
+        );
+    }
+    assert_eq!(bia.event("receive_message")[0], chat("through the proxy"));
+    let r = browser.next("result")["value"].clone();
+    assert_eq!(r["pollingGauge"], 1, "{r}");
+    assert_eq!(r["joinP"], json!({"ok": true, "room": "io-p"}));
+    assert_eq!(
+        (&r["sendP"]["ok"], &r["binP"]["ok"]),
+        (&json!(true), &json!(true))
+    );
+    assert_eq!(r["fromBia"], msg("io-p", "Bia", "Oi Ana"));
+    assert_eq!(r["binFromBia"], json!([0, 255]));
+    assert_eq!(r["pTransport"], "polling");
+    assert_eq!(r["firstTransport"], "polling");
+    assert_eq!(r["upgradeAcks"], json!(vec![true; 27]));
+    assert_eq!(r["upgrades"], json!(["websocket"]));
+    assert_eq!(r["uTransport"], "websocket");
+    assert_eq!(r["blockedJoin"], json!({"ok": true, "room": "io-p"}));
+    assert_eq!(r["blockedSend"]["ok"], true);
+    assert_eq!(
+        r["blocked"],
+        json!({"transport": "polling", "upgradeErrors": ["probe error"], "probed": 1})
+    );
+    assert_eq!(r["wsOnly"], "websocket error");
+    assert_eq!(r["tryAllJoin"], json!({"ok": true, "room": "io-p"}));
+    assert_eq!(r["tryAllTransport"], "polling");
+    assert_eq!(
+        r["reconnect"],
+        json!({"reasons": ["transport close"], "reconnected": 1, "transport": "polling"})
+    );
+    assert_eq!(r["pollingGaugeAfter"], 0, "a polling socket left open: {r}");
+}
+
 #[test]
 fn the_client_script_is_served_where_the_npm_server_serves_its_bundle() {
     let relay = Relay::start(&[]);

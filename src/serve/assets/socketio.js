@@ -1,6 +1,7 @@
-// wschat's own Socket.IO v5 client (Engine.IO v4 over WebSocket), written for this project. The
-// built-in chat page uses it, and the relay serves it at /socket.io/socket.io.js, where the npm
-// server serves its client bundle, so that pages written for that bundle work unchanged:
+// wschat's own Socket.IO v5 client (Engine.IO v4 over HTTP long-polling and WebSocket), written
+// for this project. The built-in chat page uses it, and the relay serves it at
+// /socket.io/socket.io.js, where the npm server serves its client bundle, so that pages written for
+// that bundle work unchanged:
 //
 //   <script src="/socket.io/socket.io.js"></script>
 //   const socket = io();                 // or io("http://host:3001/nsp", { auth, query, ... })
@@ -8,17 +9,20 @@
 //   socket.emit("send_message", msg, (reply) => ...);
 //
 // What it has of socket.io-client v4's API: io(uri?, opts?) (also io.connect); options path,
-// query, auth (an object, or a function given a callback), autoConnect, reconnection,
+// query, auth (an object, or a function given a callback), transports (default polling, then the
+// upgrade to WebSocket, as socket.io-client: a proxy that blocks WebSocket leaves the socket on
+// polling; ["websocket"] skips polling), upgrade, tryAllTransports, autoConnect, reconnection,
 // reconnectionAttempts, reconnectionDelay, reconnectionDelayMax, randomizationFactor; sockets with
 // on/once/off/removeAllListeners/listeners, onAny/prependAny/offAny/listenersAny, emit with an ack,
 // timeout(ms).emit (the ack gets an error first), volatile, send, connect/open,
 // disconnect/close, id, connected/disconnected/active, binary arguments (ArrayBuffer and typed
-// arrays, both ways), the events connect, connect_error (an Error with .data) and disconnect (with
-// socket.io-client's reasons), and socket.io's reconnect_attempt, reconnect, reconnect_failed and
-// ping. What it does not have: HTTP long-polling (WebSocket only), one connection shared by
-// several namespaces (each socket has its own), Blob arguments, retries, connection state recovery,
-// the outgoing-packet listeners. As in socket.io-client, what is emitted while disconnected is sent
-// on connect, before the "connect" listeners run.
+// arrays, both ways; base64 over polling), the events connect, connect_error (an Error with .data)
+// and disconnect (with socket.io-client's reasons), and socket.io's reconnect_attempt, reconnect,
+// reconnect_failed and ping; socket.io.engine with its transport (.name), id and the events
+// upgrade and upgradeError. What it does not have: one connection shared by several namespaces
+// (each socket has its own), Blob arguments, retries, connection state recovery, the
+// outgoing-packet listeners, withCredentials and extraHeaders. As in socket.io-client, what is
+// emitted while disconnected is sent on connect, before the "connect" listeners run.
 "use strict";
 
 (() => {
@@ -129,6 +133,210 @@
     return s;
   }
 
+  // --- Engine.IO transports ----------------------------------------------------------------
+  // A transport hands each Engine.IO packet it receives (a string, or an ArrayBuffer for a binary
+  // one) to this.h.packet, calls this.h.open once it can send, this.h.drain when it can send
+  // again, and this.h.close(reason) once if it ends by itself (never after close or stop).
+  // `writable` says whether send() may be called now; the socket buffers meanwhile.
+
+  const SEP = "\x1e"; // the record separator between a polling body's packets
+
+  function toBase64(v) {
+    const bytes = v instanceof ArrayBuffer ? new Uint8Array(v) : new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
+    let s = "";
+    for (let i = 0; i < bytes.length; i += 0x8000) s += String.fromCharCode.apply(null, bytes.subarray(i, i + 0x8000));
+    return btoa(s);
+  }
+
+  function fromBase64(s) {
+    const bin = atob(s);
+    const bytes = new Uint8Array(bin.length);
+    for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
+    return bytes.buffer;
+  }
+
+  class WebSocketTransport {
+    // Throws where the browser refuses the URL at once.
+    constructor(url, h) {
+      this.name = "websocket";
+      this.h = h;
+      this.writable = false;
+      this._done = false;
+      const ws = new WebSocket(url);
+      ws.binaryType = "arraybuffer";
+      this._ws = ws;
+      ws.onopen = () => {
+        if (this._done) return;
+        this.writable = true;
+        this.h.open();
+      };
+      ws.onmessage = (ev) => {
+        if (!this._done) this.h.packet(ev.data);
+      };
+      ws.onclose = () => {
+        if (this._done) return;
+        const opened = this.writable;
+        this._done = true;
+        this.writable = false;
+        this.h.close(opened ? "transport close" : "websocket error");
+      };
+    }
+    send(packets) {
+      for (const p of packets) this._ws.send(p);
+    }
+    // Ends it without reporting, after `rest` (packets still to go) if it is open; `tell` has no
+    // use here (the close frame tells the relay).
+    close(code = 1000, rest = []) {
+      if (this._done) return;
+      this._done = true;
+      if (this.writable) for (const p of rest) this._ws.send(p);
+      this.writable = false;
+      try {
+        this._ws.close(code);
+      } catch (_) {}
+    }
+  }
+
+  // HTTP long-polling: one GET held by the relay at a time, for what it sends, and one POST at a
+  // time, for what this side sends (the relay refuses overlapping POSTs, as the reference does).
+  let cacheBust = 0;
+  class PollingTransport {
+    constructor(url, h) {
+      this.name = "polling";
+      this.h = h;
+      this.writable = false;
+      this.sid = null;
+      this._url = url;
+      this._done = false;
+      this._polling = false;
+      this._posting = false;
+      this._paused = false;
+      this._onPaused = null;
+      this._final = null; // the close POST, waiting for the POST in flight
+      this._abort = new AbortController();
+      this._poll();
+    }
+    _href() {
+      const u = new URL(this._url);
+      if (this.sid) u.searchParams.set("sid", this.sid);
+      u.searchParams.set("t", Date.now().toString(36) + "." + (cacheBust++).toString(36));
+      return u.toString();
+    }
+    // The body of a 200 answer; anything else is an error.
+    _request(init) {
+      return fetch(this._href(), { cache: "no-store", ...init }).then((r) => {
+        if (!r.ok) throw new Error("HTTP " + r.status);
+        return r.text();
+      });
+    }
+    _poll() {
+      if (this._done || this._paused) return;
+      this._polling = true;
+      this._request({ signal: this._abort.signal }).then(
+        (body) => {
+          this._polling = false;
+          if (this._done) return;
+          for (const p of body.split(SEP)) {
+            if (this._done) return;
+            const packet = p[0] === "b" ? fromBase64(p.slice(1)) : p;
+            // The handshake's open packet names the session the next requests belong to.
+            const open = !this.sid && packet[0] === "0";
+            if (open) {
+              try {
+                this.sid = JSON.parse(packet.slice(1)).sid;
+              } catch (_) {}
+              if (typeof this.sid !== "string" || !this.sid) {
+                this._fail();
+                return;
+              }
+              this.writable = true;
+            }
+            this.h.packet(packet);
+            if (open && !this._done) this.h.open();
+          }
+          if (this._paused) this._checkPaused();
+          else this._poll();
+        },
+        () => {
+          this._polling = false;
+          this._fail();
+        },
+      );
+    }
+    _post(packets) {
+      this._posting = true;
+      const body = packets.map((p) => (typeof p === "string" ? p : "b" + toBase64(p))).join(SEP);
+      return this._request({ method: "POST", body, headers: { "Content-Type": "text/plain;charset=UTF-8" } }).finally(
+        () => {
+          this._posting = false;
+          if (this._final) {
+            const last = this._final;
+            this._final = null;
+            this._post(last).catch(() => {});
+          }
+        },
+      );
+    }
+    send(packets) {
+      this.writable = false;
+      this._post(packets).then(
+        () => {
+          if (this._done) return;
+          this.writable = true;
+          if (this._paused) this._checkPaused();
+          else this.h.drain();
+        },
+        () => this._fail(),
+      );
+    }
+    // No new request from now on; `fn` once none is in flight (for the upgrade).
+    pause(fn) {
+      this._paused = true;
+      this._onPaused = fn;
+      this._checkPaused();
+    }
+    _checkPaused() {
+      if (this._paused && !this._polling && !this._posting && this._onPaused) {
+        const fn = this._onPaused;
+        this._onPaused = null;
+        fn();
+      }
+    }
+    // The upgrade did not happen after all: poll again.
+    resume() {
+      this._paused = false;
+      this._onPaused = null;
+      if (!this._done && !this._polling) this._poll();
+    }
+    _fail() {
+      if (this._done) return;
+      this._done = true;
+      this.writable = false;
+      this._abort.abort();
+      this.h.close("transport error");
+    }
+    // Ends it without reporting. With `tell`, `rest` and a close packet ("1") go to the relay
+    // first, after the POST in flight if there is one (no close packet when the relay ended it).
+    // The GET in flight is left for the relay to answer (it does on the close packet): a GET
+    // cut off would end the session at once, before the POST's packets were handled.
+    close(code, rest = [], tell = true) {
+      if (this._done) return;
+      this._done = true;
+      this.writable = false;
+      if (!tell || !this.sid) {
+        this._abort.abort();
+        return;
+      }
+      const last = [...rest, "1"];
+      if (this._posting) this._final = last;
+      else this._post(last).catch(() => {});
+    }
+    // After an upgrade: the session goes on over the WebSocket, so no close packet.
+    stop() {
+      this.close(1000, [], false);
+    }
+  }
+
   class Socket extends Emitter {
     constructor(uri, opts = {}) {
       super();
@@ -136,7 +344,7 @@
       // The URL's path is the namespace, as in socket.io-client; the Engine.IO path is opts.path.
       this.nsp = u.pathname || "/";
       const engine = new URL(u.href);
-      engine.protocol = u.protocol === "https:" || u.protocol === "wss:" ? "wss:" : "ws:";
+      engine.protocol = u.protocol === "https:" || u.protocol === "wss:" ? "https:" : "http:";
       let path = opts.path || "/socket.io";
       if (!path.endsWith("/")) path += "/";
       engine.pathname = path;
@@ -145,10 +353,17 @@
         ? new URLSearchParams(typeof opts.query === "string" ? opts.query : Object.entries(opts.query))
         : new URLSearchParams(u.search);
       query.set("EIO", "4");
-      query.set("transport", "websocket");
       engine.search = query.toString();
       engine.hash = "";
-      this.url = engine.toString();
+      this._base = engine.toString();
+      // socket.io-client's transports: the first is tried first; "websocket" after "polling" is
+      // an upgrade (unless opts.upgrade is false); with tryAllTransports, a transport that fails
+      // before the relay's handshake hands over to the next.
+      const known = ["polling", "websocket"];
+      this._transports = (opts.transports || known).filter((t) => known.includes(t));
+      if (!this._transports.length) throw new Error("no transport among " + JSON.stringify(opts.transports));
+      this._upgrade = opts.upgrade !== false;
+      this._tryAll = opts.tryAllTransports === true;
       this.auth = opts.auth || null;
       this.id = undefined;
       this.connected = false;
@@ -162,7 +377,12 @@
       this._jitter = opts.randomizationFactor === undefined ? 0.5 : opts.randomizationFactor;
       this._attempts = 0;
       this._manual = true;
-      this._ws = null;
+      this._transport = null;
+      this._probe = null;
+      this._upgrading = false;
+      this._wbuf = [];
+      this.io.engine = new Emitter();
+      this.io.engine.transport = null;
       this._retryTimer = null;
       this._deadTimer = null;
       this._pingBudget = 45000;
@@ -195,7 +415,7 @@
     }
 
     connect() {
-      if (this.connected || this._ws) return this;
+      if (this.connected || this._transport) return this;
       this._manual = false;
       this._open();
       return this;
@@ -278,50 +498,146 @@
 
     _open() {
       clearTimeout(this._retryTimer);
-      this._binary = null;
-      let ws;
-      try {
-        ws = new WebSocket(this.url);
-      } catch (e) {
-        this._failed(e);
-        return;
-      }
-      ws.binaryType = "arraybuffer";
-      this._ws = ws;
-      ws.onmessage = (ev) => {
-        if (this._ws === ws) this._onFrame(ev.data);
-      };
-      let opened = false;
-      ws.onopen = () => {
-        opened = true;
-      };
-      ws.onclose = () => {
-        if (this._ws !== ws) return;
-        this._ws = null;
-        this._binary = null;
-        clearTimeout(this._deadTimer);
-        if (this.connected) this._lost("transport close");
-        else this._failed(new Error(opened ? "transport close" : "websocket error"));
+      this._session = (this._session || 0) + 1;
+      this._engineOpen = false;
+      this._wbuf = [];
+      this._start(0);
+    }
+
+    _engineUrl(name, sid) {
+      const u = new URL(this._base);
+      if (name === "websocket") u.protocol = u.protocol === "https:" ? "wss:" : "ws:";
+      u.searchParams.set("transport", name);
+      if (sid) u.searchParams.set("sid", sid);
+      return u.toString();
+    }
+
+    // The handlers of the transport in use: anything from another (an old one, a probe) is
+    // ignored.
+    _transportHandlers(t) {
+      const mine = () => this._transport === t.self;
+      return {
+        packet: (p) => mine() && this._onFrame(p),
+        open: () => mine() && this._flush(),
+        drain: () => mine() && this._flush(),
+        close: (reason) => mine() && this._transportClosed(reason, t.index),
       };
     }
 
-    // Closes the current WebSocket without reporting it (the caller reports).
-    _drop(code = 1000) {
-      const ws = this._ws;
-      this._ws = null;
+    // Opens the session's transport number `index` of the list.
+    _start(index) {
+      this._binary = null;
+      const ref = { self: null, index };
+      const name = this._transports[index];
+      const h = this._transportHandlers(ref);
+      try {
+        ref.self =
+          name === "polling"
+            ? new PollingTransport(this._engineUrl("polling"), h)
+            : new WebSocketTransport(this._engineUrl("websocket"), h);
+      } catch (e) {
+        this._transport = null;
+        this._failed(e);
+        return;
+      }
+      this._transport = ref.self;
+      this.io.engine.transport = ref.self;
+    }
+
+    // The transport in use ended by itself.
+    _transportClosed(reason, index) {
+      this._transport = null;
+      this._binary = null;
+      this._stopProbe();
+      clearTimeout(this._deadTimer);
+      if (this.connected) this._lost(reason);
+      else if (!this._engineOpen && this._tryAll && index + 1 < this._transports.length) this._start(index + 1);
+      else this._failed(new Error(reason));
+    }
+
+    // Closes the transport without reporting it (the caller reports); `tell`: with a close
+    // packet where the transport needs one (not when the relay ended the session).
+    _drop(code = 1000, tell = true) {
+      const t = this._transport;
+      const rest = this._wbuf;
+      this._transport = null;
+      this._wbuf = [];
       this._binary = null;
       clearTimeout(this._deadTimer);
-      if (ws) ws.close(code);
+      this._stopProbe();
+      if (t) t.close(code, rest, tell);
     }
 
     // Ends the connection with `reason` at once (a dead link's close handshake can take long),
     // then reconnects unless the user or the server ended it.
     _end(reason) {
-      const ws = this._ws;
-      if (!ws) return;
-      this._drop(reason === "ping timeout" ? 4000 : 1000);
+      if (!this._transport) return;
+      this._drop(reason === "ping timeout" ? 4000 : 1000, reason !== "transport close");
       if (this.connected) this._lost(reason);
       else this._failed(new Error(reason));
+    }
+
+    // --- the upgrade (polling, then WebSocket) ---------------------------------------------
+    // As engine.io-client: a WebSocket with the session's id sends "2probe"; on "3probe" the
+    // polling transport finishes its requests in flight, "5" goes over the WebSocket, and the
+    // session carries on there. Until then what is sent waits; if the probe fails, polling
+    // simply goes on.
+    _startProbe(sid) {
+      const main = this._transport;
+      const ref = { self: null };
+      const mine = () => this._probe === ref.self && this._transport === main;
+      const fail = (why) => {
+        if (!mine()) return;
+        this._stopProbe();
+        this.io.engine.emitReserved("upgradeError", new Error(why));
+      };
+      const h = {
+        open: () => mine() && ref.self.send(["2probe"]),
+        packet: (p) => {
+          if (!mine() || this._upgrading) return;
+          if (p !== "3probe") {
+            fail("probe error");
+            return;
+          }
+          this._upgrading = true;
+          main.pause(() => {
+            if (!mine()) return;
+            const ws = ref.self;
+            this._probe = null;
+            this._upgrading = false;
+            const handlers = { self: ws, index: this._transports.indexOf("websocket") };
+            ws.h = this._transportHandlers(handlers);
+            this._transport = ws;
+            this.io.engine.transport = ws;
+            ws.send(["5"]);
+            main.stop();
+            this.io.engine.emitReserved("upgrade", ws);
+            this._flush();
+          });
+        },
+        drain: () => {},
+        close: () => fail("probe error"),
+      };
+      try {
+        ref.self = new WebSocketTransport(this._engineUrl("websocket", sid), h);
+      } catch (e) {
+        this.io.engine.emitReserved("upgradeError", e);
+        return;
+      }
+      this._probe = ref.self;
+    }
+
+    // Ends a probe in progress; the polling transport, if it was pausing for it, goes on.
+    _stopProbe() {
+      const probe = this._probe;
+      if (!probe) return;
+      this._probe = null;
+      probe.close(1000);
+      if (this._upgrading) {
+        this._upgrading = false;
+        if (this._transport && this._transport.resume) this._transport.resume();
+        this._flush();
+      }
     }
 
     _lost(reason) {
@@ -370,18 +686,31 @@
       this._attempts += 1;
       const attempt = this._attempts;
       this._retryTimer = setTimeout(() => {
-        if (this._manual || this._ws) return;
+        if (this._manual || this._transport) return;
         this.io.emitReserved("reconnect_attempt", attempt);
         this._open();
       }, ms);
     }
 
     _raw(data) {
-      if (this._ws && this._ws.readyState === WebSocket.OPEN) this._ws.send(data);
+      this._send([data]);
     }
 
-    _send(frames) {
-      for (const f of frames) this._raw(f);
+    // Engine.IO packets to the relay: they wait while the transport cannot take them (a POST in
+    // flight, an upgrade under way), and are dropped when there is no transport.
+    _send(packets) {
+      if (!this._transport) return;
+      this._wbuf.push(...packets);
+      this._flush();
+    }
+
+    _flush() {
+      const t = this._transport;
+      if (t && t.writable && !this._upgrading && this._wbuf.length) {
+        const out = this._wbuf;
+        this._wbuf = [];
+        t.send(out);
+      }
     }
 
     _nspPart() {
@@ -421,14 +750,25 @@
           this._end("parse error");
           return;
         }
+        this._engineOpen = true;
+        this.io.engine.id = open.sid;
         this._pingBudget = open.pingInterval + open.pingTimeout;
         this._armDeadTimer();
-        const ws = this._ws;
+        const session = this._session;
         const connect = (auth) => {
-          if (this._ws === ws) this._raw(this._prefix("0") + (auth ? JSON.stringify(auth) : ""));
+          if (this._session === session && this._transport)
+            this._raw(this._prefix("0") + (auth ? JSON.stringify(auth) : ""));
         };
         if (typeof this.auth === "function") this.auth(connect);
         else connect(this.auth);
+        const upgrades = Array.isArray(open.upgrades) ? open.upgrades : [];
+        if (
+          this._transport.name === "polling" &&
+          this._upgrade &&
+          this._transports.includes("websocket") &&
+          upgrades.includes("websocket")
+        )
+          this._startProbe(open.sid);
       } else if (type === "2") {
         this._armDeadTimer();
         this._raw("3");
