@@ -1494,8 +1494,9 @@ fn a_page_using_io_from_socket_io_js_chats_in_headless_chromium() {
 }
 
 /// The client script's transports in Chromium, next to a socket.io-client peer on WebSocket:
-/// long-polling alone (binary as base64 both ways), polling then the upgrade with what was sent
-/// meanwhile kept in order, a WebSocket blocked by a proxy (the socket stays on polling),
+/// long-polling alone (binary as base64 both ways, a backlog larger than `--max-payload` split
+/// over several POSTs), polling then the upgrade with what was sent before, during the probe and
+/// during the upgrade kept in order, a WebSocket blocked by a proxy (the socket stays on polling),
 /// `tryAllTransports`, a relay-closed polling session, and `disconnect()` over polling.
 #[test]
 fn the_client_script_polls_upgrades_and_falls_back_when_websocket_is_blocked() {
@@ -1503,7 +1504,12 @@ fn the_client_script_polls_upgrades_and_falls_back_when_websocket_is_blocked() {
         return;
     }
     let page_dir = peers_dir().join("io-page");
-    let relay = Relay::start(&["--static", page_dir.to_str().unwrap()]);
+    let relay = Relay::start(&[
+        "--static",
+        page_dir.to_str().unwrap(),
+        "--max-payload",
+        "20000",
+    ]);
     let mut bia = Peer::start("bia", &relay, "websocket", &[]);
     bia.connected();
     bia.join(json!("io-p"));
@@ -1526,7 +1532,7 @@ fn the_client_script_polls_upgrades_and_falls_back_when_websocket_is_blocked() {
     bia.emit("send_message", json!([binary]), Some("b"));
     assert_eq!(bia.ack("b")["ok"], true);
     // Across the upgrade, every message once and in order; then the one through the "proxy".
-    for i in 0..26 {
+    for i in 0..27 {
         assert_eq!(
             bia.event("receive_message")[0],
             chat(&format!("u{i}")),
@@ -1544,8 +1550,10 @@ fn the_client_script_polls_upgrades_and_falls_back_when_websocket_is_blocked() {
     assert_eq!(r["fromBia"], msg("io-p", "Bia", "Oi Ana"));
     assert_eq!(r["binFromBia"], json!([0, 255]));
     assert_eq!(r["pTransport"], "polling");
+    assert_eq!(r["bigAcks"], json!(vec![true; 9]), "split POSTs");
     assert_eq!(r["firstTransport"], "polling");
-    assert_eq!(r["upgradeAcks"], json!(vec![true; 27]));
+    assert_eq!(r["upgrading"], true, "the hook ran during the upgrade");
+    assert_eq!(r["upgradeAcks"], json!(vec![true; 28]));
     assert_eq!(r["upgrades"], json!(["websocket"]));
     assert_eq!(r["uTransport"], "websocket");
     assert_eq!(r["blockedJoin"], json!({"ok": true, "room": "io-p"}));
@@ -1556,7 +1564,11 @@ fn the_client_script_polls_upgrades_and_falls_back_when_websocket_is_blocked() {
     );
     assert_eq!(r["wsOnly"], "websocket error");
     assert_eq!(r["tryAllJoin"], json!({"ok": true, "room": "io-p"}));
-    assert_eq!(r["tryAllTransport"], "polling");
+    assert_eq!(
+        r["tryAll"],
+        json!({"transport": "polling", "blocked": 3}),
+        "one probe (b), one failed first transport (w), one for t"
+    );
     assert_eq!(
         r["reconnect"],
         json!({"reasons": ["transport close"], "reconnected": 1, "transport": "polling"})

@@ -155,6 +155,20 @@
     return bytes.buffer;
   }
 
+  const encoder = new TextEncoder();
+  const utf8Length = (s) => encoder.encode(s).length;
+
+  // The session id of an open packet ("0{...}"), or null.
+  function sidOf(packet) {
+    if (typeof packet !== "string" || packet[0] !== "0") return null;
+    try {
+      const sid = JSON.parse(packet.slice(1)).sid;
+      return typeof sid === "string" && sid ? sid : null;
+    } catch (_) {
+      return null;
+    }
+  }
+
   class WebSocketTransport {
     // Throws where the browser refuses the URL at once.
     constructor(url, h) {
@@ -235,33 +249,56 @@
       this._request({ signal: this._abort.signal }).then(
         (body) => {
           this._polling = false;
-          if (this._done) return;
+          if (this._done) {
+            this._closeOpened(body);
+            return;
+          }
           for (const p of body.split(SEP)) {
             if (this._done) return;
-            const packet = p[0] === "b" ? fromBase64(p.slice(1)) : p;
+            let packet = p;
+            if (p[0] === "b") {
+              try {
+                packet = fromBase64(p.slice(1));
+              } catch (_) {
+                this._fail("parse error");
+                return;
+              }
+            }
             // The handshake's open packet names the session the next requests belong to.
             const open = !this.sid && packet[0] === "0";
             if (open) {
-              try {
-                this.sid = JSON.parse(packet.slice(1)).sid;
-              } catch (_) {}
-              if (typeof this.sid !== "string" || !this.sid) {
-                this._fail();
+              this.sid = sidOf(packet);
+              if (!this.sid) {
+                this._fail("parse error");
                 return;
               }
               this.writable = true;
             }
-            this.h.packet(packet);
-            if (open && !this._done) this.h.open();
+            // A listener that throws must not stop the polling loop (socket.io-client runs them
+            // apart from the transport for the same reason).
+            try {
+              this.h.packet(packet);
+              if (open && !this._done) this.h.open();
+            } catch (e) {
+              console.error(e);
+            }
           }
           if (this._paused) this._checkPaused();
           else this._poll();
         },
         () => {
           this._polling = false;
-          this._fail();
+          this._fail("transport error");
         },
       );
+    }
+    // Closed while the handshake GET was under way: the session it opened is closed at once
+    // (engine.io-client waits for the open packet for the same reason).
+    _closeOpened(body) {
+      if (!this._closeOnOpen || this.sid) return;
+      this._closeOnOpen = false;
+      this.sid = sidOf(body.split(SEP)[0]);
+      if (this.sid) this._post(["1"]).catch(() => {});
     }
     _post(packets) {
       this._posting = true;
@@ -271,8 +308,9 @@
           this._posting = false;
           if (this._final) {
             const last = this._final;
+            const abort = () => this._abort.abort();
             this._final = null;
-            this._post(last).catch(() => {});
+            this._post(last).then(abort, abort);
           }
         },
       );
@@ -286,7 +324,7 @@
           if (this._paused) this._checkPaused();
           else this.h.drain();
         },
-        () => this._fail(),
+        () => this._fail("transport error"),
       );
     }
     // No new request from now on; `fn` once none is in flight (for the upgrade).
@@ -308,28 +346,37 @@
       this._onPaused = null;
       if (!this._done && !this._polling) this._poll();
     }
-    _fail() {
+    _fail(reason) {
       if (this._done) return;
       this._done = true;
       this.writable = false;
       this._abort.abort();
-      this.h.close("transport error");
+      this.h.close(reason);
     }
     // Ends it without reporting. With `tell`, `rest` and a close packet ("1") go to the relay
     // first, after the POST in flight if there is one (no close packet when the relay ended it).
     // The GET in flight is left for the relay to answer (it does on the close packet): a GET
-    // cut off would end the session at once, before the POST's packets were handled.
+    // cut off would end the session at once, before the POST's packets were handled. Once the
+    // close POST is answered (or after 10 s on a dead link) it is cut off all the same.
     close(code, rest = [], tell = true) {
       if (this._done) return;
       this._done = true;
       this.writable = false;
-      if (!tell || !this.sid) {
-        this._abort.abort();
+      const abort = () => this._abort.abort();
+      if (!tell) {
+        abort();
         return;
       }
+      if (!this.sid) {
+        // The handshake is under way: its answer names the session to close.
+        this._closeOnOpen = this._polling;
+        setTimeout(abort, 10000);
+        return;
+      }
+      setTimeout(abort, 10000);
       const last = [...rest, "1"];
       if (this._posting) this._final = last;
-      else this._post(last).catch(() => {});
+      else this._post(last).then(abort, abort);
     }
     // After an upgrade: the session goes on over the WebSocket, so no close packet.
     stop() {
@@ -500,6 +547,7 @@
       clearTimeout(this._retryTimer);
       this._session = (this._session || 0) + 1;
       this._engineOpen = false;
+      this._wsFailed = false;
       this._wbuf = [];
       this._start(0);
     }
@@ -551,7 +599,11 @@
       this._stopProbe();
       clearTimeout(this._deadTimer);
       if (this.connected) this._lost(reason);
-      else if (!this._engineOpen && this._tryAll && index + 1 < this._transports.length) this._start(index + 1);
+      else if (!this._engineOpen && this._tryAll && index + 1 < this._transports.length) {
+        // As engine.io-client drops the failed transport: no upgrade probe back to it either.
+        if (this._transports[index] === "websocket") this._wsFailed = true;
+        this._start(index + 1);
+      }
       else this._failed(new Error(reason));
     }
 
@@ -704,13 +756,22 @@
       this._flush();
     }
 
+    // Over polling, a POST holds at most the relay's maxPayload (it answers a larger one 413):
+    // the packets that do not fit go in the next POST, as engine.io-client splits its buffer.
     _flush() {
       const t = this._transport;
-      if (t && t.writable && !this._upgrading && this._wbuf.length) {
-        const out = this._wbuf;
-        this._wbuf = [];
-        t.send(out);
+      if (!t || !t.writable || this._upgrading || !this._wbuf.length) return;
+      let n = this._wbuf.length;
+      if (t.name === "polling" && this._maxPayload > 0) {
+        let size = 0;
+        for (n = 0; n < this._wbuf.length; n++) {
+          const p = this._wbuf[n];
+          // Each packet's length in the body, with its separator; binary as "b" + base64.
+          size += (typeof p === "string" ? utf8Length(p) : 1 + 4 * Math.ceil(p.byteLength / 3)) + 1;
+          if (n > 0 && size > this._maxPayload) break;
+        }
       }
+      t.send(this._wbuf.splice(0, n));
     }
 
     _nspPart() {
@@ -751,6 +812,7 @@
           return;
         }
         this._engineOpen = true;
+        this._maxPayload = Number(open.maxPayload) || 0;
         this.io.engine.id = open.sid;
         this._pingBudget = open.pingInterval + open.pingTimeout;
         this._armDeadTimer();
@@ -765,6 +827,7 @@
         if (
           this._transport.name === "polling" &&
           this._upgrade &&
+          !this._wsFailed &&
           this._transports.includes("websocket") &&
           upgrades.includes("websocket")
         )
