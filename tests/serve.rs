@@ -1063,6 +1063,39 @@ fn engine_io_errors_are_the_reference_answers() {
         "{}",
         String::from_utf8_lossy(&body)
     );
+    // A request naming a session with the wrong transport or method: an unknown sid is answered
+    // as such first (code 1), a known one is a bad request (code 3), as the reference's verify.
+    let unknown = br#"{"code":1,"message":"Session ID unknown"}"#;
+    let bad = br#"{"code":3,"message":"Bad request"}"#;
+    for (method, query, want) in [
+        (
+            "GET",
+            "transport=websocket&sid=nope".to_string(),
+            &unknown[..],
+        ),
+        (
+            "PUT",
+            "transport=polling&sid=nope".to_string(),
+            &unknown[..],
+        ),
+        ("GET", format!("transport=websocket&sid={sid}"), &bad[..]),
+        ("PUT", format!("transport=polling&sid={sid}"), &bad[..]),
+        // Without a sid, the handshake's method is checked before its transport.
+        (
+            "POST",
+            "transport=websocket".to_string(),
+            &br#"{"code":2,"message":"Bad handshake method"}"#[..],
+        ),
+    ] {
+        let (status, _, body) = http(
+            relay.port,
+            method,
+            &format!("/socket.io/?EIO=4&{query}"),
+            &[],
+            b"",
+        );
+        assert_eq!((status, body.as_slice()), (400, want), "{method} {query}");
+    }
 }
 
 #[test]

@@ -945,9 +945,11 @@ impl<'a> Query<'a> {
 
     /// Classifies a request the way the reference server's `verify` does. `method` is the HTTP
     /// method; `websocket_upgrade` says whether it asks for a WebSocket upgrade. Order of checks:
-    /// transport (code 0), then with a sid the method (polling: GET or POST, code 3), without a sid
-    /// the handshake rules: GET only (code 2), a websocket transport needs an upgrade (code 3), and
-    /// `EIO=4` (code 5). Looking the sid up is the caller's job (unknown → [`ErrorCode::UnknownSid`]).
+    /// transport (code 0); with a sid, a poll (GET), a post (POST) or an upgrade, anything else
+    /// [`Request::Invalid`] (the caller looks the sid up first, as the reference does: unknown →
+    /// [`ErrorCode::UnknownSid`], else [`ErrorCode::BadRequest`]); without a sid the handshake
+    /// rules: GET only (code 2), a websocket transport needs an upgrade and an upgrade a websocket
+    /// transport (code 3), and `EIO=4` (code 5).
     pub fn classify(
         &self,
         method: &str,
@@ -958,19 +960,21 @@ impl<'a> Query<'a> {
             Some("websocket") => TransportKind::WebSocket,
             _ => return Err(ErrorCode::UnknownTransport),
         };
-        if websocket_upgrade != (transport == TransportKind::WebSocket) {
-            return Err(ErrorCode::BadRequest);
-        }
+        let transport_matches = websocket_upgrade == (transport == TransportKind::WebSocket);
         match (self.sid, transport) {
+            (Some(sid), _) if !transport_matches => Ok(Request::Invalid { sid }),
             (Some(sid), TransportKind::Polling) => match method {
                 "GET" => Ok(Request::Poll { sid }),
                 "POST" => Ok(Request::Post { sid }),
-                _ => Err(ErrorCode::BadRequest),
+                _ => Ok(Request::Invalid { sid }),
             },
             (Some(sid), TransportKind::WebSocket) => Ok(Request::Upgrade { sid }),
             (None, _) => {
                 if method != "GET" {
                     return Err(ErrorCode::BadHandshakeMethod);
+                }
+                if !transport_matches {
+                    return Err(ErrorCode::BadRequest);
                 }
                 if self.eio != Some(PROTOCOL_VERSION) {
                     return Err(ErrorCode::UnsupportedProtocolVersion);
@@ -1001,6 +1005,14 @@ pub enum Request<'a> {
     },
     /// A WebSocket for an existing session (an upgrade).
     Upgrade {
+        /// The session id.
+        sid: &'a str,
+    },
+    /// A request naming a session that is none of the above (a plain request with
+    /// `transport=websocket`, an upgrade with `transport=polling`, a polling request that is
+    /// neither GET nor POST): [`ErrorCode::UnknownSid`] if the session does not exist, else
+    /// [`ErrorCode::BadRequest`].
+    Invalid {
         /// The session id.
         sid: &'a str,
     },
@@ -1277,9 +1289,23 @@ mod tests {
             Err(ErrorCode::BadRequest)
         );
         assert_eq!(
-            c("EIO=4&transport=polling&sid=x", "PUT", false),
+            c("EIO=4&transport=polling", "GET", true),
             Err(ErrorCode::BadRequest)
         );
+        // The method before the transport's upgrade rule, as the reference.
+        assert_eq!(
+            c("EIO=4&transport=websocket", "POST", false),
+            Err(ErrorCode::BadHandshakeMethod)
+        );
+        // With a sid, whether it exists is answered first (by the caller).
+        for (q, m, ws) in [
+            ("EIO=4&transport=polling&sid=x", "PUT", false),
+            ("EIO=4&transport=websocket&sid=x", "GET", false),
+            ("EIO=4&transport=websocket&sid=x", "POST", false),
+            ("EIO=4&transport=polling&sid=x", "GET", true),
+        ] {
+            assert_eq!(c(q, m, ws), Ok(Request::Invalid { sid: "x" }), "{m} {q}");
+        }
     }
 
     #[test]

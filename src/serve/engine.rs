@@ -627,7 +627,18 @@ impl<A: EngineApp> EngineEndpoint<A> {
                 Some(slot) => self.post(slot, req).await,
                 None => error_response(ErrorCode::UnknownSid),
             },
-            EioRequest::Upgrade { .. } => error_response(ErrorCode::BadRequest),
+            EioRequest::Upgrade { sid } | EioRequest::Invalid { sid } => {
+                self.unknown_sid_or_bad_request(sid)
+            }
+        }
+    }
+
+    /// The answer to a request that names a session but is not valid for it: an unknown sid is
+    /// answered as such first, as the reference's `verify` does.
+    fn unknown_sid_or_bad_request(&self, sid: &str) -> Response<Body> {
+        match self.lookup(sid) {
+            Some(_) => error_response(ErrorCode::BadRequest),
+            None => error_response(ErrorCode::UnknownSid),
         }
     }
 
@@ -1030,7 +1041,9 @@ impl<A: EngineApp> Endpoint for EngineEndpoint<A> {
                 }),
                 None => Err(Box::new(error_response(ErrorCode::UnknownSid))),
             },
-            Ok(_) => Err(Box::new(error_response(ErrorCode::BadRequest))),
+            Ok(
+                EioRequest::Invalid { sid } | EioRequest::Poll { sid } | EioRequest::Post { sid },
+            ) => Err(Box::new(self.unknown_sid_or_bad_request(sid))),
             Err(code) => Err(Box::new(error_response(code))),
         }
     }
