@@ -227,6 +227,7 @@
       this._paused = false;
       this._onPaused = null;
       this._final = null; // the close POST, waiting for the POST in flight
+      this._closeOnOpen = false; // closed during the handshake GET: close what it opens
       this._abort = new AbortController();
       this._poll();
     }
@@ -298,7 +299,7 @@
       if (!this._closeOnOpen || this.sid) return;
       this._closeOnOpen = false;
       this.sid = sidOf(body.split(SEP)[0]);
-      if (this.sid) this._post(["1"]).catch(() => {});
+      if (this.sid) this._postLast(["1"]);
     }
     _post(packets) {
       this._posting = true;
@@ -308,9 +309,8 @@
           this._posting = false;
           if (this._final) {
             const last = this._final;
-            const abort = () => this._abort.abort();
             this._final = null;
-            this._post(last).then(abort, abort);
+            this._postLast(last);
           }
         },
       );
@@ -362,21 +362,24 @@
       if (this._done) return;
       this._done = true;
       this.writable = false;
-      const abort = () => this._abort.abort();
       if (!tell) {
-        abort();
+        this._abort.abort();
         return;
       }
+      setTimeout(() => this._abort.abort(), 10000);
       if (!this.sid) {
         // The handshake is under way: its answer names the session to close.
         this._closeOnOpen = this._polling;
-        setTimeout(abort, 10000);
         return;
       }
-      setTimeout(abort, 10000);
       const last = [...rest, "1"];
       if (this._posting) this._final = last;
-      else this._post(last).then(abort, abort);
+      else this._postLast(last);
+    }
+    // The close POST; once it is answered, the GET still in flight is cut off.
+    _postLast(packets) {
+      const abort = () => this._abort.abort();
+      this._post(packets).then(abort, abort);
     }
     // After an upgrade: the session goes on over the WebSocket, so no close packet.
     stop() {
